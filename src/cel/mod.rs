@@ -1,0 +1,524 @@
+//! The only module that touches the `cel` crate: compiling conditions, checking what they refer
+//! to, binding request values and evaluating.
+//!
+//! A [`Condition`] is compiled once, when a policy set is loaded; compiling also rejects
+//! references to unknown variables and functions (the `cel` crate has no type checker, so this is
+//! where typos are caught). On the request path, [`Bindings`] borrow values built once per
+//! request ([`Value`]s converted from the request's JSON attributes without copying strings), an
+//! [`Activation`] names them `P`, `R`, `A`, `C`, and [`Condition::eval_bool`] runs the compiled
+//! program in its [`EvalContext`].
+//!
+//! Must not know about policies, rules, gRPC or I/O: it speaks CEL and JSON only.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use ::cel::common::ast::{Expr, IdedExpr};
+use ::cel::common::types::{CelBool, CelDouble, CelList, CelMap, CelMapKey, CelString};
+use ::cel::common::value::{CowVal, Val};
+use ::cel::context::VariableResolver;
+use ::cel::{Context, Env, Program};
+
+/// The names conditions use for the request: principal, resource, action, context.
+pub const VARIABLES: [&str; 4] = ["P", "R", "A", "C"];
+
+/// The CEL environment every condition of a policy set is compiled and evaluated in: the standard
+/// library, nothing else. Built once per policy set.
+#[derive(Clone)]
+pub struct Environment {
+    env: Arc<Env>,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Environment {
+            env: Arc::new(Env::stdlib()),
+        }
+    }
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Environment(stdlib)")
+    }
+}
+
+/// Why a condition failed to compile. `column` is 1-based, within the condition's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub message: String,
+    /// 1-based line and column inside the condition text, when known.
+    pub position: Option<(usize, usize)>,
+}
+
+impl CompileError {
+    /// The message followed by the offending line of `source` with a caret under the position.
+    pub fn render(&self, source: &str) -> String {
+        match self.position {
+            Some((line, column)) => {
+                let text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+                format!(
+                    "{}\n    | {}\n    | {:>width$}",
+                    self.message,
+                    text,
+                    "^",
+                    width = column.max(1)
+                )
+            }
+            None => self.message.clone(),
+        }
+    }
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{}: {}", line, column, self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A compiled CEL condition, with the text it came from.
+pub struct Condition {
+    program: Program,
+    source: String,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Condition({:?})", self.source)
+    }
+}
+
+impl Environment {
+    /// Compiles `source` and checks that it refers only to `P`, `R`, `A`, `C` (and variables its
+    /// own macros introduce) and to functions the environment declares.
+    pub fn compile(&self, source: &str) -> Result<Condition, CompileError> {
+        let program = self.env.compile(source).map_err(|errors| {
+            let first = errors.errors.first();
+            CompileError {
+                message: first
+                    .map(|e| format!("syntax error: {}", e.msg))
+                    .unwrap_or_else(|| "syntax error".to_string()),
+                position: first.and_then(|e| {
+                    (e.pos.0 > 0).then_some((e.pos.0 as usize, (e.pos.1.max(0) as usize) + 1))
+                }),
+            }
+        })?;
+        let mut problems = Vec::new();
+        let mut scope = Vec::new();
+        self.check_references(program.expression(), &mut scope, &program, &mut problems);
+        if let Some(first) = problems.into_iter().next() {
+            return Err(first);
+        }
+        Ok(Condition {
+            program,
+            source: source.to_string(),
+        })
+    }
+
+    /// Whether the environment declares a function (global or member) of this name.
+    fn has_function(&self, name: &str) -> bool {
+        // The cel crate does not expose its overload table; adding a function of a declared name
+        // to a context is refused with OverloadConflict, which tells us it exists.
+        let mut probe = Context::with_env(Arc::clone(&self.env));
+        probe.add_function(name, |x: i64| x).is_err()
+    }
+
+    fn check_references(
+        &self,
+        e: &IdedExpr,
+        scope: &mut Vec<String>,
+        program: &Program,
+        problems: &mut Vec<CompileError>,
+    ) {
+        let position = |id: u64| -> Option<(usize, usize)> {
+            let (start, _) = program.source_info().offset_for(id)?;
+            let source = &program.source_info().source;
+            let start = start as usize;
+            let before = source.get(..start)?;
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            Some((line, column))
+        };
+        match &e.expr {
+            Expr::Ident(name) => {
+                if !VARIABLES.contains(&name.as_str()) && !scope.iter().any(|s| s == name) {
+                    let hint = VARIABLES
+                        .iter()
+                        .find(|v| name.eq_ignore_ascii_case(v) || name.starts_with(*v))
+                        .map(|v| format!(" (did you mean '{v}'?)"))
+                        .unwrap_or_else(|| " (conditions see P, R, A and C)".to_string());
+                    problems.push(CompileError {
+                        message: format!("unknown variable '{name}'{hint}"),
+                        position: position(e.id),
+                    });
+                }
+            }
+            Expr::Call(call) => {
+                let operator = call.func_name.starts_with('_')
+                    || call.func_name.starts_with('!')
+                    || call.func_name.starts_with('@');
+                if !operator && !self.has_function(&call.func_name) {
+                    problems.push(CompileError {
+                        message: format!("unknown function '{}'", call.func_name),
+                        position: position(e.id),
+                    });
+                }
+                if let Some(target) = &call.target {
+                    self.check_references(target, scope, program, problems);
+                }
+                for arg in &call.args {
+                    self.check_references(arg, scope, program, problems);
+                }
+            }
+            Expr::Select(select) => {
+                self.check_references(&select.operand, scope, program, problems)
+            }
+            Expr::List(list) => {
+                for element in &list.elements {
+                    self.check_references(element, scope, program, problems);
+                }
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    if let ::cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr {
+                        self.check_references(&entry.key, scope, program, problems);
+                        self.check_references(&entry.value, scope, program, problems);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                self.check_references(&c.iter_range, scope, program, problems);
+                self.check_references(&c.accu_init, scope, program, problems);
+                let depth = scope.len();
+                scope.push(c.iter_var.clone());
+                if let Some(second) = &c.iter_var2 {
+                    scope.push(second.clone());
+                }
+                scope.push(c.accu_var.clone());
+                self.check_references(&c.loop_cond, scope, program, problems);
+                self.check_references(&c.loop_step, scope, program, problems);
+                self.check_references(&c.result, scope, program, problems);
+                scope.truncate(depth);
+            }
+            Expr::Struct(_) => problems.push(CompileError {
+                message: "message construction is not supported in conditions".to_string(),
+                position: position(e.id),
+            }),
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+}
+
+/// The outcome of evaluating a condition that did not produce a boolean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalError(pub String);
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Condition {
+    /// The CEL text this condition was compiled from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The parsed expression, for walking (partial evaluation).
+    pub fn expression(&self) -> &IdedExpr {
+        self.program.expression()
+    }
+
+    /// Evaluates the condition in `context`. A result that is not a boolean is an error.
+    pub fn eval_bool(&self, context: &EvalContext<'_>) -> Result<bool, EvalError> {
+        let value = ::cel::Value::resolve_val(self.program.expression(), &context.context)
+            .map_err(|e| EvalError(describe_execution_error(&e)))?;
+        match value.downcast_ref::<CelBool>() {
+            Some(b) => Ok(*b.inner()),
+            None => Err(EvalError(format!(
+                "condition evaluated to a {}, not a bool",
+                value.get_type().name()
+            ))),
+        }
+    }
+}
+
+fn describe_execution_error(e: &::cel::ExecutionError) -> String {
+    match e {
+        ::cel::ExecutionError::NoSuchKey(key) => format!("missing attribute '{key}'"),
+        other => other.to_string(),
+    }
+}
+
+/// A CEL value built from request data, borrowing its strings.
+pub struct Value<'r>(Box<dyn Val + 'r>);
+
+impl fmt::Debug for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'r> Value<'r> {
+    /// Converts JSON into a CEL value. Numbers become doubles (as protobuf Struct numbers are);
+    /// null members of objects are dropped, so a null attribute is the same as an absent one.
+    pub fn from_json(json: &'r serde_json::Value) -> Value<'r> {
+        Value(json_to_val(json))
+    }
+
+    /// Like [`Value::from_json`], but JSON null (an unset attribute bag) is an empty map.
+    pub fn from_json_object(json: &'r serde_json::Value) -> Value<'r> {
+        match json {
+            serde_json::Value::Null => Value(Box::new(CelMap::from(HashMap::new()))),
+            other => Value::from_json(other),
+        }
+    }
+
+    /// A CEL string.
+    pub fn string(s: &'r str) -> Value<'r> {
+        Value(Box::new(CelString::from(s)))
+    }
+
+    /// A CEL list of strings.
+    pub fn string_list(items: &'r [String]) -> Value<'r> {
+        Value(Box::new(CelList::from(
+            items
+                .iter()
+                .map(|s| Box::new(CelString::from(s.as_str())) as Box<dyn Val + 'r>)
+                .collect::<Vec<_>>(),
+        )))
+    }
+
+    /// A CEL map with string keys.
+    pub fn map(entries: impl IntoIterator<Item = (&'r str, Value<'r>)>) -> Value<'r> {
+        let map: HashMap<CelMapKey<'r>, Box<dyn Val + 'r>> = entries
+            .into_iter()
+            .map(|(k, v)| (CelMapKey::from(k), v.0))
+            .collect();
+        Value(Box::new(CelMap::from(map)))
+    }
+}
+
+fn json_to_val(json: &serde_json::Value) -> Box<dyn Val + '_> {
+    use serde_json::Value as J;
+    match json {
+        J::Null => Box::new(::cel::common::types::CelNull),
+        J::Bool(b) => Box::new(CelBool::from(*b)),
+        J::Number(n) => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        J::String(s) => Box::new(CelString::from(s.as_str())),
+        J::Array(items) => Box::new(CelList::from(
+            items.iter().map(json_to_val).collect::<Vec<_>>(),
+        )),
+        J::Object(members) => {
+            let map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = members
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_val(v)))
+                .collect();
+            Box::new(CelMap::from(map))
+        }
+    }
+}
+
+/// The four variables a condition sees, borrowed for one evaluation.
+struct Bindings<'a, 'r> {
+    principal: &'a Value<'r>,
+    resource: &'a Value<'r>,
+    action: &'a Value<'r>,
+    context: &'a Value<'r>,
+}
+
+impl VariableResolver for Bindings<'_, '_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let value: &'b Value<'_> = match variable {
+            "P" => self.principal,
+            "R" => self.resource,
+            "A" => self.action,
+            "C" => self.context,
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(value.0.as_ref()))
+    }
+}
+
+/// What the conditions of one (resource, action) decision are evaluated against. Build it once per
+/// decision and evaluate every candidate rule in it.
+pub struct EvalContext<'s> {
+    context: Context<'s, 's>,
+}
+
+/// The values of `P`, `R`, `A` and `C` for one decision.
+pub struct Activation<'a, 'r> {
+    bindings: Bindings<'a, 'r>,
+}
+
+impl<'a, 'r> Activation<'a, 'r> {
+    pub fn new(
+        principal: &'a Value<'r>,
+        resource: &'a Value<'r>,
+        action: &'a Value<'r>,
+        context: &'a Value<'r>,
+    ) -> Self {
+        Activation {
+            bindings: Bindings {
+                principal,
+                resource,
+                action,
+                context,
+            },
+        }
+    }
+
+    /// A context evaluating conditions of `environment` against these values.
+    pub fn context<'s>(&'s self, environment: &Environment) -> EvalContext<'s> {
+        let mut context = Context::with_env(Arc::clone(&environment.env));
+        context.set_variable_resolver(&self.bindings);
+        EvalContext { context }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn eval(source: &str, resource_attr: serde_json::Value) -> Result<bool, EvalError> {
+        let env = Environment::default();
+        let condition = env.compile(source).expect("compiles");
+        let principal_attr = json!({"practice_id": "7", "licensed_states": ["CA", "NY"]});
+        let roles = vec!["physician".to_string()];
+        let principal = Value::map([
+            ("id", Value::string("dr-1")),
+            ("roles", Value::string_list(&roles)),
+            ("attr", Value::from_json(&principal_attr)),
+        ]);
+        let resource = Value::map([("attr", Value::from_json(&resource_attr))]);
+        let action = Value::string("read");
+        let context_json = json!({});
+        let context = Value::from_json(&context_json);
+        let activation = Activation::new(&principal, &resource, &action, &context);
+        let context = activation.context(&env);
+        let result = condition.eval_bool(&context);
+        result
+    }
+
+    #[test]
+    fn struct_numbers_compare_with_int_literals() {
+        assert_eq!(
+            eval("R.attr.amount >= 100", json!({"amount": 100.0})),
+            Ok(true)
+        );
+        assert_eq!(
+            eval("R.attr.amount == 100", json!({"amount": 100})),
+            Ok(true)
+        );
+        assert_eq!(
+            eval("R.attr.amount < 100", json!({"amount": 99.5})),
+            Ok(true)
+        );
+        assert_eq!(
+            eval("R.attr.amount in [1, 100]", json!({"amount": 100})),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn principal_and_resource_attributes_are_visible() {
+        assert_eq!(
+            eval(
+                "R.attr.practice_id == P.attr.practice_id",
+                json!({"practice_id": "7"})
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            eval(
+                "R.attr.state in P.attr.licensed_states",
+                json!({"state": "TX"})
+            ),
+            Ok(false)
+        );
+        assert_eq!(
+            eval("'physician' in P.roles && P.id == 'dr-1'", json!({})),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn missing_and_null_attributes_are_errors_not_false() {
+        let missing = eval("R.attr.practice_id == '7'", json!({}));
+        assert!(
+            matches!(&missing, Err(EvalError(m)) if m.contains("practice_id")),
+            "{missing:?}"
+        );
+        let null = eval("R.attr.practice_id == '7'", json!({"practice_id": null}));
+        assert!(null.is_err(), "a null attribute is absent: {null:?}");
+        assert_eq!(
+            eval("has(R.attr.practice_id)", json!({"practice_id": null})),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn errors_follow_cel_commutative_logic() {
+        assert_eq!(eval("R.attr.x == 1 || true", json!({})), Ok(true));
+        assert_eq!(eval("R.attr.x == 1 && false", json!({})), Ok(false));
+        assert!(eval("R.attr.x == 1 || false", json!({})).is_err());
+        assert!(eval("!(R.attr.x == 1)", json!({})).is_err());
+    }
+
+    #[test]
+    fn type_errors_and_non_bool_results_are_errors() {
+        assert!(eval("R.attr.name > 3", json!({"name": "x"})).is_err());
+        let not_bool = eval("R.attr.name", json!({"name": "x"}));
+        assert!(matches!(&not_bool, Err(EvalError(m)) if m.contains("not a bool")));
+    }
+
+    #[test]
+    fn compile_rejects_unknown_variables_with_a_hint_and_position() {
+        let env = Environment::default();
+        let err = env.compile("Rs.attr.x == 1").unwrap_err();
+        assert!(err.message.contains("unknown variable 'Rs'"), "{err:?}");
+        assert!(err.message.contains("did you mean 'R'"), "{err:?}");
+        assert_eq!(err.position, Some((1, 1)));
+        let err = env
+            .compile("P.id == 'x' && principal.id == 'y'")
+            .unwrap_err();
+        assert!(err.message.contains("'principal'"), "{err:?}");
+        assert_eq!(err.position, Some((1, 16)));
+    }
+
+    #[test]
+    fn compile_rejects_unknown_functions_and_accepts_known_ones() {
+        let env = Environment::default();
+        let err = env.compile("sizeof(P.roles) > 0").unwrap_err();
+        assert!(err.message.contains("unknown function 'sizeof'"), "{err:?}");
+        for ok in [
+            "size(P.roles) > 0",
+            "P.id.startsWith('dr-')",
+            "P.roles.exists(r, r == 'nurse')",
+            "P.roles.all(r, r != '')",
+            "has(R.attr.x)",
+            "P.attr.licensed_states.filter(s, s == 'CA').size() == 1",
+            "int(R.attr.amount) > 3",
+            "A in ['read', 'search'] ? true : false",
+        ] {
+            env.compile(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position_and_render_a_caret() {
+        let env = Environment::default();
+        let source = "R.attr.x == ";
+        let err = env.compile(source).unwrap_err();
+        assert!(err.message.starts_with("syntax error"), "{err:?}");
+        let rendered = err.render(source);
+        assert!(rendered.contains('^'), "{rendered}");
+    }
+}

@@ -1,0 +1,303 @@
+//! The `verdict` command line: `serve` runs the daemon, `check` asks a running daemon for a
+//! decision over gRPC, `validate` loads and compiles a policy directory.
+//!
+//! The only place that reads flags and prints for humans; everything it runs lives elsewhere.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
+use crate::server::convert::{json_to_value, Limits};
+use crate::server::proto;
+use crate::store::PolicyStore;
+
+#[derive(Parser)]
+#[command(
+    name = "verdict",
+    version,
+    about = "Verdict: an authorization decision service with CEL policies"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the decision daemon (gRPC: verdict.v1.Authorizer, grpc.health.v1, reflection).
+    Serve(ServeArgs),
+    /// Ask a running daemon for a decision and print it.
+    Check(CheckArgs),
+    /// Load and compile a policy directory; print every problem and exit non-zero on any.
+    Validate(ValidateArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Directory of policy files (*.yaml), read recursively.
+    #[arg(long, env = "VERDICT_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "VERDICT_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Most resources one Check may carry.
+    #[arg(long, env = "VERDICT_MAX_RESOURCES", default_value_t = Limits::default().max_resources)]
+    pub max_resources: usize,
+    /// Most actions one resource of a Check may carry.
+    #[arg(long, env = "VERDICT_MAX_ACTIONS", default_value_t = Limits::default().max_actions)]
+    pub max_actions: usize,
+    /// Deepest nesting of attribute values accepted.
+    #[arg(long, env = "VERDICT_MAX_ATTR_DEPTH", default_value_t = Limits::default().max_attr_depth)]
+    pub max_attr_depth: usize,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The daemon's address.
+    #[arg(long, env = "VERDICT_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// A whole request as JSON (or @file): {"principal": {...}, "resources": [{"resource": {...},
+    /// "actions": [...]}], "context": {...}}. Replaces the other request flags.
+    #[arg(long, conflicts_with_all = ["principal", "resource", "action"])]
+    pub request: Option<String>,
+    /// The principal as JSON: {"id": "dr-1", "roles": ["physician"], "attr": {"practice_id": "7"}}.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// The resource as JSON: {"kind": "Patient", "id": "p1", "attr": {...}}.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// An action to decide; repeat for several.
+    #[arg(long = "action")]
+    pub action: Vec<String>,
+    /// Request context as a JSON object.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Print the response as JSON instead of one line per decision.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Directory of policy files.
+    #[arg(default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Check(args) => check(args).await,
+        Command::Validate(args) => validate(args),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let store = PolicyStore::open(&args.policies).map_err(|e| {
+        anyhow::anyhow!(
+            "refusing to start: the policy set in {} is broken:\n{e}",
+            args.policies.display()
+        )
+    })?;
+    let store = Arc::new(store);
+    let set = store.current();
+    tracing::info!(
+        policies = %args.policies.display(),
+        version = %set.version,
+        policy_count = set.policy_count,
+        rules = set.rules.len(),
+        "policy set loaded"
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
+    let limits = Limits {
+        max_resources: args.max_resources,
+        max_actions: args.max_actions,
+        max_attr_depth: args.max_attr_depth,
+    };
+    crate::server::serve(listener, store, limits, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
+
+fn read_json_arg(what: &str, text: &str) -> Result<serde_json::Value> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("--{what}: cannot read {path}"))?,
+        None => text.to_string(),
+    };
+    serde_json::from_str(&text).with_context(|| format!("--{what} is not valid JSON"))
+}
+
+fn check_request_from(args: &CheckArgs) -> Result<CheckRequest> {
+    if let Some(request) = &args.request {
+        return serde_json::from_value(read_json_arg("request", request)?).context(
+            "--request does not match {principal, resources: [{resource, actions}], context}",
+        );
+    }
+    let principal: Principal = match &args.principal {
+        Some(p) => serde_json::from_value(read_json_arg("principal", p)?)
+            .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?,
+        None => bail!("--principal (or --request) is required"),
+    };
+    let resource: Resource = match &args.resource {
+        Some(r) => serde_json::from_value(read_json_arg("resource", r)?)
+            .context("--resource: expected {kind, id, attr}")?,
+        None => bail!("--resource (or --request) is required"),
+    };
+    if args.action.is_empty() {
+        bail!("at least one --action is required");
+    }
+    Ok(CheckRequest {
+        request_id: String::new(),
+        principal,
+        resources: vec![ResourceCheck {
+            resource,
+            actions: args.action.clone(),
+        }],
+        context: match &args.context {
+            Some(c) => read_json_arg("context", c)?,
+            None => serde_json::Value::Null,
+        },
+    })
+}
+
+fn json_object_to_struct(j: &serde_json::Value) -> Option<prost_types::Struct> {
+    match json_to_value(j).kind {
+        Some(prost_types::value::Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The protobuf form of an engine request (for clients: the CLI and tests).
+pub fn to_proto(r: &CheckRequest) -> proto::CheckRequest {
+    let p = &r.principal;
+    proto::CheckRequest {
+        request_id: r.request_id.clone(),
+        principal: Some(proto::Principal {
+            id: p.id.clone(),
+            roles: p.roles.clone(),
+            capabilities: p.capabilities.clone(),
+            scopes: p.scopes.clone(),
+            attr: json_object_to_struct(&p.attr),
+            client_id: p.client_id.clone(),
+        }),
+        resources: r
+            .resources
+            .iter()
+            .map(|c| proto::ResourceCheck {
+                resource: Some(proto::Resource {
+                    kind: c.resource.kind.clone(),
+                    id: c.resource.id.clone(),
+                    attr: json_object_to_struct(&c.resource.attr),
+                }),
+                actions: c.actions.clone(),
+            })
+            .collect(),
+        context: json_object_to_struct(&r.context),
+    }
+}
+
+async fn check(args: CheckArgs) -> Result<()> {
+    let request = check_request_from(&args)?;
+    let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
+        .await
+        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let response = client
+        .check(to_proto(&request))
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&response_json(&response))?
+        );
+        return Ok(());
+    }
+    println!("policy_version {}", response.policy_version);
+    for (check, result) in request.resources.iter().zip(&response.results) {
+        let who = format!("{}/{}", check.resource.kind, check.resource.id);
+        for action in &check.actions {
+            match result.actions.get(action) {
+                Some(d) => {
+                    let effect = if d.effect == proto::Effect::Allow as i32 {
+                        "ALLOW"
+                    } else {
+                        "DENY"
+                    };
+                    println!("{who} {action}: {effect} - {}", d.reason);
+                }
+                None => println!("{who} {action}: (no answer)"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn response_json(r: &proto::CheckResponse) -> serde_json::Value {
+    serde_json::json!({
+        "request_id": r.request_id,
+        "policy_version": r.policy_version,
+        "results": r.results.iter().map(|res| serde_json::json!({
+            "resource": res.resource.as_ref().map(|i| serde_json::json!({"kind": i.kind, "id": i.id})),
+            "actions": res.actions.iter().map(|(a, d)| (a.clone(), serde_json::json!({
+                "effect": proto::Effect::try_from(d.effect).map(|e| e.as_str_name()).unwrap_or("EFFECT_UNSPECIFIED"),
+                "policy": d.policy,
+                "rule": d.rule,
+                "reason": d.reason,
+            }))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn validate(args: ValidateArgs) -> Result<()> {
+    match crate::compile::PolicySet::load(&args.policies) {
+        Ok(set) => {
+            println!(
+                "{}: ok, {} policies, {} rules, version {}",
+                args.policies.display(),
+                set.policy_count,
+                set.rules.len(),
+                set.version
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            bail!(
+                "{} problem(s) in {}",
+                errors.0.len(),
+                args.policies.display()
+            )
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The decision procedure: a [`CheckRequest`] and a [`PolicySet`] in, one [`Decision`] per
+//! (resource, action) out. Pure, synchronous, no I/O, no locks.
+//!
+//! For one (principal, resource, action), over the rules indexed for (kind, action) whose
+//! principal selectors match:
+//! 1. a deny rule whose resource selector and condition hold denies; one that fails to evaluate
+//!    denies too (fail closed);
+//! 2. if a scope gate is on for the kind, a request no granted SMART scope covers is denied;
+//! 3. an allow rule whose selector and condition hold allows; one that fails to evaluate does not
+//!    allow (its error is named in the reason of the default deny);
+//! 4. otherwise deny (default deny).
+//!
+//! Request values (`P`, `C`) are built once per request, `R` once per resource, `A` once per
+//! action; every candidate rule is evaluated in the same context.
+
+use std::sync::Arc;
+
+use crate::cel::{Activation, EvalContext, EvalError, Value};
+use crate::compile::{CompiledRule, PolicySet};
+use crate::policy::Effect;
+use crate::request::{CheckRequest, Principal, Resource};
+use crate::smart::SmartScope;
+
+/// The decision on one action of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub effect: Effect,
+    /// The deciding policy; empty for a default deny without a failing rule.
+    pub policy: Arc<str>,
+    /// The deciding rule; empty like `policy`.
+    pub rule: Arc<str>,
+    pub reason: Arc<str>,
+    /// A condition failed to evaluate while deciding (the decision is a deny).
+    pub evaluation_error: bool,
+}
+
+impl Decision {
+    pub fn is_allow(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+
+    fn from_rule(rule: &CompiledRule) -> Decision {
+        Decision {
+            effect: rule.effect,
+            policy: Arc::clone(&rule.policy),
+            rule: Arc::clone(&rule.name),
+            reason: Arc::clone(&rule.reason),
+            evaluation_error: false,
+        }
+    }
+
+    fn failed_deny(rule: &CompiledRule, error: &EvalError) -> Decision {
+        Decision {
+            effect: Effect::Deny,
+            policy: Arc::clone(&rule.policy),
+            rule: Arc::clone(&rule.name),
+            reason: format!(
+                "denied: deny rule \"{}\" of policy \"{}\" could not be evaluated (fail closed): {error}",
+                rule.name, rule.policy
+            )
+            .into(),
+            evaluation_error: true,
+        }
+    }
+
+    fn default_deny(reason: String) -> Decision {
+        Decision {
+            effect: Effect::Deny,
+            policy: "".into(),
+            rule: "".into(),
+            reason: reason.into(),
+            evaluation_error: false,
+        }
+    }
+}
+
+/// The decisions for one resource, actions in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceDecisions {
+    pub kind: String,
+    pub id: String,
+    pub actions: Vec<(String, Decision)>,
+}
+
+/// Decides every (resource, action) of `request` against `set`.
+pub fn check(set: &PolicySet, request: &CheckRequest) -> Vec<ResourceDecisions> {
+    let principal = PrincipalValues::new(&request.principal);
+    let context = Value::from_json_object(&request.context);
+    let mut scopes = GrantedScopes::new(&request.principal.scopes);
+    request
+        .resources
+        .iter()
+        .map(|check| {
+            let resource = &check.resource;
+            let resource_value = resource_value(resource);
+            let actions = check
+                .actions
+                .iter()
+                .map(|action| {
+                    let decision = decide(
+                        set,
+                        &request.principal,
+                        &principal.value,
+                        resource,
+                        &resource_value,
+                        action,
+                        &context,
+                        &mut scopes,
+                    );
+                    (action.clone(), decision)
+                })
+                .collect();
+            ResourceDecisions {
+                kind: resource.kind.clone(),
+                id: resource.id.clone(),
+                actions,
+            }
+        })
+        .collect()
+}
+
+/// The CEL value of `P`.
+pub struct PrincipalValues<'r> {
+    pub value: Value<'r>,
+}
+
+impl<'r> PrincipalValues<'r> {
+    pub fn new(p: &'r Principal) -> Self {
+        PrincipalValues {
+            value: Value::map([
+                ("id", Value::string(&p.id)),
+                ("roles", Value::string_list(&p.roles)),
+                ("capabilities", Value::string_list(&p.capabilities)),
+                ("scopes", Value::string_list(&p.scopes)),
+                ("client_id", Value::string(&p.client_id)),
+                ("attr", Value::from_json_object(&p.attr)),
+            ]),
+        }
+    }
+}
+
+/// The CEL value of `R`.
+pub fn resource_value(r: &Resource) -> Value<'_> {
+    Value::map([
+        ("kind", Value::string(&r.kind)),
+        ("id", Value::string(&r.id)),
+        ("attr", Value::from_json_object(&r.attr)),
+    ])
+}
+
+/// The principal's SMART scopes, parsed on first use.
+struct GrantedScopes<'r> {
+    raw: &'r [String],
+    parsed: Option<Vec<SmartScope>>,
+}
+
+impl<'r> GrantedScopes<'r> {
+    fn new(raw: &'r [String]) -> Self {
+        GrantedScopes { raw, parsed: None }
+    }
+
+    fn get(&mut self) -> &[SmartScope] {
+        self.parsed.get_or_insert_with(|| {
+            self.raw
+                .iter()
+                .filter_map(|s| SmartScope::parse(s))
+                .collect()
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    set: &PolicySet,
+    principal: &Principal,
+    principal_value: &Value<'_>,
+    resource: &Resource,
+    resource_value: &Value<'_>,
+    action: &str,
+    context: &Value<'_>,
+    scopes: &mut GrantedScopes<'_>,
+) -> Decision {
+    let action_value = Value::string(action);
+    let activation = Activation::new(principal_value, resource_value, &action_value, context);
+    let eval = activation.context(&set.environment);
+    let mut failed_allow: Option<(&CompiledRule, EvalError)> = None;
+    let mut gate_passed = false;
+    for &id in set.rules_for(&resource.kind, action) {
+        let rule = &set.rules[id as usize];
+        if !rule.principals.matches(principal) {
+            continue;
+        }
+        if rule.effect == Effect::Allow && !gate_passed {
+            // Every deny rule has been seen (they come first): apply the scope ceiling now.
+            if let Some(denial) = scope_gate(set, principal, resource, action, scopes) {
+                return denial;
+            }
+            gate_passed = true;
+        }
+        match holds(rule, &eval) {
+            Ok(true) => return Decision::from_rule(rule),
+            Ok(false) => {}
+            Err(error) if rule.effect == Effect::Deny => {
+                return Decision::failed_deny(rule, &error)
+            }
+            Err(error) => {
+                failed_allow.get_or_insert((rule, error));
+            }
+        }
+    }
+    if !gate_passed {
+        if let Some(denial) = scope_gate(set, principal, resource, action, scopes) {
+            return denial;
+        }
+    }
+    let kind = &resource.kind;
+    match failed_allow {
+        Some((rule, error)) => Decision {
+            effect: Effect::Deny,
+            policy: Arc::clone(&rule.policy),
+            rule: Arc::clone(&rule.name),
+            reason: format!(
+                "denied: no rule allows {kind}:{action}; allow rule \"{}\" of policy \"{}\" could not be evaluated: {error}",
+                rule.name, rule.policy
+            )
+            .into(),
+            evaluation_error: true,
+        },
+        None if !set.knows_kind(kind) => {
+            Decision::default_deny(format!("denied by default: no policy covers kind \"{kind}\""))
+        }
+        None => Decision::default_deny(format!(
+            "denied by default: no rule allows {kind}:{action} for this principal"
+        )),
+    }
+}
+
+/// Whether the rule's resource selector and condition both hold.
+fn holds(rule: &CompiledRule, eval: &EvalContext<'_>) -> Result<bool, EvalError> {
+    if let Some(target) = &rule.target {
+        if !target.eval_bool(eval)? {
+            return Ok(false);
+        }
+    }
+    match &rule.condition {
+        Some(condition) => condition.eval_bool(eval),
+        None => Ok(true),
+    }
+}
+
+/// The scope gate's denial, if a gate is on for the kind and no granted scope covers the request.
+fn scope_gate(
+    set: &PolicySet,
+    principal: &Principal,
+    resource: &Resource,
+    action: &str,
+    scopes: &mut GrantedScopes<'_>,
+) -> Option<Decision> {
+    let gate = set.scope_gate_for(&resource.kind)?;
+    let kind = &resource.kind;
+    let denial = |reason: String| Decision {
+        effect: Effect::Deny,
+        policy: gate.name.as_str().into(),
+        rule: "scope-gate".into(),
+        reason: reason.into(),
+        evaluation_error: false,
+    };
+    let Some(permission) = gate.permission(action) else {
+        return Some(denial(format!(
+            "denied by scope gate \"{}\": action \"{action}\" maps to no SMART permission",
+            gate.name
+        )));
+    };
+    let covered = scopes.get().iter().any(|scope| {
+        scope.covers(
+            kind,
+            permission,
+            &resource.attr,
+            &principal.attr,
+            &gate.compartment,
+        )
+    });
+    (!covered).then(|| {
+        denial(format!(
+            "denied by scope gate \"{}\": no granted scope covers {kind}:{action}",
+            gate.name
+        ))
+    })
+}

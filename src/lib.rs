@@ -1,0 +1,11 @@
+//! Verdict: an authorization decision service (a policy decision point). See ARCHITECTURE.md for
+//! the map; modules are listed here from the bottom of the dependency graph up.
+pub mod cel;
+pub mod cli;
+pub mod compile;
+pub mod engine;
+pub mod policy;
+pub mod request;
+pub mod server;
+pub mod smart;
+pub mod store;

@@ -1,0 +1,468 @@
+//! The policy file model: what operators write in `policies/*.yaml`, parsed with serde, and the
+//! loading of a whole directory into [`PolicySource`]s with file-and-line errors.
+//!
+//! A file holds one or more YAML documents (separated by `---`); each document is exactly one of
+//! `agent_policy`, `resource_policy`, `capabilities` or `scope_gate`. See `docs/policies.md`.
+//!
+//! Must not know about CEL beyond carrying condition text: compiling is `compile`'s job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// One YAML document of a policy file.
+#[derive(Debug, Clone)]
+pub enum Document {
+    /// RBAC-like: what principals (by role, capability, id or client) may do to kinds.
+    AgentPolicy(AgentPolicy),
+    /// ACL-like: rules that travel with a resource kind (optionally narrowed by a condition on the
+    /// resource), able to override agent grants.
+    ResourcePolicy(ResourcePolicy),
+    /// Named bundles of `Kind:action` grants that a principal holds in its token.
+    Capabilities(Capabilities),
+    /// An OAuth / SMART on FHIR scope ceiling for some kinds.
+    ScopeGate(ScopeGate),
+}
+
+/// A document as written: a map with exactly one of these keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocument {
+    agent_policy: Option<AgentPolicy>,
+    resource_policy: Option<ResourcePolicy>,
+    capabilities: Option<Capabilities>,
+    scope_gate: Option<ScopeGate>,
+}
+
+impl RawDocument {
+    fn into_document(self) -> Result<Document, String> {
+        let mut found: Vec<Document> = Vec::new();
+        found.extend(self.agent_policy.map(Document::AgentPolicy));
+        found.extend(self.resource_policy.map(Document::ResourcePolicy));
+        found.extend(self.capabilities.map(Document::Capabilities));
+        found.extend(self.scope_gate.map(Document::ScopeGate));
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(format!("a document must have one of the keys {DOCUMENT_KEYS}")),
+            _ => Err(format!("a document must have only one of the keys {DOCUMENT_KEYS}; separate documents with ---")),
+        }
+    }
+}
+
+const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// Which principals a policy or rule applies to: any principal matching any entry. `"*"` in
+/// `roles` matches every principal.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSelector {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub clients: Vec<String>,
+}
+
+impl PrincipalSelector {
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty()
+            && self.capabilities.is_empty()
+            && self.ids.is_empty()
+            && self.clients.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub effect: Effect,
+    /// Action names; `"*"` is every action.
+    pub actions: Vec<String>,
+    /// Resource kinds (agent policies only; a resource policy names its kind once). `"*"` is every
+    /// kind.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Narrows the principals this rule applies to, within those of its policy.
+    #[serde(default)]
+    pub principals: Option<PrincipalSelector>,
+    /// A CEL condition over `P`, `R`, `A`, `C`; absent means always.
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPolicy {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub principals: PrincipalSelector,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSelector {
+    /// The kind the policy travels with; `"*"` is every kind.
+    pub kind: String,
+    /// Narrows the policy to resources for which this CEL condition holds (e.g. a label).
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcePolicy {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub resource: ResourceSelector,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capability {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `Kind:action` pairs, with `*` wildcards (`Note:*`).
+    pub grants: Vec<String>,
+    /// An optional CEL condition every grant of the capability is subject to.
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub capabilities: Vec<Capability>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeGate {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The kinds the gate applies to; `"*"` is every kind.
+    pub kinds: Vec<String>,
+    /// Action name -> SMART v2 permission letter (c, r, u, d, s). Defaults: read->r, search->s,
+    /// create->c, update->u, delete->d. An action without a letter is never covered.
+    #[serde(default)]
+    pub actions: Option<BTreeMap<String, String>>,
+    /// The principal attribute holding the SMART launch patient. Default `patient`.
+    #[serde(default)]
+    pub patient_claim: Option<String>,
+    /// The resource attribute naming the patient a resource belongs to. Default `patient_id`.
+    #[serde(default)]
+    pub patient_attribute: Option<String>,
+}
+
+/// A parsed document and where it came from.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub file: PathBuf,
+    /// Line of the document's first line in the file (1-based).
+    pub line: usize,
+    pub item: T,
+    /// The document's text, for locating rules by name in error messages.
+    pub text: String,
+}
+
+impl<T> Located<T> {
+    /// The 1-based file line where `name: <value>` first appears in this document at or after
+    /// `after` (a line within the document), falling back to the document's first line.
+    pub fn line_of_name(&self, value: &str, after: usize) -> usize {
+        let start = after.saturating_sub(self.line);
+        for (i, line) in self.text.lines().enumerate().skip(start) {
+            let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            if let Some(rest) = trimmed.strip_prefix("name:") {
+                let rest = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+                if rest == value {
+                    return self.line + i;
+                }
+            }
+        }
+        self.line.max(after)
+    }
+}
+
+/// A problem in the policy files, located as precisely as we can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Several load errors, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+/// Every document of a policy directory, with the content hash of the files it came from.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub documents: Vec<Located<Document>>,
+    /// Hex SHA-256 prefix over the sorted (relative path, content) pairs.
+    pub version: String,
+}
+
+/// Reads every `*.yaml` / `*.yml` file under `dir` (recursively, following symlinks, skipping
+/// hidden entries such as Kubernetes' `..data` and editors' temp files) and parses them.
+pub fn load_dir(dir: &Path) -> Result<PolicySource, LoadErrors> {
+    let mut files = Vec::new();
+    collect_files(dir, dir, &mut files).map_err(|e| {
+        LoadErrors(vec![LoadError {
+            file: dir.to_path_buf(),
+            line: None,
+            message: format!("cannot read policy directory: {e}"),
+        }])
+    })?;
+    files.sort();
+    let mut texts = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for relative in files {
+        match std::fs::read_to_string(dir.join(&relative)) {
+            Ok(text) => texts.push((relative, text)),
+            Err(e) => errors.push(LoadError {
+                file: dir.join(&relative),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    parse_files(dir, &texts)
+}
+
+/// Parses already-read files (relative path, text); `root` only prefixes paths in messages.
+pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySource, LoadErrors> {
+    let mut hasher = Sha256::new();
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    for (relative, text) in files {
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+        let file = root.join(relative);
+        match parse_documents(&file, text) {
+            Ok(mut docs) => documents.append(&mut docs),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    let digest = hasher.finalize();
+    Ok(PolicySource {
+        documents,
+        version: hex::encode(&digest[..8]),
+    })
+}
+
+/// Splits a file into YAML documents and parses each.
+pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>, LoadError> {
+    let mut documents = Vec::new();
+    for (line, chunk) in split_documents(text) {
+        if chunk
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let raw: RawDocument = serde_yaml_ng::from_str(&chunk).map_err(|e| LoadError {
+            file: file.to_path_buf(),
+            line: Some(e.location().map(|l| l.line() + line - 1).unwrap_or(line)),
+            message: describe_yaml_error(&e),
+        })?;
+        let item = raw.into_document().map_err(|message| LoadError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            message,
+        })?;
+        documents.push(Located {
+            file: file.to_path_buf(),
+            line,
+            item,
+            text: chunk,
+        });
+    }
+    Ok(documents)
+}
+
+fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let message = e.to_string();
+    // serde_yaml appends " at line L column C"; our prefix already says where.
+    let message = match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    message
+}
+
+/// (first line, text) of each `---`-separated document.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_end() == "---" || line.starts_with("--- ") {
+            out.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    out.push((start, current));
+    out
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') || name.ends_with('~')
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if is_hidden(&entry.file_name()) {
+            continue;
+        }
+        let path = entry.path();
+        // metadata() follows symlinks: ConfigMap files and git-sync worktrees are symlinks.
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            // A dangling symlink mid-swap: skip it; the swap's own event triggers another load.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml") | Some("yml")
+        ) && !is_test_suite(&path)
+        {
+            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        }
+    }
+    Ok(())
+}
+
+/// Test suites (`*_test.yaml`, `*.test.yaml`) live next to policies but are not policies.
+fn is_test_suite(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.ends_with("_test.yaml")
+        || name.ends_with("_test.yml")
+        || name.ends_with(".test.yaml")
+        || name.ends_with(".test.yml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multi_document_files_and_locates_documents() {
+        let text = "agent_policy:\n  name: a\n  principals: {roles: [nurse]}\n  rules: []\n---\n# second\ncapabilities:\n  name: caps\n  capabilities:\n    - name: view\n      grants: [\"Patient:read\"]\n";
+        let docs = parse_documents(Path::new("p.yaml"), text).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].line, 1);
+        assert_eq!(docs[1].line, 6);
+        assert!(matches!(docs[1].item, Document::Capabilities(_)));
+        assert_eq!(docs[1].line_of_name("view", 0), 10);
+    }
+
+    #[test]
+    fn yaml_errors_name_file_and_line() {
+        let text = "agent_policy:\n  name: a\n  principals: {roles: [nurse]}\n  rules:\n    - name: r\n      effect: permit\n      actions: [read]\n";
+        let err = parse_documents(Path::new("policies/p.yaml"), text).unwrap_err();
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.message.contains("permit"), "{err}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("policies/p.yaml:6: "), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_and_document_kinds_are_rejected() {
+        let err = parse_documents(Path::new("p.yaml"), "agent_polcy:\n  name: a\n").unwrap_err();
+        assert!(err.message.contains("unknown field `agent_polcy`"), "{err}");
+        assert!(err.message.contains("agent_policy"), "{err}");
+        let empty = parse_documents(Path::new("p.yaml"), "{}\n").unwrap_err();
+        assert!(
+            empty.message.contains("must have one of the keys"),
+            "{empty}"
+        );
+        let text = "agent_policy:\n  name: a\n  principal: {roles: [nurse]}\n  rules: []\n";
+        let err = parse_documents(Path::new("p.yaml"), text).unwrap_err();
+        assert!(err.message.contains("principal"), "{err}");
+        assert_eq!(err.line, Some(3));
+    }
+
+    #[test]
+    fn version_changes_with_content() {
+        let a = vec![(
+            PathBuf::from("a.yaml"),
+            "capabilities: {name: c, capabilities: []}\n".to_string(),
+        )];
+        let b = vec![(
+            PathBuf::from("a.yaml"),
+            "capabilities: {name: d, capabilities: []}\n".to_string(),
+        )];
+        let va = parse_files(Path::new("."), &a).unwrap().version;
+        let vb = parse_files(Path::new("."), &b).unwrap().version;
+        assert_ne!(va, vb);
+        assert_eq!(va, parse_files(Path::new("."), &a).unwrap().version);
+        assert_eq!(va.len(), 16);
+    }
+}

@@ -1,0 +1,255 @@
+//! Protobuf <-> engine types. Validation of request shape happens here, so the engine only ever
+//! sees well-formed requests; every problem is an INVALID_ARGUMENT with a message naming the field.
+
+use std::collections::HashMap;
+
+use prost_types::value::Kind;
+use serde_json::Value as Json;
+use tonic::Status;
+
+use super::proto;
+use crate::engine::{Decision, ResourceDecisions};
+use crate::policy::Effect;
+use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
+
+/// Request limits enforced before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_resources: usize,
+    pub max_actions: usize,
+    /// Maximum nesting of attribute values (objects and lists).
+    pub max_attr_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_resources: 1000,
+            max_actions: 100,
+            max_attr_depth: 16,
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message.into())
+}
+
+/// protobuf Struct -> JSON object (None -> empty object). Nulls and NaN become JSON null, which the
+/// engine treats as absent.
+pub fn struct_to_json(
+    s: Option<&prost_types::Struct>,
+    field: &str,
+    max_depth: usize,
+) -> Result<Json, Status> {
+    let mut map = serde_json::Map::new();
+    if let Some(s) = s {
+        for (k, v) in &s.fields {
+            map.insert(k.clone(), value_to_json(v, field, 1, max_depth)?);
+        }
+    }
+    Ok(Json::Object(map))
+}
+
+fn value_to_json(
+    v: &prost_types::Value,
+    field: &str,
+    depth: usize,
+    max_depth: usize,
+) -> Result<Json, Status> {
+    if depth > max_depth {
+        return Err(invalid(format!(
+            "{field}: attributes nest deeper than {max_depth} levels"
+        )));
+    }
+    Ok(match &v.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        Some(Kind::StructValue(s)) => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in &s.fields {
+                map.insert(k.clone(), value_to_json(v, field, depth + 1, max_depth)?);
+            }
+            Json::Object(map)
+        }
+        Some(Kind::ListValue(l)) => Json::Array(
+            l.values
+                .iter()
+                .map(|v| value_to_json(v, field, depth + 1, max_depth))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// JSON -> protobuf Value (for filters and SQL parameters).
+pub fn json_to_value(j: &Json) -> prost_types::Value {
+    let kind = match j {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_value).collect(),
+        }),
+        Json::Object(m) => Kind::StructValue(prost_types::Struct {
+            fields: m
+                .iter()
+                .map(|(k, v)| (k.clone(), json_to_value(v)))
+                .collect(),
+        }),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Principal, Status> {
+    let p = p.unwrap_or_default();
+    Ok(Principal {
+        attr: struct_to_json(p.attr.as_ref(), "principal.attr", limits.max_attr_depth)?,
+        id: p.id,
+        roles: p.roles,
+        capabilities: p.capabilities,
+        scopes: p.scopes,
+        client_id: p.client_id,
+    })
+}
+
+pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckRequest, Status> {
+    if r.resources.is_empty() {
+        return Err(invalid("resources: at least one resource is required"));
+    }
+    if r.resources.len() > limits.max_resources {
+        return Err(invalid(format!(
+            "resources: {} resources exceed the limit of {} per request",
+            r.resources.len(),
+            limits.max_resources
+        )));
+    }
+    let mut resources = Vec::with_capacity(r.resources.len());
+    for (i, check) in r.resources.into_iter().enumerate() {
+        let Some(resource) = check.resource else {
+            return Err(invalid(format!("resources[{i}].resource is required")));
+        };
+        if resource.kind.trim().is_empty() {
+            return Err(invalid(format!(
+                "resources[{i}].resource.kind must not be empty"
+            )));
+        }
+        if check.actions.is_empty() {
+            return Err(invalid(format!(
+                "resources[{i}].actions: at least one action is required"
+            )));
+        }
+        if check.actions.len() > limits.max_actions {
+            return Err(invalid(format!(
+                "resources[{i}].actions: {} actions exceed the limit of {}",
+                check.actions.len(),
+                limits.max_actions
+            )));
+        }
+        if let Some(j) = check.actions.iter().position(|a| a.trim().is_empty()) {
+            return Err(invalid(format!(
+                "resources[{i}].actions[{j}] must not be empty"
+            )));
+        }
+        let field = format!("resources[{i}].resource.attr");
+        resources.push(ResourceCheck {
+            resource: Resource {
+                attr: struct_to_json(resource.attr.as_ref(), &field, limits.max_attr_depth)?,
+                kind: resource.kind,
+                id: resource.id,
+            },
+            actions: check.actions,
+        });
+    }
+    Ok(CheckRequest {
+        principal: principal(r.principal, limits)?,
+        context: struct_to_json(r.context.as_ref(), "context", limits.max_attr_depth)?,
+        request_id: r.request_id,
+        resources,
+    })
+}
+
+pub fn action_decision(d: &Decision) -> proto::ActionDecision {
+    proto::ActionDecision {
+        effect: match d.effect {
+            Effect::Allow => proto::Effect::Allow,
+            Effect::Deny => proto::Effect::Deny,
+        } as i32,
+        policy: d.policy.to_string(),
+        rule: d.rule.to_string(),
+        reason: d.reason.to_string(),
+    }
+}
+
+pub fn check_response(
+    request_id: String,
+    version: &str,
+    results: &[ResourceDecisions],
+) -> proto::CheckResponse {
+    proto::CheckResponse {
+        request_id,
+        policy_version: version.to_string(),
+        results: results
+            .iter()
+            .map(|r| proto::ResourceResult {
+                resource: Some(proto::ResourceIdentity {
+                    kind: r.kind.clone(),
+                    id: r.id.clone(),
+                }),
+                actions: r
+                    .actions
+                    .iter()
+                    .map(|(a, d)| (a.clone(), action_decision(d)))
+                    .collect::<HashMap<_, _>>(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(n: f64) -> prost_types::Value {
+        prost_types::Value {
+            kind: Some(Kind::NumberValue(n)),
+        }
+    }
+
+    #[test]
+    fn structs_convert_with_nulls_and_depth_limit() {
+        let mut s = prost_types::Struct::default();
+        s.fields.insert("amount".into(), num(100.0));
+        s.fields.insert(
+            "gone".into(),
+            prost_types::Value {
+                kind: Some(Kind::NullValue(0)),
+            },
+        );
+        s.fields.insert("nan".into(), num(f64::NAN));
+        let j = struct_to_json(Some(&s), "attr", 4).unwrap();
+        assert_eq!(j["amount"], serde_json::json!(100.0));
+        assert!(j["gone"].is_null() && j["nan"].is_null());
+        let mut deep = num(1.0);
+        for _ in 0..5 {
+            let mut inner = prost_types::Struct::default();
+            inner.fields.insert("x".into(), deep);
+            deep = prost_types::Value {
+                kind: Some(Kind::StructValue(inner)),
+            };
+        }
+        let mut outer = prost_types::Struct::default();
+        outer.fields.insert("deep".into(), deep);
+        let err = struct_to_json(Some(&outer), "resources[0].resource.attr", 4).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("resources[0].resource.attr"),
+            "{}",
+            err.message()
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! The gRPC face of Verdict: the `verdict.v1.Authorizer` service, `grpc.health.v1` and server
+//! reflection (v1 and v1alpha), on one listener.
+//!
+//! The only module that knows protobuf types. Handlers convert protobuf into engine types
+//! ([`convert`]), take one policy-set snapshot from the [`PolicyStore`], call the synchronous
+//! engine, and convert back. No locks and no I/O on the request path.
+
+pub mod convert;
+
+/// Generated protobuf and gRPC code for `verdict.v1`.
+pub mod proto {
+    tonic::include_proto!("verdict.v1");
+
+    /// The encoded descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("verdict_descriptor");
+}
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::engine;
+use crate::store::PolicyStore;
+use convert::Limits;
+use proto::authorizer_server::{Authorizer, AuthorizerServer};
+
+/// The Authorizer service over a policy store.
+pub struct AuthorizerService {
+    store: Arc<PolicyStore>,
+    limits: Limits,
+}
+
+impl AuthorizerService {
+    pub fn new(store: Arc<PolicyStore>, limits: Limits) -> Self {
+        AuthorizerService { store, limits }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorizer for AuthorizerService {
+    async fn check(
+        &self,
+        request: Request<proto::CheckRequest>,
+    ) -> Result<Response<proto::CheckResponse>, Status> {
+        let request = convert::check_request(request.into_inner(), &self.limits)?;
+        let set = self.store.current();
+        let results = engine::check(&set, &request);
+        for result in &results {
+            for (action, decision) in &result.actions {
+                if decision.evaluation_error {
+                    tracing::warn!(
+                        request_id = %request.request_id,
+                        kind = %result.kind,
+                        id = %result.id,
+                        action = %action,
+                        policy = %decision.policy,
+                        rule = %decision.rule,
+                        reason = %decision.reason,
+                        "condition failed to evaluate; denied"
+                    );
+                }
+            }
+        }
+        Ok(Response::new(convert::check_response(
+            request.request_id,
+            &set.version,
+            &results,
+        )))
+    }
+
+    async fn plan_filter(
+        &self,
+        _request: Request<proto::PlanFilterRequest>,
+    ) -> Result<Response<proto::PlanFilterResponse>, Status> {
+        Err(Status::unimplemented("PlanFilter is not implemented yet"))
+    }
+}
+
+/// Serves Authorizer, health and reflection on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<PolicyStore>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AuthorizerServer<AuthorizerService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthorizerServer::new(AuthorizerService::new(store, limits)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
