@@ -102,8 +102,6 @@ pub struct PolicySet {
     other_kinds: KindIndex,
     gates: HashMap<String, Arc<ScopeGate>>,
     any_kind_gate: Option<Arc<ScopeGate>>,
-    /// Some rule applies to every kind.
-    has_any_kind_rules: bool,
     pub policy_count: usize,
 }
 
@@ -136,9 +134,9 @@ impl PolicySet {
         index.by_action.get(action).unwrap_or(&index.other_actions)
     }
 
-    /// Whether any policy names this kind (or covers every kind).
+    /// Whether some rule names this kind explicitly (not through `*`).
     pub fn knows_kind(&self, kind: &str) -> bool {
-        self.by_kind.contains_key(kind) || self.has_any_kind_rules
+        self.by_kind.contains_key(kind)
     }
 
     /// The scope gate for a kind, if one is on.
@@ -179,9 +177,7 @@ impl Compiler {
             return Err(LoadErrors(self.errors));
         }
         let (by_kind, other_kinds) = build_index(&self.rules);
-        let has_any_kind_rules = self.rules.iter().any(|r| r.kinds.iter().any(|k| k == ANY));
         Ok(PolicySet {
-            has_any_kind_rules,
             version: source.version.clone(),
             environment: self.environment,
             rules: self.rules,

@@ -226,9 +226,9 @@ fn decide(
             .into(),
             evaluation_error: true,
         },
-        None if !set.knows_kind(kind) => {
-            Decision::default_deny(format!("denied by default: no policy covers kind \"{kind}\""))
-        }
+        None if !set.knows_kind(kind) => Decision::default_deny(format!(
+            "denied by default: no policy names kind \"{kind}\" and no rule allows {kind}:{action} for this principal"
+        )),
         None => Decision::default_deny(format!(
             "denied by default: no rule allows {kind}:{action} for this principal"
         )),

@@ -1,0 +1,77 @@
+//! Test support: a real Verdict server on an ephemeral loopback port, and its gRPC client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use verdict::server::convert::Limits;
+use verdict::server::proto::authorizer_client::AuthorizerClient;
+use verdict::store::PolicyStore;
+
+pub fn bundled_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Arc<PolicyStore>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(policies: &Path) -> TestServer {
+        Self::start_with(policies, Limits::default()).await
+    }
+
+    pub async fn start_with(policies: &Path, limits: Limits) -> TestServer {
+        let store = Arc::new(PolicyStore::open(policies).expect("policies load"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = Arc::clone(&store);
+        let handle = tokio::spawn(async move {
+            verdict::server::serve(listener, served, limits, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            addr,
+            store,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> AuthorizerClient<tonic::transport::Channel> {
+        AuthorizerClient::connect(self.url())
+            .await
+            .expect("connects")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
