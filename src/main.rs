@@ -9,6 +9,7 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = verdict::cli::run(verdict::cli::Cli::parse()).await {
         eprintln!("error: {e:#}");

@@ -80,6 +80,18 @@ impl Authorizer for AuthorizerService {
     }
 }
 
+/// Accepted connections with Nagle's algorithm off: small gRPC frames must not wait for ACKs.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|stream| {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
 /// Serves Authorizer, health and reflection on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -106,6 +118,6 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AuthorizerServer::new(AuthorizerService::new(store, limits)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }

@@ -1,0 +1,284 @@
+//! The `verdict` binary as an operator runs it: `serve` on the bundled policies, the `check`
+//! one-liner from README.md, health and reflection, refusing a broken policy set, and SIGTERM.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_verdict");
+
+/// A daemon process on an ephemeral port; killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(policies: &std::path::Path) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
+            .arg(policies)
+            .env("VERDICT_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("daemon starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("addr=") {
+                    let _ = tx.send(
+                        line[i + 5..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("daemon reports its address");
+        Daemon { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_readme_check_one_liner_gets_a_decision_from_the_daemon() {
+    let daemon = Daemon::start(&common::bundled_policies());
+    let output = Command::new(BIN)
+        .args(["check", "--server", &daemon.url()])
+        .args(["--principal", r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#])
+        .args(["--resource", r#"{"kind":"Patient","id":"123","attr":{"practice_id":"7","patient_id":"123","celebrity":false}}"#])
+        .args(["--action", "read", "--action", "delete"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Patient/123 read: ALLOW"), "{stdout}");
+    assert!(stdout.contains("Patient/123 delete: DENY"), "{stdout}");
+    assert!(stdout.starts_with("policy_version "), "{stdout}");
+
+    let json = Command::new(BIN)
+        .args(["check", "--json", "--server", &daemon.url(), "--request"])
+        .arg(r#"{"principal":{"roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json prints JSON");
+    assert_eq!(v["results"][0]["actions"]["read"]["effect"], "EFFECT_DENY");
+}
+
+#[test]
+fn check_reports_bad_flags_and_unreachable_servers() {
+    let out = Command::new(BIN)
+        .args([
+            "check",
+            "--principal",
+            "{not json",
+            "--resource",
+            "{}",
+            "--action",
+            "read",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--principal is not valid JSON"));
+    let out = Command::new(BIN)
+        .args([
+            "check",
+            "--server",
+            "http://127.0.0.1:1",
+            "--principal",
+            "{}",
+            "--resource",
+            r#"{"kind":"Patient"}"#,
+            "--action",
+            "read",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served() {
+    let daemon = Daemon::start(&common::bundled_policies());
+    let channel = tonic::transport::Endpoint::from_shared(daemon.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "verdict.v1.Authorizer"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"verdict.v1.Authorizer".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient as AlphaClient,
+        server_reflection_request::MessageRequest as AlphaRequest,
+        server_reflection_response::MessageResponse as AlphaResponse,
+        ServerReflectionRequest as AlphaReflectionRequest,
+    };
+    let mut alpha = AlphaClient::new(channel);
+    let request = AlphaReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::FileContainingSymbol(
+            "verdict.v1.Authorizer".into(),
+        )),
+    };
+    let mut responses = alpha
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    assert!(
+        matches!(response.message_response, Some(AlphaResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty())
+    );
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_broken_policy_set() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("nurse.yaml"),
+        "agent_policy:\n  name: nurse\n  principals: {roles: [nurse]}\n  rules:\n    - name: read\n      effect: allow\n      actions: [read]\n      kinds: [Patient]\n      when: R.attr.practice_id == P.atr.practice_id\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "agent_policy:\n  name: [unclosed\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+    assert!(stderr.contains("broken.yaml:2:"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    std::fs::remove_file(dir.path().join("broken.yaml")).unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // P.atr is a missing attribute at run time, not a compile error: the set is valid.
+    assert!(out.status.success(), "{stderr}");
+    std::fs::write(dir.path().join("typo.yaml"), "resource_policy:\n  name: t\n  resource: {kind: Note}\n  rules:\n    - name: guard\n      effect: deny\n      actions: [\"*\"]\n      when: Rs.attr.x == 1\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("typo.yaml:5: policy \"t\" rule \"guard\": when: unknown variable 'Rs' (did you mean 'R'?)"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(common::bundled_policies())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let mut daemon = Daemon::start(&common::bundled_policies());
+    let pid = daemon.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daemon did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
