@@ -403,6 +403,7 @@ mod tests {
         let context = Value::from_json(&context_json);
         let activation = Activation::new(&principal, &resource, &action, &context);
         let context = activation.context(&env);
+        #[allow(clippy::let_and_return)] // the context must be dropped before the values it borrows
         let result = condition.eval_bool(&context);
         result
     }

@@ -46,8 +46,8 @@ fn selector_matches(s: &policy::PrincipalSelector, p: &Principal) -> bool {
         || s.capabilities
             .iter()
             .any(|c| p.capabilities.iter().any(|pc| pc == c))
-        || s.ids.iter().any(|id| *id == p.id)
-        || (!p.client_id.is_empty() && s.clients.iter().any(|c| *c == p.client_id))
+        || s.ids.contains(&p.id)
+        || (!p.client_id.is_empty() && s.clients.contains(&p.client_id))
 }
 
 /// A rule ready to evaluate.

@@ -339,11 +339,10 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
 fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
     let message = e.to_string();
     // serde_yaml appends " at line L column C"; our prefix already says where.
-    let message = match message.find(" at line ") {
+    match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
-    };
-    message
+    }
 }
 
 /// (first line, text) of each `---`-separated document.
