@@ -2,8 +2,10 @@
 //! compiles a whole new set off the request path and publishes it with one atomic swap, or keeps
 //! the last good set and records the error.
 //!
-//! Knows nothing of gRPC.
+//! [`watch`] decides *when* to reload (file events, a periodic poll, SIGHUP); this module decides
+//! *what* a reload does. Knows nothing of gRPC.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -11,7 +13,17 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::compile::PolicySet;
-use crate::policy::LoadErrors;
+use crate::policy::{self, LoadError, LoadErrors};
+
+pub mod watch;
+
+/// Counter, label `result` = `ok` | `failed`: reload attempts that published a new set or
+/// rejected a broken one (unchanged content is neither).
+pub const RELOADS_TOTAL: &str = "verdict_policy_reloads_total";
+/// Gauge, label `version`: 1 for the active policy set's version, 0 for versions it replaced.
+pub const POLICY_INFO: &str = "verdict_policy_info";
+/// Histogram, seconds: load and compile time of each published set.
+pub const RELOAD_SECONDS: &str = "verdict_policy_reload_duration_seconds";
 
 /// What the last reload attempt did, for the status endpoint and metrics.
 #[derive(Debug, Clone)]
@@ -19,12 +31,19 @@ pub struct ReloadStatus {
     pub active_version: String,
     /// When the active set was published.
     pub loaded_at: SystemTime,
-    /// Rules in the active set.
+    /// Rules in the active set (capabilities expanded).
     pub rule_count: usize,
-    /// The last failed attempt's error, cleared by the next success.
+    /// Policy documents in the active set.
+    pub policy_count: usize,
+    /// The error of the last reload attempt, if it found a broken set: every problem as
+    /// `file:line: message`, one per line. Cleared by the next attempt that finds good files
+    /// (published, or back to the active content).
     pub last_error: Option<String>,
+    /// When that attempt failed.
     pub last_error_at: Option<SystemTime>,
+    /// Reloads that published a new set.
     pub reloads_ok: u64,
+    /// Reload attempts that rejected a broken set.
     pub reloads_failed: u64,
 }
 
@@ -57,10 +76,12 @@ impl PolicyStore {
 
     /// A store serving `set`, reloading from `dir`.
     pub fn with_set(dir: &Path, set: PolicySet) -> PolicyStore {
+        metrics::gauge!(POLICY_INFO, "version" => set.version.clone()).set(1.0);
         let status = ReloadStatus {
             active_version: set.version.clone(),
             loaded_at: SystemTime::now(),
             rule_count: set.rules.len(),
+            policy_count: set.policy_count,
             last_error: None,
             last_error_at: None,
             reloads_ok: 0,
@@ -80,6 +101,8 @@ impl PolicyStore {
         self.active.load_full()
     }
 
+    /// What the reloads did. Published just after the set it describes: for an instant after a
+    /// reload, `current()` may already be newer than `status().active_version`.
     pub fn status(&self) -> Arc<ReloadStatus> {
         self.status.load_full()
     }
@@ -88,41 +111,91 @@ impl PolicyStore {
         &self.dir
     }
 
-    /// Reads and compiles the directory again; publishes the result if it is good and new.
+    /// Reads the directory again and, if its content differs from the active set's, compiles it
+    /// and publishes the result; a broken set is rejected whole and the active set stays.
+    ///
+    /// Unchanged content (same version hash) is not compiled again, so the periodic poll and
+    /// spurious file events cost one read and hash of the files. Blocks for as long as loading and
+    /// compiling take: call it off the request path (the watcher's thread, `spawn_blocking`).
     pub fn reload(&self) -> ReloadOutcome {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
-        let loaded = PolicySet::load(&self.dir);
         let previous = self.status.load_full();
+        let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            policy::load_dir(&self.dir).and_then(|source| {
+                if source.version == previous.active_version {
+                    Ok(None)
+                } else {
+                    PolicySet::compile(&source).map(Some)
+                }
+            })
+        }))
+        .unwrap_or_else(|panic| {
+            // A bug, not the operator's fault; still no reason to stop serving the active set.
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(LoadErrors(vec![LoadError {
+                file: self.dir.clone(),
+                line: None,
+                message: format!("internal error while loading the policies: {what}"),
+            }]))
+        });
         match loaded {
-            Ok(set) if set.version == previous.active_version => {
-                ReloadOutcome::Unchanged(set.version.clone())
+            Ok(None) => {
+                if previous.last_error.is_some() {
+                    // The files were broken and are back to the active content: nothing is wrong
+                    // any more.
+                    tracing::info!(
+                        version = %previous.active_version,
+                        "policy files match the active set again; last reload error cleared"
+                    );
+                    self.status.store(Arc::new(ReloadStatus {
+                        last_error: None,
+                        last_error_at: None,
+                        ..(*previous).clone()
+                    }));
+                }
+                ReloadOutcome::Unchanged(previous.active_version.clone())
             }
-            Ok(set) => {
+            Ok(Some(set)) => {
                 let version = set.version.clone();
                 let rule_count = set.rules.len();
+                let policy_count = set.policy_count;
                 self.active.store(Arc::new(set));
                 self.status.store(Arc::new(ReloadStatus {
                     active_version: version.clone(),
                     loaded_at: SystemTime::now(),
                     rule_count,
+                    policy_count,
                     last_error: None,
                     last_error_at: None,
                     reloads_ok: previous.reloads_ok + 1,
                     reloads_failed: previous.reloads_failed,
                 }));
+                let elapsed = started.elapsed();
+                metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);
+                metrics::histogram!(RELOAD_SECONDS).record(elapsed.as_secs_f64());
+                metrics::gauge!(POLICY_INFO, "version" => previous.active_version.clone()).set(0.0);
+                metrics::gauge!(POLICY_INFO, "version" => version.clone()).set(1.0);
                 tracing::info!(
                     version = %version,
+                    previous_version = %previous.active_version,
+                    policies = policy_count,
                     rules = rule_count,
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "policy set published"
                 );
                 ReloadOutcome::Published(version)
             }
             Err(errors) => {
                 let message = errors.to_string();
+                metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(1);
                 tracing::error!(
                     active_version = %previous.active_version,
+                    problems = errors.0.len(),
                     "policy reload rejected, keeping the active set:\n{message}"
                 );
                 self.status.store(Arc::new(ReloadStatus {
@@ -134,5 +207,168 @@ impl PolicyStore {
                 ReloadOutcome::Rejected(message)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
+    use metrics::{Metadata, Recorder, SharedString, Unit};
+
+    const READ: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: read\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n";
+    const WRITE: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: write\n      effect: allow\n      actions: [write]\n      kinds: [Doc]\n      when: R.attr.owner == P.id\n";
+    const BROKEN: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: write\n      effect: allow\n      actions: [write]\n      kinds: [Doc]\n      when: R.attr.owner == Q.id\n";
+
+    /// Every metric as `name{label=value,...}` -> value (a histogram counts its records).
+    #[derive(Default)]
+    struct Captured(Mutex<BTreeMap<String, f64>>);
+
+    struct Cell(String, Arc<Captured>);
+
+    impl Cell {
+        fn update(&self, f: impl FnOnce(f64) -> f64) {
+            let mut map = self.1 .0.lock().unwrap();
+            let value = map.entry(self.0.clone()).or_insert(0.0);
+            *value = f(*value);
+        }
+    }
+
+    impl CounterFn for Cell {
+        fn increment(&self, by: u64) {
+            self.update(|v| v + by as f64)
+        }
+        fn absolute(&self, value: u64) {
+            self.update(|_| value as f64)
+        }
+    }
+
+    impl GaugeFn for Cell {
+        fn increment(&self, by: f64) {
+            self.update(|v| v + by)
+        }
+        fn decrement(&self, by: f64) {
+            self.update(|v| v - by)
+        }
+        fn set(&self, value: f64) {
+            self.update(|_| value)
+        }
+    }
+
+    impl HistogramFn for Cell {
+        fn record(&self, _value: f64) {
+            self.update(|v| v + 1.0)
+        }
+    }
+
+    struct TestRecorder(Arc<Captured>);
+
+    impl TestRecorder {
+        fn cell(&self, key: &Key) -> Arc<Cell> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Arc::new(Cell(name, Arc::clone(&self.0)))
+        }
+
+        fn get(&self, name: &str) -> Option<f64> {
+            self.0 .0.lock().unwrap().get(name).copied()
+        }
+    }
+
+    impl Recorder for TestRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.cell(key))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.cell(key))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(self.cell(key))
+        }
+    }
+
+    #[test]
+    fn reload_publishes_new_sets_keeps_the_last_good_one_and_says_so_in_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clerks.yaml");
+        std::fs::write(&file, READ).unwrap();
+        let recorder = TestRecorder(Arc::default());
+        metrics::with_local_recorder(&recorder, || {
+            let store = PolicyStore::open(dir.path()).unwrap();
+            let first = store.status().active_version.clone();
+            assert_eq!(
+                recorder.get(&format!("{POLICY_INFO}{{version={first}}}")),
+                Some(1.0)
+            );
+            assert_eq!(store.reload(), ReloadOutcome::Unchanged(first.clone()));
+
+            std::fs::write(&file, WRITE).unwrap();
+            let ReloadOutcome::Published(second) = store.reload() else {
+                panic!("a good change is published")
+            };
+            assert_eq!(store.current().version, second);
+            let status = store.status();
+            assert_eq!(
+                (status.active_version.as_str(), status.reloads_ok),
+                (second.as_str(), 1)
+            );
+            assert_eq!(
+                recorder.get(&format!("{POLICY_INFO}{{version={first}}}")),
+                Some(0.0)
+            );
+            assert_eq!(
+                recorder.get(&format!("{POLICY_INFO}{{version={second}}}")),
+                Some(1.0)
+            );
+            assert_eq!(
+                recorder.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
+                Some(1.0)
+            );
+            assert_eq!(recorder.get(&format!("{RELOAD_SECONDS}{{}}")), Some(1.0));
+
+            std::fs::write(&file, BROKEN).unwrap();
+            let ReloadOutcome::Rejected(error) = store.reload() else {
+                panic!("a broken change is rejected")
+            };
+            assert!(error.contains("clerks.yaml:5: "), "{error}");
+            assert!(error.contains("unknown variable 'Q'"), "{error}");
+            assert_eq!(store.current().version, second, "the last good set stays");
+            let status = store.status();
+            assert_eq!(status.last_error.as_deref(), Some(error.as_str()));
+            assert!(status.last_error_at.is_some());
+            assert_eq!((status.reloads_ok, status.reloads_failed), (1, 1));
+            assert_eq!(
+                recorder.get(&format!("{RELOADS_TOTAL}{{result=failed}}")),
+                Some(1.0)
+            );
+            assert_eq!(
+                recorder.get(&format!("{POLICY_INFO}{{version={second}}}")),
+                Some(1.0)
+            );
+
+            // Put back as the active set: nothing published, and nothing wrong any more.
+            std::fs::write(&file, WRITE).unwrap();
+            assert_eq!(store.reload(), ReloadOutcome::Unchanged(second.clone()));
+            let status = store.status();
+            assert_eq!(
+                (status.last_error.as_ref(), status.last_error_at),
+                (None, None)
+            );
+            assert_eq!((status.reloads_ok, status.reloads_failed), (1, 1));
+
+            // A directory that vanished is a failed reload too, not an empty set.
+            drop(dir);
+            assert!(matches!(store.reload(), ReloadOutcome::Rejected(_)));
+            assert_eq!(store.current().version, second);
+        });
     }
 }
