@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("verdict_descriptor.bin"))
         .compile_protos(
-            &["proto/verdict/v1/authorizer.proto"],
+            &[
+                "proto/verdict/v1/authorizer.proto",
+                "proto/verdict/v1/admin.proto",
+            ],
             &["proto", well_known.as_str()],
         )?;
     println!("cargo:rerun-if-changed=proto");

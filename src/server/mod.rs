@@ -1,5 +1,5 @@
-//! The gRPC face of Verdict: the `verdict.v1.Authorizer` service, `grpc.health.v1` and server
-//! reflection (v1 and v1alpha), on one listener.
+//! The gRPC face of Verdict: the `verdict.v1.Authorizer` service, the `verdict.v1.Admin` status
+//! service, `grpc.health.v1` and server reflection (v1 and v1alpha), on one listener.
 //!
 //! The only module that knows protobuf types. Handlers convert protobuf into engine types
 //! ([`convert`]), take one policy-set snapshot from the [`PolicyStore`], call the synchronous
@@ -26,6 +26,7 @@ use tonic::{Request, Response, Status};
 use crate::engine;
 use crate::store::PolicyStore;
 use convert::Limits;
+use proto::admin_server::{Admin, AdminServer};
 use proto::authorizer_server::{Authorizer, AuthorizerServer};
 
 /// The Authorizer service over a policy store.
@@ -80,6 +81,37 @@ impl Authorizer for AuthorizerService {
     }
 }
 
+/// The Admin service: the store's reload status, read without locking.
+pub struct AdminService {
+    store: Arc<PolicyStore>,
+}
+
+impl AdminService {
+    pub fn new(store: Arc<PolicyStore>) -> Self {
+        AdminService { store }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusResponse>, Status> {
+        let status = self.store.status();
+        Ok(Response::new(proto::StatusResponse {
+            active_version: status.active_version.clone(),
+            loaded_at: Some(status.loaded_at.into()),
+            rule_count: status.rule_count as u64,
+            policy_count: status.policy_count as u64,
+            last_error: status.last_error.clone().unwrap_or_default(),
+            last_error_at: status.last_error_at.map(Into::into),
+            reloads_ok: status.reloads_ok,
+            reloads_failed: status.reloads_failed,
+        }))
+    }
+}
+
 /// Accepted connections with Nagle's algorithm off: small gRPC frames must not wait for ACKs.
 fn incoming(
     listener: TcpListener,
@@ -92,7 +124,7 @@ fn incoming(
     })
 }
 
-/// Serves Authorizer, health and reflection on `listener` until `shutdown` resolves.
+/// Serves Authorizer, Admin, health and reflection on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<PolicyStore>,
@@ -102,6 +134,9 @@ pub async fn serve(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AuthorizerServer<AuthorizerService>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServer<AdminService>>()
         .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -117,7 +152,11 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthorizerServer::new(AuthorizerService::new(store, limits)))
+        .add_service(AuthorizerServer::new(AuthorizerService::new(
+            Arc::clone(&store),
+            limits,
+        )))
+        .add_service(AdminServer::new(AdminService::new(store)))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }
