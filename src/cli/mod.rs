@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
@@ -13,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use crate::server::convert::{json_to_value, Limits};
 use crate::server::proto;
+use crate::store::watch::{ReloadOptions, Reloader};
 use crate::store::PolicyStore;
 
 #[derive(Parser)]
@@ -28,7 +30,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the decision daemon (gRPC: verdict.v1.Authorizer, grpc.health.v1, reflection).
+    /// Run the decision daemon (gRPC: verdict.v1.Authorizer, verdict.v1.Admin, grpc.health.v1,
+    /// reflection). Reloads the policies when their directory changes and on SIGHUP.
     Serve(ServeArgs),
     /// Ask a running daemon for a decision and print it.
     Check(CheckArgs),
@@ -53,6 +56,30 @@ pub struct ServeArgs {
     /// Deepest nesting of attribute values accepted.
     #[arg(long, env = "VERDICT_MAX_ATTR_DEPTH", default_value_t = Limits::default().max_attr_depth)]
     pub max_attr_depth: usize,
+    /// Watch the policy directory and reload when it changes (the default).
+    #[arg(long, overrides_with = "no_watch")]
+    pub watch: bool,
+    /// Do not watch the policy directory: reload only on SIGHUP and on the poll.
+    #[arg(long, env = "VERDICT_NO_WATCH", overrides_with = "watch")]
+    pub no_watch: bool,
+    /// Quiet period after a burst of file changes before reloading, in milliseconds.
+    #[arg(long, env = "VERDICT_RELOAD_DEBOUNCE_MS", default_value_t = 200)]
+    pub reload_debounce_ms: u64,
+    /// Reload every this many seconds even without file events (a fallback for missed events;
+    /// unchanged files are hashed, not compiled); 0 turns it off.
+    #[arg(long, env = "VERDICT_RELOAD_POLL_SECS", default_value_t = 30)]
+    pub reload_poll_secs: u64,
+}
+
+impl ServeArgs {
+    /// How the daemon reloads its policies.
+    pub fn reload_options(&self) -> ReloadOptions {
+        ReloadOptions {
+            watch: !self.no_watch,
+            debounce: Duration::from_millis(self.reload_debounce_ms),
+            poll: (self.reload_poll_secs > 0).then(|| Duration::from_secs(self.reload_poll_secs)),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -112,6 +139,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         rules = set.rules.len(),
         "policy set loaded"
     );
+    // Before the listener is announced: from then on, SIGHUP must reload and SIGTERM drain, not
+    // kill.
+    let hangups = hangup_signals()?;
+    let shutdown = shutdown_signal()?;
+    let reloader = Reloader::start(Arc::clone(&store), args.reload_options())
+        .context("cannot start the policy reload thread")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -121,31 +154,65 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_actions: args.max_actions,
         max_attr_depth: args.max_attr_depth,
     };
-    crate::server::serve(listener, store, limits, shutdown_signal()).await?;
+    let reloader = Arc::new(reloader);
+    let on_hangup = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
+    crate::server::serve(listener, store, limits, shutdown).await?;
+    on_hangup.abort();
+    drop(reloader);
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangup_signals() -> Result<Hangups> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot listen for SIGHUP")
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Result<Hangups> {
+    Ok(())
+}
+
+/// Each SIGHUP asks the reload thread for an immediate reload.
+#[cfg(unix)]
+async fn reload_on_hangup(mut hangups: Hangups, reloader: Arc<Reloader>) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading policies");
+        reloader.reload_now();
     }
-    tracing::info!("shutdown signal received; draining");
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_hangups: Hangups, _reloader: Arc<Reloader>) {}
+
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the
+/// future is first polled: a signal sent as soon as the address is announced must drain, not kill.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        tracing::info!("shutdown signal received; draining");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received; draining");
+    })
 }
 
 fn read_json_arg(what: &str, text: &str) -> Result<serde_json::Value> {
@@ -299,5 +366,43 @@ fn validate(args: ValidateArgs) -> Result<()> {
                 args.policies.display()
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let argv = ["verdict", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Serve(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn reload_flags() {
+        let defaults = serve_args(&[]).reload_options();
+        assert_eq!(defaults, ReloadOptions::default());
+        assert!(defaults.watch);
+        assert_eq!(defaults.debounce, Duration::from_millis(200));
+        assert_eq!(defaults.poll, Some(Duration::from_secs(30)));
+
+        assert!(!serve_args(&["--no-watch"]).reload_options().watch);
+        assert!(
+            serve_args(&["--no-watch", "--watch"])
+                .reload_options()
+                .watch
+        );
+        assert!(
+            !serve_args(&["--watch", "--no-watch"])
+                .reload_options()
+                .watch
+        );
+        let tuned = serve_args(&["--reload-debounce-ms", "50", "--reload-poll-secs", "0"]);
+        let options = tuned.reload_options();
+        assert_eq!(options.debounce, Duration::from_millis(50));
+        assert_eq!(options.poll, None);
     }
 }
