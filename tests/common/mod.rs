@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use verdict::server::convert::Limits;
+use verdict::server::proto::admin_client::AdminClient;
 use verdict::server::proto::authorizer_client::AuthorizerClient;
+use verdict::store::watch::{ReloadOptions, Reloader};
 use verdict::store::PolicyStore;
 
 pub fn bundled_policies() -> PathBuf {
@@ -18,6 +20,8 @@ pub fn bundled_policies() -> PathBuf {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Arc<PolicyStore>,
+    /// The reload thread, when started with [`TestServer::start_reloading`].
+    pub reloader: Option<Reloader>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -43,9 +47,18 @@ impl TestServer {
         TestServer {
             addr,
             store,
+            reloader: None,
             stop: Some(stop),
             handle: Some(handle),
         }
+    }
+
+    /// A server whose policies reload as the daemon's do (watch, debounce, poll).
+    pub async fn start_reloading(policies: &Path, options: ReloadOptions) -> TestServer {
+        let mut server = Self::start(policies).await;
+        server.reloader =
+            Some(Reloader::start(Arc::clone(&server.store), options).expect("reloader starts"));
+        server
     }
 
     pub fn url(&self) -> String {
@@ -58,7 +71,16 @@ impl TestServer {
             .expect("connects")
     }
 
+    pub async fn admin(&self) -> AdminClient<tonic::transport::Channel> {
+        AdminClient::connect(self.url()).await.expect("connects")
+    }
+
     pub async fn stop(mut self) {
+        if let Some(reloader) = self.reloader.take() {
+            tokio::task::spawn_blocking(move || reloader.stop())
+                .await
+                .unwrap();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
