@@ -66,7 +66,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_RELOAD_DEBOUNCE_MS", default_value_t = 200)]
     pub reload_debounce_ms: u64,
     /// Reload every this many seconds even without file events (a fallback for missed events;
-    /// unchanged files are hashed, not compiled); 0 turns it off.
+    /// unchanged files are read and hashed, not parsed or compiled); 0 turns it off.
     #[arg(long, env = "VERDICT_RELOAD_POLL_SECS", default_value_t = 30)]
     pub reload_poll_secs: u64,
 }

@@ -253,6 +253,12 @@ pub struct PolicySource {
 /// Reads every `*.yaml` / `*.yml` file under `dir` (recursively, following symlinks, skipping
 /// hidden entries such as Kubernetes' `..data` and editors' temp files) and parses them.
 pub fn load_dir(dir: &Path) -> Result<PolicySource, LoadErrors> {
+    parse_files(dir, &read_dir(dir)?)
+}
+
+/// Reads every policy file under `dir` as `load_dir` does, without parsing: (path relative to
+/// `dir`, text), sorted by path.
+pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadErrors> {
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files).map_err(|e| {
         LoadErrors(vec![LoadError {
@@ -277,7 +283,24 @@ pub fn load_dir(dir: &Path) -> Result<PolicySource, LoadErrors> {
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }
-    parse_files(dir, &texts)
+    Ok(texts)
+}
+
+/// The version `parse_files` gives these files: a hex SHA-256 prefix over the (relative path,
+/// content) pairs, in order.
+pub fn version_of(files: &[(PathBuf, String)]) -> String {
+    let mut hasher = Sha256::new();
+    for (relative, text) in files {
+        hash_file(&mut hasher, relative, text);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+fn hash_file(hasher: &mut Sha256, relative: &Path, text: &str) {
+    hasher.update(relative.to_string_lossy().as_bytes());
+    hasher.update([0]);
+    hasher.update(text.as_bytes());
+    hasher.update([0]);
 }
 
 /// Parses already-read files (relative path, text); `root` only prefixes paths in messages.
@@ -286,10 +309,7 @@ pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySou
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     for (relative, text) in files {
-        hasher.update(relative.to_string_lossy().as_bytes());
-        hasher.update([0]);
-        hasher.update(text.as_bytes());
-        hasher.update([0]);
+        hash_file(&mut hasher, relative, text);
         let file = root.join(relative);
         match parse_documents(&file, text) {
             Ok(mut docs) => documents.append(&mut docs),
@@ -420,6 +440,31 @@ mod tests {
         assert_eq!(docs[1].line, 6);
         assert!(matches!(docs[1].item, Document::Capabilities(_)));
         assert_eq!(docs[1].line_of_name("view", 0), 10);
+    }
+
+    #[test]
+    fn the_version_of_read_files_is_the_version_they_load_as() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.yaml"), "# nothing\n").unwrap();
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "agent_policy:\n  name: a\n  principals: {roles: [nurse]}\n  rules: []\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "not: [yaml").unwrap();
+        let files = read_dir(dir.path()).unwrap();
+        let names: Vec<_> = files.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(
+            names,
+            vec![PathBuf::from("a.yml"), PathBuf::from("sub/b.yaml")]
+        );
+        assert_eq!(version_of(&files), load_dir(dir.path()).unwrap().version);
+        std::fs::write(dir.path().join("sub/b.yaml"), "# something else\n").unwrap();
+        assert_ne!(
+            version_of(&read_dir(dir.path()).unwrap()),
+            version_of(&files)
+        );
     }
 
     #[test]
