@@ -15,7 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use prost::Message as _;
 use serde_json::json;
+use tonic_reflection::pb::v1::{
+    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+    server_reflection_response::MessageResponse, ServerReflectionRequest,
+};
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use verdict::server::proto::{self, admin_client::AdminClient, Effect};
 use verdict::store::watch::ReloadOptions;
@@ -716,7 +721,57 @@ async fn the_status_rpc_reports_the_active_set_and_the_last_error() {
     let reverted = status(&mut admin).await;
     assert_eq!(reverted.active_version, version_b);
     assert_eq!((reverted.reloads_ok, reverted.reloads_failed), (1, 2));
+
+    // grpcurl finds the service, and the files it needs, by reflection.
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel);
+    let admin_files = reflected_files(
+        &mut reflection,
+        MessageRequest::FileContainingSymbol("verdict.v1.Admin".into()),
+    )
+    .await;
+    assert_eq!(admin_files[0].0, "verdict/v1/admin.proto");
+    assert_eq!(admin_files[0].1, vec!["google/protobuf/timestamp.proto"]);
+    let timestamp = reflected_files(
+        &mut reflection,
+        MessageRequest::FileByFilename("google/protobuf/timestamp.proto".into()),
+    )
+    .await;
+    assert_eq!(timestamp[0].0, "google/protobuf/timestamp.proto");
     server.stop().await;
+}
+
+/// (name, dependencies) of each file descriptor a reflection request answers.
+async fn reflected_files(
+    client: &mut ServerReflectionClient<tonic::transport::Channel>,
+    request: MessageRequest,
+) -> Vec<(String, Vec<String>)> {
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let response = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("not known to reflection: {response:?}")
+    };
+    files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .map(|file| (file.name().to_string(), file.dependency))
+        .collect()
 }
 
 const BIN: &str = env!("CARGO_BIN_EXE_verdict");
