@@ -542,6 +542,45 @@ async fn editor_saves_are_picked_up_temp_file_renames_and_in_place_writes() {
 }
 
 #[tokio::test]
+async fn a_directory_deleted_and_created_again_is_watched_again() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("verdict=debug")
+        .with_test_writer()
+        .try_init();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("policies");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("access.yaml"), ACCESS_A).unwrap();
+    let version_a = version_of(&[("access.yaml", ACCESS_A)]);
+    let version_b = version_of(&[("access.yaml", ACCESS_B)]);
+    let server = TestServer::start_reloading(&dir, watching(50)).await;
+    let store = Arc::clone(&server.store);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_until(&store, "a missing directory is rejected", |s| {
+        s.reloads_failed >= 1
+    })
+    .await;
+    assert_eq!(store.status().active_version, version_a);
+    assert!(
+        check_clerk(&server).await.1,
+        "the last good set still decides"
+    );
+
+    // Created again, empty at first: an empty directory is rejected too, then the file lands.
+    std::fs::create_dir(&dir).unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(store.status().active_version, version_a);
+    replace_file(&dir, "access.yaml", ACCESS_B);
+    let took = wait_active(&store, &version_b).await;
+    eprintln!("directory created again: its policy active after {took:?}");
+    // And the new directory is watched.
+    replace_file(&dir, "access.yaml", ACCESS_A);
+    wait_active(&store, &version_a).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_idle_directory_is_not_reloaded_and_a_reload_does_not_trigger_another() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();

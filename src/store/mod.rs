@@ -115,7 +115,9 @@ impl PolicyStore {
     /// and publishes the result; a broken set is rejected whole and the active set stays.
     ///
     /// Unchanged content (same version hash) is neither parsed nor compiled again, so the
-    /// periodic poll and spurious file events cost a read and a hash of the files. Blocks for as long as loading and
+    /// periodic poll and spurious file events cost a read and a hash of the files. A directory
+    /// without policy files is rejected like a broken one: it is far more often one being
+    /// replaced (`rm -r` then `cp -r`) or an unmounted volume than a wish to deny everything. Blocks for as long as loading and
     /// compiling take: call it off the request path (the watcher's thread, `spawn_blocking`).
     pub fn reload(&self) -> ReloadOutcome {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,6 +127,15 @@ impl PolicyStore {
             let files = policy::read_dir(&self.dir)?;
             if policy::version_of(&files) == previous.active_version {
                 return Ok(None);
+            }
+            if files.is_empty() {
+                return Err(LoadErrors(vec![LoadError {
+                    file: self.dir.clone(),
+                    line: None,
+                    message: "no policy file (*.yaml, *.yml) found; an empty directory is taken \
+                              for one being replaced, and the active set stays"
+                        .into(),
+                }]));
             }
             let source = policy::parse_files(&self.dir, &files)?;
             PolicySet::compile(&source).map(Some)
@@ -388,7 +399,13 @@ mod tests {
             );
             assert_eq!((status.reloads_ok, status.reloads_failed), (1, 1));
 
-            // A directory that vanished is a failed reload too, not an empty set.
+            // An emptied directory, or one that vanished, is a failed reload, not an empty set.
+            std::fs::remove_file(&file).unwrap();
+            let ReloadOutcome::Rejected(error) = store.reload() else {
+                panic!("an empty directory is rejected")
+            };
+            assert!(error.contains("no policy file"), "{error}");
+            assert_eq!(store.current().version, second);
             drop(dir);
             assert!(matches!(store.reload(), ReloadOutcome::Rejected(_)));
             assert_eq!(store.current().version, second);

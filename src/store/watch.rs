@@ -283,6 +283,11 @@ impl Worker {
                 }
                 Some(Message::Fs(Ok(event))) if self.matters(&event) => {
                     tracing::debug!(kind = ?event.kind, paths = ?event.paths, "policy files changed");
+                    if self.replaces_the_directory(&event) {
+                        // Watch again whatever the layout says: a directory deleted and created
+                        // again can come back with the same inode number.
+                        self.layout = None;
+                    }
                     burst = Some(self.extend(burst, now));
                 }
                 Some(Message::Fs(Ok(_))) => {}
@@ -301,7 +306,10 @@ impl Worker {
                 reload = true;
             }
             if self.retry_at.is_some_and(|at| at <= now) {
-                reload = true;
+                // Reload only once the directory is watched again: what changed meanwhile went
+                // unseen. (While it cannot be, reloading every retry would only repeat the error.)
+                self.rewatch();
+                reload |= self.retry_at.is_none();
             }
             if reload {
                 if self.options.watch {
@@ -328,6 +336,18 @@ impl Worker {
             Some(layout) => event.paths.iter().any(|p| layout.concerns(p)),
             None => true,
         }
+    }
+
+    /// Whether the event is about the directory itself or a symlink on the way to it (created,
+    /// removed, renamed), rather than about what it holds.
+    fn replaces_the_directory(&self, event: &notify::Event) -> bool {
+        let Some(layout) = &self.layout else {
+            return false;
+        };
+        event
+            .paths
+            .iter()
+            .any(|p| *p == layout.dir || layout.links.iter().any(|link| link == p))
     }
 
     fn extend(&self, burst: Option<Burst>, now: Instant) -> Burst {
@@ -358,37 +378,53 @@ impl Worker {
         }
         // The old watches go first: the inotify instances are a limited resource.
         self.watcher = None;
+        let failing = self.retry_at.is_some();
         match self.watch(&layout) {
-            Ok(watcher) => {
+            Ok((watcher, Ok(()))) => {
+                if failing {
+                    tracing::info!(dir = %self.dir.display(), "watching the policy directory again");
+                }
                 self.watcher = Some(watcher);
                 self.retry_at = None;
             }
-            Err(e) => {
-                tracing::warn!(
-                    dir = %self.dir.display(),
-                    error = %e,
-                    retry_secs = REWATCH_RETRY.as_secs(),
-                    "cannot watch the policy directory; relying on the poll and SIGHUP until a retry succeeds"
-                );
-                self.retry_at = Some(Instant::now() + REWATCH_RETRY);
+            Ok((watcher, Err(e))) => {
+                // The parents are watched: the directory's return is noticed at once.
+                self.watcher = Some(watcher);
+                self.cannot_watch(&e, failing);
             }
+            Err(e) => self.cannot_watch(&e, failing),
         }
         self.layout = Some(layout);
     }
 
-    fn watch(&self, layout: &Layout) -> notify::Result<RecommendedWatcher> {
+    fn cannot_watch(&mut self, e: &notify::Error, failing: bool) {
+        if failing {
+            tracing::debug!(dir = %self.dir.display(), error = %e, "still cannot watch the policy directory");
+        } else {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                error = %e,
+                retry_secs = REWATCH_RETRY.as_secs(),
+                "cannot watch the policy directory; retrying, and relying on the poll and SIGHUP meanwhile"
+            );
+        }
+        self.retry_at = Some(Instant::now() + REWATCH_RETRY);
+    }
+
+    /// A watcher on the parents (best effort: without them a swap of the directory itself is
+    /// only seen by the poll), and the outcome of watching the directory itself.
+    fn watch(&self, layout: &Layout) -> notify::Result<(RecommendedWatcher, notify::Result<()>)> {
         let tx = self.tx.clone();
         let mut watcher = notify::recommended_watcher(move |event| {
             let _ = tx.send(Message::Fs(event));
         })?;
-        watcher.watch(&layout.dir, RecursiveMode::Recursive)?;
         for parent in &layout.parents {
-            // Best effort: without it a swap of the directory itself is only seen by the poll.
             if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
                 tracing::warn!(dir = %parent.display(), error = %e, "cannot watch a parent of the policy directory");
             }
         }
-        Ok(watcher)
+        let dir = watcher.watch(&layout.dir, RecursiveMode::Recursive);
+        Ok((watcher, dir))
     }
 }
 
