@@ -31,36 +31,61 @@ fn bench(c: &mut Criterion) {
     let set = PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
     let one = CheckRequest {
         principal: physician(),
-        resources: vec![ResourceCheck { resource: patient(1), actions: vec!["read".into()] }],
+        resources: vec![ResourceCheck {
+            resource: patient(1),
+            actions: vec!["read".into()],
+        }],
         ..Default::default()
     };
     assert!(engine::check(&set, &one)[0].actions[0].1.is_allow());
-    c.bench_function("check/1 resource x 1 action", |b| b.iter(|| engine::check(&set, black_box(&one))));
+    c.bench_function("check/1 resource x 1 action", |b| {
+        b.iter(|| engine::check(&set, black_box(&one)))
+    });
 
     let observation = CheckRequest {
         principal: physician(),
         resources: vec![ResourceCheck {
-            resource: Resource { kind: "Observation".into(), id: "o1".into(), attr: json!({"practice_id": "7", "patient_id": "1", "category": "laboratory"}) },
+            resource: Resource {
+                kind: "Observation".into(),
+                id: "o1".into(),
+                attr: json!({"practice_id": "7", "patient_id": "1", "category": "laboratory"}),
+            },
             actions: vec!["read".into()],
         }],
         ..Default::default()
     };
     assert!(engine::check(&set, &observation)[0].actions[0].1.is_allow());
-    c.bench_function("check/1 scope-gated resource x 1 action", |b| b.iter(|| engine::check(&set, black_box(&observation))));
+    c.bench_function("check/1 scope-gated resource x 1 action", |b| {
+        b.iter(|| engine::check(&set, black_box(&observation)))
+    });
 
     let hundred = CheckRequest {
         principal: physician(),
-        resources: (0..100).map(|i| ResourceCheck { resource: patient(i), actions: vec!["read".into()] }).collect(),
+        resources: (0..100)
+            .map(|i| ResourceCheck {
+                resource: patient(i),
+                actions: vec!["read".into()],
+            })
+            .collect(),
         ..Default::default()
     };
-    c.bench_function("check/100 resources x 1 action", |b| b.iter(|| engine::check(&set, black_box(&hundred))));
+    c.bench_function("check/100 resources x 1 action", |b| {
+        b.iter(|| engine::check(&set, black_box(&hundred)))
+    });
 
     let three = CheckRequest {
         principal: physician(),
-        resources: (0..100).map(|i| ResourceCheck { resource: patient(i), actions: vec!["read".into(), "update".into(), "delete".into()] }).collect(),
+        resources: (0..100)
+            .map(|i| ResourceCheck {
+                resource: patient(i),
+                actions: vec!["read".into(), "update".into(), "delete".into()],
+            })
+            .collect(),
         ..Default::default()
     };
-    c.bench_function("check/100 resources x 3 actions", |b| b.iter(|| engine::check(&set, black_box(&three))));
+    c.bench_function("check/100 resources x 3 actions", |b| {
+        b.iter(|| engine::check(&set, black_box(&three)))
+    });
 
     c.bench_function("load/bundled policies", |b| {
         b.iter(|| PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap())

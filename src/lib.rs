@@ -4,6 +4,8 @@ pub mod cel;
 pub mod cli;
 pub mod compile;
 pub mod engine;
+pub mod filter;
+pub mod plan;
 pub mod policy;
 pub mod request;
 pub mod server;

@@ -8,7 +8,9 @@
 //! [`Activation`] names them `P`, `R`, `A`, `C`, and [`Condition::eval_bool`] runs the compiled
 //! program in its [`EvalContext`].
 //!
-//! Must not know about policies, rules, gRPC or I/O: it speaks CEL and JSON only.
+//! [`partial`] evaluates a condition with the resource unknown, for row filters.
+//!
+//! Must not know about policies, rules, gRPC or I/O: it speaks CEL, JSON and filters.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +21,10 @@ use ::cel::common::types::{CelBool, CelDouble, CelList, CelMap, CelMapKey, CelSt
 use ::cel::common::value::{CowVal, Val};
 use ::cel::context::VariableResolver;
 use ::cel::{Context, Env, Program};
+
+use crate::request::{Principal, Resource};
+
+pub mod partial;
 
 /// The names conditions use for the request: principal, resource, action, context.
 pub const VARIABLES: [&str; 4] = ["P", "R", "A", "C"];
@@ -323,6 +329,27 @@ fn json_to_val(json: &serde_json::Value) -> Box<dyn Val + '_> {
             Box::new(CelMap::from(map))
         }
     }
+}
+
+/// The CEL value of `P`: `id`, `roles`, `capabilities`, `scopes`, `client_id`, `attr`.
+pub fn principal_value(p: &Principal) -> Value<'_> {
+    Value::map([
+        ("id", Value::string(&p.id)),
+        ("roles", Value::string_list(&p.roles)),
+        ("capabilities", Value::string_list(&p.capabilities)),
+        ("scopes", Value::string_list(&p.scopes)),
+        ("client_id", Value::string(&p.client_id)),
+        ("attr", Value::from_json_object(&p.attr)),
+    ])
+}
+
+/// The CEL value of `R`: `kind`, `id`, `attr`.
+pub fn resource_value(r: &Resource) -> Value<'_> {
+    Value::map([
+        ("kind", Value::string(&r.kind)),
+        ("id", Value::string(&r.id)),
+        ("attr", Value::from_json_object(&r.attr)),
+    ])
 }
 
 /// The four variables a condition sees, borrowed for one evaluation.

@@ -32,8 +32,38 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running daemon for a decision and print it.
     Check(CheckArgs),
+    /// Ask a running daemon for a row filter (PlanFilter) and print the tree and the SQL.
+    Plan(PlanArgs),
     /// Load and compile a policy directory; print every problem and exit non-zero on any.
     Validate(ValidateArgs),
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The daemon's address.
+    #[arg(long, env = "VERDICT_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// The principal as JSON, as for `check`.
+    #[arg(long)]
+    pub principal: String,
+    /// The resource kind being listed.
+    #[arg(long)]
+    pub kind: String,
+    /// The action.
+    #[arg(long, default_value = "read")]
+    pub action: String,
+    /// Request context as a JSON object.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Resource attributes the endpoint already fixes, as a JSON object.
+    #[arg(long)]
+    pub known_attr: Option<String>,
+    /// Render SQL for this dialect.
+    #[arg(long, value_parser = ["postgres", "sqlite"])]
+    pub sql: Option<String>,
+    /// attribute=column for the SQL rendering; repeat for each attribute.
+    #[arg(long = "column", value_name = "ATTRIBUTE=COLUMN")]
+    pub columns: Vec<String>,
 }
 
 #[derive(Args)]
@@ -92,6 +122,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Check(args) => check(args).await,
+        Command::Plan(args) => plan(args).await,
         Command::Validate(args) => validate(args),
     }
 }
@@ -261,6 +292,113 @@ async fn check(args: CheckArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn plan(args: PlanArgs) -> Result<()> {
+    let principal: Principal = serde_json::from_value(read_json_arg("principal", &args.principal)?)
+        .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?;
+    let object = |what: &str, text: &Option<String>| -> Result<Option<prost_types::Struct>> {
+        match text {
+            None => Ok(None),
+            Some(t) => json_object_to_struct(&read_json_arg(what, t)?)
+                .map(Some)
+                .with_context(|| format!("--{what} must be a JSON object")),
+        }
+    };
+    let mut columns = std::collections::HashMap::new();
+    for c in &args.columns {
+        let (attribute, column) = c
+            .split_once('=')
+            .with_context(|| format!("--column {c}: expected ATTRIBUTE=COLUMN"))?;
+        columns.insert(attribute.to_string(), column.to_string());
+    }
+    let sql = args.sql.as_deref().map(|d| proto::SqlRequest {
+        dialect: if d == "postgres" {
+            proto::SqlDialect::Postgres
+        } else {
+            proto::SqlDialect::Sqlite
+        } as i32,
+        columns: columns.clone(),
+    });
+    let request = proto::PlanFilterRequest {
+        request_id: String::new(),
+        principal: to_proto(&CheckRequest {
+            principal,
+            ..Default::default()
+        })
+        .principal,
+        resource_kind: args.kind.clone(),
+        action: args.action.clone(),
+        context: object("context", &args.context)?,
+        known_attr: object("known-attr", &args.known_attr)?,
+        sql,
+    };
+    let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
+        .await
+        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let response = client
+        .plan_filter(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    println!("policy_version {}", response.policy_version);
+    let kind = proto::PlanKind::try_from(response.kind)
+        .map(|k| k.as_str_name())
+        .unwrap_or("PLAN_KIND_UNSPECIFIED");
+    println!("{}:{}: {kind}", args.kind, args.action);
+    if let Some(filter) = &response.filter {
+        print_filter(filter, 1);
+    }
+    if let Some(sql) = &response.sql {
+        println!("sql: {}", sql.r#where);
+        let params: Vec<String> = sql
+            .params
+            .iter()
+            .map(|p| value_json(p).to_string())
+            .collect();
+        println!("params: [{}]", params.join(", "));
+    }
+    Ok(())
+}
+
+fn value_json(v: &prost_types::Value) -> serde_json::Value {
+    crate::server::convert::value_to_json_unbounded(v)
+}
+
+/// Prints a filter tree, one node a line, with the rule that produced each annotated node.
+fn print_filter(f: &proto::Filter, depth: usize) {
+    let indent = "  ".repeat(depth);
+    let op = proto::FilterOp::try_from(f.op).unwrap_or(proto::FilterOp::Unspecified);
+    let origin = if f.policy.is_empty() {
+        String::new()
+    } else {
+        format!("    [{}/{}]", f.policy, f.rule)
+    };
+    let name = op
+        .as_str_name()
+        .trim_start_matches("FILTER_OP_")
+        .to_lowercase();
+    match op {
+        proto::FilterOp::And | proto::FilterOp::Or | proto::FilterOp::Not => {
+            println!("{indent}{name}{origin}");
+            for operand in &f.operands {
+                print_filter(operand, depth + 1);
+            }
+        }
+        proto::FilterOp::In => {
+            let values: Vec<String> = f.values.iter().map(|v| value_json(v).to_string()).collect();
+            println!("{indent}{} in [{}]{origin}", f.attribute, values.join(", "));
+        }
+        proto::FilterOp::Exists => println!("{indent}exists({}){origin}", f.attribute),
+        _ => {
+            let value = f
+                .value
+                .as_ref()
+                .map(|v| value_json(v).to_string())
+                .unwrap_or_default();
+            println!("{indent}{} {name} {value}{origin}", f.attribute);
+        }
+    }
 }
 
 fn response_json(r: &proto::CheckResponse) -> serde_json::Value {
