@@ -9,10 +9,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cel::{Condition, Environment};
+use crate::cel::{Condition, Environment, NamedConditions, VARIABLES};
 use crate::policy::{self, Document, Effect, LoadError, LoadErrors, Located, PolicySource};
 use crate::request::Principal;
 use crate::smart::{PatientCompartment, Permission};
+
+/// Stack for the compiler thread (virtual memory; only what is touched is used).
+const COMPILE_STACK_BYTES: usize = 256 << 20;
 
 /// Wildcard for kinds and actions.
 pub const ANY: &str = "*";
@@ -113,8 +116,31 @@ impl PolicySet {
     }
 
     /// Compiles parsed documents, reporting every problem found.
+    ///
+    /// Runs on a thread of its own with a large stack: the CEL parser recurses deeply on nested
+    /// expressions, and a pathological policy must be an error, never a stack overflow.
     pub fn compile(source: &PolicySource) -> Result<PolicySet, LoadErrors> {
-        Compiler::default().run(source)
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("verdict-compile".into())
+                .stack_size(COMPILE_STACK_BYTES)
+                .spawn_scoped(scope, || Compiler::default().run(source))
+                .map_err(|e| {
+                    LoadErrors(vec![LoadError {
+                        file: PathBuf::new(),
+                        line: None,
+                        message: format!("cannot start the compiler thread: {e}"),
+                    }])
+                })?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(LoadErrors(vec![LoadError {
+                        file: PathBuf::new(),
+                        line: None,
+                        message: "the policy compiler panicked".into(),
+                    }]))
+                })
+        })
     }
 
     /// A set with no policies: denies everything.
@@ -153,6 +179,16 @@ impl PolicySet {
     }
 }
 
+/// A derived role, its condition already expanded.
+struct Derived {
+    parent_roles: Vec<String>,
+    when: String,
+}
+
+/// One way a rule's principal selectors can match: plain selectors, and the conditions of the
+/// derived roles involved.
+type SelectorVariant = (Vec<policy::PrincipalSelector>, Vec<String>);
+
 #[derive(Default)]
 struct Compiler {
     environment: Environment,
@@ -160,16 +196,21 @@ struct Compiler {
     errors: Vec<LoadError>,
     policy_names: HashSet<String>,
     gates: Vec<(Vec<String>, Arc<ScopeGate>, PathBuf, usize)>,
+    /// Named conditions, fully expanded.
+    named: NamedConditions,
+    derived: HashMap<String, Derived>,
 }
 
 impl Compiler {
     fn run(mut self, source: &PolicySource) -> Result<PolicySet, LoadErrors> {
+        self.conditions(&source.documents);
         for doc in &source.documents {
             match &doc.item {
                 Document::AgentPolicy(p) => self.agent_policy(doc, p),
                 Document::ResourcePolicy(p) => self.resource_policy(doc, p),
                 Document::Capabilities(c) => self.capabilities(doc, c),
                 Document::ScopeGate(g) => self.scope_gate(doc, g),
+                Document::Conditions(_) => {}
             }
         }
         let (gates, any_kind_gate) = self.gate_index();
@@ -210,20 +251,217 @@ impl Compiler {
         true
     }
 
+    /// Collects every named condition and derived role of the set, expanding names used inside
+    /// them, before any rule is compiled (a rule may use a name defined in any file).
+    fn conditions(&mut self, documents: &[Located<Document>]) {
+        let mut raw: NamedConditions = NamedConditions::new();
+        let mut sites: HashMap<String, (PathBuf, usize)> = HashMap::new();
+        let mut derived_raw = Vec::new();
+        for doc in documents {
+            let Document::Conditions(c) = &doc.item else {
+                continue;
+            };
+            if !self.claim_policy_name(doc, &c.name) {
+                continue;
+            }
+            let doc_line = doc.line_of_name(&c.name, doc.line);
+            for named in &c.conditions {
+                let line = doc.line_of_name(&named.name, doc_line);
+                if !is_identifier(&named.name) || VARIABLES.contains(&named.name.as_str()) {
+                    self.error(&doc.file, line, format!("condition name \"{}\" must be an identifier (letters, digits, _) other than P, R, A, C", named.name));
+                } else if let Some((file, other)) = sites.get(&named.name) {
+                    let message = format!(
+                        "condition \"{}\" is already defined at {}:{other}",
+                        named.name,
+                        file.display()
+                    );
+                    self.error(&doc.file, line, message);
+                } else {
+                    raw.insert(named.name.clone(), named.when.clone());
+                    sites.insert(named.name.clone(), (doc.file.clone(), line));
+                }
+            }
+            for role in &c.derived_roles {
+                let line = doc.line_of_name(&role.name, doc_line);
+                derived_raw.push((doc.file.clone(), line, role.clone()));
+            }
+        }
+        // Each name's direct uses, then expansion in dependency order; a cycle is an error.
+        let mut uses: HashMap<String, Vec<String>> = HashMap::new();
+        let mut names: Vec<String> = raw.keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            match self.environment.expand(&raw[name], &raw) {
+                Ok((_, used)) => {
+                    uses.insert(name.clone(), used);
+                }
+                Err(e) => {
+                    let (file, line) = sites[name].clone();
+                    self.error(
+                        &file,
+                        line,
+                        format!("condition \"{name}\": {}", e.render(&raw[name])),
+                    );
+                }
+            }
+        }
+        for name in &names {
+            let mut path = Vec::new();
+            if let Err(cycle) = self.expand_named(name, &raw, &uses, &mut path) {
+                let (file, line) = sites[name].clone();
+                self.error(&file, line, format!("condition \"{name}\": {cycle}"));
+            }
+        }
+        for (file, line, role) in derived_raw {
+            if self.derived.contains_key(&role.name) {
+                self.error(
+                    &file,
+                    line,
+                    format!("derived role \"{}\" is defined twice", role.name),
+                );
+                continue;
+            }
+            match self.environment.expand(&role.when, &self.named) {
+                Ok((when, _)) => {
+                    self.derived.insert(
+                        role.name.clone(),
+                        Derived {
+                            parent_roles: role.parent_roles.clone(),
+                            when,
+                        },
+                    );
+                }
+                Err(e) => self.error(
+                    &file,
+                    line,
+                    format!(
+                        "derived role \"{}\": when: {}",
+                        role.name,
+                        e.render(&role.when)
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// Expands the named condition `name` (its uses first), recording it in `self.named`.
+    /// Fails on a cycle, naming it.
+    fn expand_named(
+        &mut self,
+        name: &str,
+        raw: &NamedConditions,
+        uses: &HashMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if self.named.contains_key(name) {
+            return Ok(());
+        }
+        let Some(direct) = uses.get(name) else {
+            return Err("does not compile".to_string());
+        };
+        if let Some(i) = path.iter().position(|p| p == name) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(name.to_string());
+            return Err(format!(
+                "named conditions form a cycle: {}",
+                cycle.join(" -> ")
+            ));
+        }
+        path.push(name.to_string());
+        for used in direct.clone() {
+            self.expand_named(&used, raw, uses, path)?;
+        }
+        path.pop();
+        let (text, _) = self
+            .environment
+            .expand(&raw[name], &self.named)
+            .map_err(|e| e.message)?;
+        self.named.insert(name.to_string(), text);
+        Ok(())
+    }
+
+    /// Compiles a condition written by a policy author (named conditions allowed), conjoined
+    /// with already-expanded `extra` conditions (from derived roles).
     fn condition<T>(
         &mut self,
         doc: &Located<T>,
         line: usize,
         what: &str,
-        source: &str,
-    ) -> Option<Condition> {
-        match self.environment.compile(source) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
-                None
+        source: Option<&str>,
+        extra: &[String],
+    ) -> Result<Option<Condition>, ()> {
+        let mut parts: Vec<String> = extra.to_vec();
+        if let Some(source) = source {
+            match self.environment.expand(source, &self.named) {
+                Ok((text, _)) => parts.push(text),
+                Err(e) => {
+                    self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
+                    return Err(());
+                }
             }
         }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let text = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            format!("({})", parts.join(") && ("))
+        };
+        match self.environment.compile(&text) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                self.error(&doc.file, line, format!("{what}: {}", e.render(&text)));
+                Err(())
+            }
+        }
+    }
+
+    /// The ways a selector can match: its plain entries, and each derived role it names.
+    fn selector_variants(
+        &mut self,
+        file: &Path,
+        line: usize,
+        at: &str,
+        selector: &policy::PrincipalSelector,
+    ) -> Option<Vec<SelectorVariant>> {
+        let mut variants = Vec::new();
+        let plain = policy::PrincipalSelector {
+            derived_roles: Vec::new(),
+            ..selector.clone()
+        };
+        if !plain.is_empty() {
+            variants.push((vec![plain], Vec::new()));
+        }
+        for name in &selector.derived_roles {
+            match self.derived.get(name) {
+                Some(d) => {
+                    let roles = if d.parent_roles.is_empty() {
+                        vec![ANY.to_string()]
+                    } else {
+                        d.parent_roles.clone()
+                    };
+                    variants.push((
+                        vec![policy::PrincipalSelector {
+                            roles,
+                            ..Default::default()
+                        }],
+                        vec![d.when.clone()],
+                    ));
+                }
+                None => {
+                    let mut known: Vec<&String> = self.derived.keys().collect();
+                    known.sort();
+                    self.error(
+                        file,
+                        line,
+                        format!("{at}: unknown derived role \"{name}\" (defined: {known:?})"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(variants)
     }
 
     fn agent_policy(&mut self, doc: &Located<Document>, p: &policy::AgentPolicy) {
@@ -266,15 +504,11 @@ impl Compiler {
             );
             return;
         }
-        let target = match &p.resource.when {
-            Some(source) => {
-                let what = format!("resource policy \"{}\": resource.when", p.name);
-                match self.condition(doc, policy_line, &what, source) {
-                    Some(c) => Some(Arc::new(c)),
-                    None => return,
-                }
-            }
-            None => None,
+        let what = format!("resource policy \"{}\": resource.when", p.name);
+        let target = match self.condition(doc, policy_line, &what, p.resource.when.as_deref(), &[])
+        {
+            Ok(c) => c.map(Arc::new),
+            Err(()) => return,
         };
         let kind = p.resource.kind.clone();
         self.rules_of(
@@ -351,37 +585,67 @@ impl Compiler {
                 self.error(&doc.file, line, format!("{at}: empty kind"));
                 continue;
             }
-            let condition = match &rule.when {
-                Some(source) => match self.condition(doc, line, &format!("{at}: when"), source) {
-                    Some(c) => Some(c),
+            if rule.principals.as_ref().is_some_and(|own| own.is_empty()) {
+                self.error(&doc.file, line, format!("{at}: principals is empty; remove it or name a role, capability, id, client or derived role"));
+                continue;
+            }
+            // Each combination of the policy's and the rule's selector variants is one compiled
+            // rule under the same name: an allow holds if any holds, a deny fires if any fires.
+            let empty = (Vec::new(), Vec::new());
+            let outer = match policy_principals {
+                Some(selector) => match self.selector_variants(&doc.file, line, &at, selector) {
+                    Some(v) => v,
                     None => continue,
                 },
-                None => None,
+                None => vec![empty.clone()],
             };
-            let mut principals = PrincipalMatcher::default();
-            principals.all.extend(policy_principals.cloned());
-            if let Some(own) = &rule.principals {
-                if own.is_empty() {
-                    self.error(&doc.file, line, format!("{at}: principals is empty; remove it or name a role, capability, id or client"));
-                    continue;
+            let inner = match &rule.principals {
+                Some(selector) => match self.selector_variants(&doc.file, line, &at, selector) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                None => vec![empty],
+            };
+            let reason = rule_reason(rule.effect, policy, &rule.name, rule.description.as_deref());
+            for (outer_selectors, outer_conditions) in &outer {
+                for (inner_selectors, inner_conditions) in &inner {
+                    let extra: Vec<String> = outer_conditions
+                        .iter()
+                        .chain(inner_conditions)
+                        .cloned()
+                        .collect();
+                    let Ok(condition) = self.condition(
+                        doc,
+                        line,
+                        &format!("{at}: when"),
+                        rule.when.as_deref(),
+                        &extra,
+                    ) else {
+                        continue;
+                    };
+                    self.rules.push(CompiledRule {
+                        policy: policy.into(),
+                        name: rule.name.as_str().into(),
+                        description: rule.description.clone(),
+                        reason: Arc::clone(&reason),
+                        attachment,
+                        effect: rule.effect,
+                        principals: PrincipalMatcher {
+                            all: outer_selectors
+                                .iter()
+                                .chain(inner_selectors)
+                                .cloned()
+                                .collect(),
+                        },
+                        target: target.clone(),
+                        condition,
+                        kinds: kinds.clone(),
+                        actions: rule.actions.clone(),
+                        file: doc.file.clone(),
+                        line,
+                    });
                 }
-                principals.all.push(own.clone());
             }
-            self.rules.push(CompiledRule {
-                policy: policy.into(),
-                name: rule.name.as_str().into(),
-                description: rule.description.clone(),
-                reason: rule_reason(rule.effect, policy, &rule.name, rule.description.as_deref()),
-                attachment,
-                effect: rule.effect,
-                principals,
-                target: target.clone(),
-                condition,
-                kinds,
-                actions: rule.actions.clone(),
-                file: doc.file.clone(),
-                line,
-            });
         }
     }
 
@@ -409,12 +673,15 @@ impl Compiler {
                 );
                 continue;
             }
-            let condition = match &capability.when {
-                Some(source) => match self.condition(doc, line, &format!("{at}: when"), source) {
-                    Some(c) => Some(Arc::new(c)),
-                    None => continue,
-                },
-                None => None,
+            let condition = match self.condition(
+                doc,
+                line,
+                &format!("{at}: when"),
+                capability.when.as_deref(),
+                &[],
+            ) {
+                Ok(c) => c.map(Arc::new),
+                Err(()) => continue,
             };
             // Group grants by kind so each (kind, actions) becomes one allow rule.
             let mut by_kind: Vec<(String, Vec<String>)> = Vec::new();
@@ -559,6 +826,14 @@ impl Compiler {
     }
 }
 
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn rule_reason(effect: Effect, policy: &str, rule: &str, description: Option<&str>) -> Arc<str> {
     let verb = match effect {
         Effect::Allow => "allowed",
@@ -627,6 +902,7 @@ fn build_index(rules: &[CompiledRule]) -> (HashMap<String, KindIndex>, KindIndex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::path::PathBuf;
 
     fn compile(files: &[(&str, &str)]) -> Result<PolicySet, LoadErrors> {
@@ -725,6 +1001,131 @@ agent_policy:
         let bad = ok.replace("      when: P.id", "      kinds: [Note]\n      when: P.id");
         let err = compile(&[("c.yaml", &bad)]).unwrap_err();
         assert!(err.to_string().contains("remove `kinds`"), "{err}");
+    }
+
+    const CONDITIONS: &str = r#"
+conditions:
+  name: shared
+  conditions:
+    - name: same_practice
+      when: R.attr.practice_id == P.attr.practice_id
+    - name: own_signed_note
+      when: same_practice && R.attr.author_id == P.id
+  derived_roles:
+    - name: primary_physician
+      parent_roles: [physician]
+      when: same_practice && P.id == R.attr.primary_physician_id
+"#;
+
+    fn decide(
+        set: &PolicySet,
+        principal: serde_json::Value,
+        kind: &str,
+        attr: serde_json::Value,
+        action: &str,
+    ) -> bool {
+        let request = crate::request::CheckRequest {
+            principal: serde_json::from_value(principal).unwrap(),
+            resources: vec![crate::request::ResourceCheck {
+                resource: crate::request::Resource {
+                    kind: kind.into(),
+                    id: "x".into(),
+                    attr,
+                },
+                actions: vec![action.into()],
+            }],
+            ..Default::default()
+        };
+        crate::engine::check(set, &request)[0].actions[0]
+            .1
+            .is_allow()
+    }
+
+    #[test]
+    fn named_conditions_and_derived_roles_are_inlined() {
+        let policy = "agent_policy:\n  name: docs\n  principals: {roles: [physician]}\n  rules:\n    - name: sign\n      effect: allow\n      actions: [sign]\n      kinds: [Note]\n      when: own_signed_note\n---\nresource_policy:\n  name: charts\n  resource: {kind: Patient}\n  rules:\n    - name: primary-or-nurse\n      effect: allow\n      actions: [update]\n      principals: {roles: [nurse], derived_roles: [primary_physician]}\n";
+        let set = compile(&[("c.yaml", CONDITIONS), ("p.yaml", policy)]).unwrap();
+        let dr = json!({"id": "dr-1", "roles": ["physician"], "attr": {"practice_id": "7"}});
+        assert!(decide(
+            &set,
+            dr.clone(),
+            "Note",
+            json!({"practice_id": "7", "author_id": "dr-1"}),
+            "sign"
+        ));
+        assert!(!decide(
+            &set,
+            dr.clone(),
+            "Note",
+            json!({"practice_id": "9", "author_id": "dr-1"}),
+            "sign"
+        ));
+        let chart = json!({"practice_id": "7", "primary_physician_id": "dr-1"});
+        assert!(decide(&set, dr.clone(), "Patient", chart.clone(), "update"));
+        assert!(!decide(
+            &set,
+            json!({"id": "dr-2", "roles": ["physician"], "attr": {"practice_id": "7"}}),
+            "Patient",
+            chart.clone(),
+            "update"
+        ));
+        assert!(decide(
+            &set,
+            json!({"id": "n", "roles": ["nurse"]}),
+            "Patient",
+            chart.clone(),
+            "update"
+        ));
+        assert!(!decide(
+            &set,
+            json!({"id": "dr-1", "roles": ["nurse_aide"]}),
+            "Patient",
+            chart,
+            "update"
+        ));
+        // The derived role expanded into its own compiled rule under the same name.
+        assert_eq!(
+            set.rules
+                .iter()
+                .filter(|r| &*r.name == "primary-or-nurse")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn named_condition_errors_cycles_and_unknown_derived_roles() {
+        let cyclic = "conditions:\n  name: c\n  conditions:\n    - name: a\n      when: b\n    - name: b\n      when: a || true\n";
+        let err = compile(&[("c.yaml", cyclic)]).unwrap_err().to_string();
+        assert!(
+            err.contains("named conditions form a cycle: a -> b -> a"),
+            "{err}"
+        );
+        let typo = "conditions:\n  name: c\n  conditions:\n    - name: a\n      when: R.attr.x == 1\n---\nagent_policy:\n  name: p\n  principals: {roles: [r]}\n  rules:\n    - name: uses-typo\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: aa && true\n";
+        let err = compile(&[("c.yaml", typo)]).unwrap_err().to_string();
+        assert!(err.contains("c.yaml:11: policy \"p\" rule \"uses-typo\": when: unknown variable 'aa' (did you mean the condition 'a'?)"), "{err}");
+        let unknown_role = "agent_policy:\n  name: p\n  principals: {derived_roles: [ghost]}\n  rules:\n    - name: r\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n";
+        let err = compile(&[("p.yaml", unknown_role)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown derived role \"ghost\""), "{err}");
+        let bad_name = "conditions:\n  name: c\n  conditions:\n    - name: P\n      when: 'true'\n";
+        assert!(compile(&[("c.yaml", bad_name)])
+            .unwrap_err()
+            .to_string()
+            .contains("must be an identifier"));
+    }
+
+    #[test]
+    fn pathologically_nested_conditions_are_errors_not_crashes() {
+        let deep = format!("{}R.attr.x == 1{}", "!(".repeat(300), ")".repeat(300));
+        let policy = format!("agent_policy:\n  name: p\n  principals: {{roles: [r]}}\n  rules:\n    - name: deep\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: '{deep}'\n");
+        let err = compile(&[("p.yaml", &policy)]).unwrap_err().to_string();
+        assert!(
+            err.contains("rule \"deep\": when: syntax error"),
+            "{}",
+            &err[..err.len().min(300)]
+        );
     }
 
     #[test]

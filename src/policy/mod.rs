@@ -25,6 +25,8 @@ pub enum Document {
     Capabilities(Capabilities),
     /// An OAuth / SMART on FHIR scope ceiling for some kinds.
     ScopeGate(ScopeGate),
+    /// Named conditions and derived roles, defined once and used by name in rules.
+    Conditions(Conditions),
 }
 
 /// A document as written: a map with exactly one of these keys.
@@ -35,6 +37,7 @@ struct RawDocument {
     resource_policy: Option<ResourcePolicy>,
     capabilities: Option<Capabilities>,
     scope_gate: Option<ScopeGate>,
+    conditions: Option<Conditions>,
 }
 
 impl RawDocument {
@@ -44,6 +47,7 @@ impl RawDocument {
         found.extend(self.resource_policy.map(Document::ResourcePolicy));
         found.extend(self.capabilities.map(Document::Capabilities));
         found.extend(self.scope_gate.map(Document::ScopeGate));
+        found.extend(self.conditions.map(Document::Conditions));
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(format!("a document must have one of the keys {DOCUMENT_KEYS}")),
@@ -52,7 +56,7 @@ impl RawDocument {
     }
 }
 
-const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate";
+const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate, conditions";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +78,9 @@ pub struct PrincipalSelector {
     pub ids: Vec<String>,
     #[serde(default)]
     pub clients: Vec<String>,
+    /// Derived roles (see [`Conditions`]): a parent role plus a condition on the request.
+    #[serde(default)]
+    pub derived_roles: Vec<String>,
 }
 
 impl PrincipalSelector {
@@ -82,6 +89,7 @@ impl PrincipalSelector {
             && self.capabilities.is_empty()
             && self.ids.is_empty()
             && self.clients.is_empty()
+            && self.derived_roles.is_empty()
     }
 }
 
@@ -176,6 +184,42 @@ pub struct ScopeGate {
     /// The resource attribute naming the patient a resource belongs to. Default `patient_id`.
     #[serde(default)]
     pub patient_attribute: Option<String>,
+}
+
+/// A condition defined once and used by its bare name in other conditions (`same_practice`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCondition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub when: String,
+}
+
+/// A role a principal holds for one request: one of `parent_roles` (any principal if empty) and
+/// `when` holds, e.g. `primary_physician` = a physician whose id is the patient's
+/// `primary_physician_id`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parent_roles: Vec<String>,
+    pub when: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<NamedCondition>,
+    #[serde(default)]
+    pub derived_roles: Vec<DerivedRole>,
 }
 
 /// A parsed document and where it came from.
