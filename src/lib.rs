@@ -11,3 +11,4 @@ pub mod request;
 pub mod server;
 pub mod smart;
 pub mod store;
+pub mod suite;

@@ -650,6 +650,7 @@ mod tests {
             "has(R.attr.x)",
             "P.attr.licensed_states.filter(s, s == 'CA').size() == 1",
             "int(R.attr.amount) > 3",
+            "P.id.matches('^dr-[a-z]+$')",
             "A in ['read', 'search'] ? true : false",
         ] {
             env.compile(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));

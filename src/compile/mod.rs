@@ -106,6 +106,8 @@ pub struct PolicySet {
     gates: HashMap<String, Arc<ScopeGate>>,
     any_kind_gate: Option<Arc<ScopeGate>>,
     pub policy_count: usize,
+    /// Problems that do not stop the set from loading (rules that can never apply, unused names).
+    pub warnings: Vec<LoadError>,
 }
 
 impl PolicySet {
@@ -199,6 +201,17 @@ struct Compiler {
     /// Named conditions, fully expanded.
     named: NamedConditions,
     derived: HashMap<String, Derived>,
+    warnings: Vec<LoadError>,
+    /// Where each named condition and derived role is defined, and what each uses, for warnings.
+    named_sites: HashMap<String, (PathBuf, usize)>,
+    named_uses: HashMap<String, Vec<String>>,
+    derived_sites: HashMap<String, (PathBuf, usize, Vec<String>)>,
+    /// Names used directly by rules, and derived roles used by selectors.
+    used_names: HashSet<String>,
+    used_derived: HashSet<String>,
+    /// Capabilities some `capabilities` document defines.
+    capability_names: HashSet<String>,
+    gate_sites: HashMap<String, (PathBuf, usize)>,
 }
 
 impl Compiler {
@@ -217,6 +230,7 @@ impl Compiler {
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
         }
+        self.warn(&gates);
         let (by_kind, other_kinds) = build_index(&self.rules);
         Ok(PolicySet {
             version: source.version.clone(),
@@ -227,6 +241,7 @@ impl Compiler {
             gates,
             any_kind_gate,
             policy_count: self.policy_names.len(),
+            warnings: self.warnings,
         })
     }
 
@@ -290,6 +305,7 @@ impl Compiler {
         let mut uses: HashMap<String, Vec<String>> = HashMap::new();
         let mut names: Vec<String> = raw.keys().cloned().collect();
         names.sort();
+        self.named_sites = sites.clone();
         for name in &names {
             match self.environment.expand(&raw[name], &raw) {
                 Ok((_, used)) => {
@@ -305,6 +321,7 @@ impl Compiler {
                 }
             }
         }
+        self.named_uses = uses.clone();
         for name in &names {
             let mut path = Vec::new();
             if let Err(cycle) = self.expand_named(name, &raw, &uses, &mut path) {
@@ -322,7 +339,9 @@ impl Compiler {
                 continue;
             }
             match self.environment.expand(&role.when, &self.named) {
-                Ok((when, _)) => {
+                Ok((when, used)) => {
+                    self.derived_sites
+                        .insert(role.name.clone(), (file.clone(), line, used));
                     self.derived.insert(
                         role.name.clone(),
                         Derived {
@@ -341,6 +360,141 @@ impl Compiler {
                     ),
                 ),
             }
+        }
+    }
+
+    fn warning(&mut self, file: &Path, line: usize, message: String) {
+        self.warnings.push(LoadError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            message,
+        });
+    }
+
+    /// Finds what compiles but cannot be what the author meant.
+    fn warn(&mut self, gates: &HashMap<String, Arc<ScopeGate>>) {
+        // Named conditions and derived roles nobody uses (directly or through another name).
+        let mut used: HashSet<String> = self.used_names.clone();
+        for name in &self.used_derived {
+            if let Some((_, _, names)) = self.derived_sites.get(name) {
+                used.extend(names.iter().cloned());
+            }
+        }
+        let mut frontier: Vec<String> = used.iter().cloned().collect();
+        while let Some(name) = frontier.pop() {
+            for next in self.named_uses.get(&name).cloned().unwrap_or_default() {
+                if used.insert(next.clone()) {
+                    frontier.push(next);
+                }
+            }
+        }
+        let mut unused: Vec<(String, PathBuf, usize)> = self
+            .named_sites
+            .iter()
+            .filter(|(name, _)| !used.contains(*name))
+            .map(|(name, (file, line))| (name.clone(), file.clone(), *line))
+            .collect();
+        unused.sort();
+        for (name, file, line) in unused {
+            self.warning(&file, line, format!("condition \"{name}\" is never used"));
+        }
+        let mut unused_roles: Vec<(String, PathBuf, usize)> = self
+            .derived_sites
+            .iter()
+            .filter(|(name, _)| !self.used_derived.contains(*name))
+            .map(|(name, (file, line, _))| (name.clone(), file.clone(), *line))
+            .collect();
+        unused_roles.sort();
+        for (name, file, line) in unused_roles {
+            self.warning(
+                &file,
+                line,
+                format!("derived role \"{name}\" is never used"),
+            );
+        }
+
+        let mut messages: Vec<(PathBuf, usize, String)> = Vec::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let covers = |list: &[String], item: &str| list.iter().any(|x| x == ANY || x == item);
+        for rule in &self.rules {
+            // Only one warning per source rule, even when it compiled into several variants.
+            if !seen.insert((rule.policy.to_string(), rule.name.to_string())) {
+                continue;
+            }
+            let at = format!("policy \"{}\" rule \"{}\"", rule.policy, rule.name);
+            for selector in &rule.principals.all {
+                for capability in &selector.capabilities {
+                    if !self.capability_names.contains(capability) {
+                        messages.push((
+                            rule.file.clone(),
+                            rule.line,
+                            format!("{at}: no capabilities document defines \"{capability}\""),
+                        ));
+                    }
+                }
+            }
+            match rule.effect {
+                Effect::Deny => {
+                    // A deny on explicit (kind, action) pairs nothing allows never changes a decision.
+                    let pairs: Vec<(&String, &String)> = rule
+                        .kinds
+                        .iter()
+                        .filter(|k| *k != ANY)
+                        .flat_map(|k| {
+                            rule.actions
+                                .iter()
+                                .filter(|a| *a != ANY)
+                                .map(move |a| (k, a))
+                        })
+                        .collect();
+                    for (kind, action) in pairs {
+                        let allowed = self.rules.iter().any(|r| {
+                            r.effect == Effect::Allow
+                                && covers(&r.kinds, kind)
+                                && covers(&r.actions, action)
+                        });
+                        if !allowed {
+                            messages.push((rule.file.clone(), rule.line, format!("{at}: no rule allows {kind}:{action}, so this deny never changes a decision")));
+                        }
+                    }
+                }
+                Effect::Allow => {
+                    // Shadowed: an unconditional deny that applies whenever this rule does.
+                    let shadow = self.rules.iter().find(|d| {
+                        d.effect == Effect::Deny
+                            && d.condition.is_none()
+                            && d.target.is_none()
+                            && d.principals
+                                .all
+                                .iter()
+                                .all(|s| rule.principals.all.iter().any(|o| same_selector(o, s)))
+                            && rule.kinds.iter().all(|k| covers(&d.kinds, k))
+                            && rule.actions.iter().all(|a| covers(&d.actions, a))
+                    });
+                    if let Some(d) = shadow {
+                        messages.push((rule.file.clone(), rule.line, format!("{at}: never allows anything: deny rule \"{}\" of policy \"{}\" always applies where it does", d.name, d.policy)));
+                    }
+                }
+            }
+        }
+        let mut gated: Vec<&String> = gates.keys().collect();
+        gated.sort();
+        for kind in gated {
+            if !self.rules.iter().any(|r| r.kinds.iter().any(|k| k == kind)) {
+                let gate = &gates[kind];
+                let (file, line) = self.gate_sites.get(&gate.name).cloned().unwrap_or_default();
+                messages.push((
+                    file,
+                    line,
+                    format!(
+                        "scope gate \"{}\": no rule names kind \"{kind}\"",
+                        gate.name
+                    ),
+                ));
+            }
+        }
+        for (file, line, message) in messages {
+            self.warning(&file, line, message);
         }
     }
 
@@ -393,7 +547,10 @@ impl Compiler {
         let mut parts: Vec<String> = extra.to_vec();
         if let Some(source) = source {
             match self.environment.expand(source, &self.named) {
-                Ok((text, _)) => parts.push(text),
+                Ok((text, used)) => {
+                    self.used_names.extend(used);
+                    parts.push(text);
+                }
                 Err(e) => {
                     self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
                     return Err(());
@@ -434,6 +591,7 @@ impl Compiler {
             variants.push((vec![plain], Vec::new()));
         }
         for name in &selector.derived_roles {
+            self.used_derived.insert(name.clone());
             match self.derived.get(name) {
                 Some(d) => {
                     let roles = if d.parent_roles.is_empty() {
@@ -709,6 +867,7 @@ impl Compiler {
             if bad {
                 continue;
             }
+            self.capability_names.insert(capability.name.clone());
             let selector = policy::PrincipalSelector {
                 capabilities: vec![capability.name.clone()],
                 ..Default::default()
@@ -794,6 +953,8 @@ impl Compiler {
                     .unwrap_or(defaults.patient_attribute),
             },
         };
+        self.gate_sites
+            .insert(g.name.clone(), (doc.file.clone(), line));
         self.gates
             .push((g.kinds.clone(), Arc::new(gate), doc.file.clone(), line));
     }
@@ -824,6 +985,14 @@ impl Compiler {
         }
         (by_kind, any)
     }
+}
+
+fn same_selector(a: &policy::PrincipalSelector, b: &policy::PrincipalSelector) -> bool {
+    a.roles == b.roles
+        && a.capabilities == b.capabilities
+        && a.ids == b.ids
+        && a.clients == b.clients
+        && a.derived_roles == b.derived_roles
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -1114,6 +1283,93 @@ conditions:
             .unwrap_err()
             .to_string()
             .contains("must be an identifier"));
+    }
+
+    #[test]
+    fn warnings_name_rules_that_cannot_apply_and_unused_names() {
+        let text = r#"
+conditions:
+  name: shared
+  conditions:
+    - name: used_inside
+      when: R.attr.x == 1
+    - name: used
+      when: used_inside && true
+    - name: unused
+      when: "true"
+  derived_roles:
+    - name: ghost_role
+      when: "true"
+---
+agent_policy:
+  name: p
+  principals: {roles: [r]}
+  rules:
+    - name: reads
+      effect: allow
+      actions: [read]
+      kinds: [Doc]
+      when: used
+    - name: never-reads
+      effect: allow
+      actions: [read]
+      kinds: [Secret]
+    - name: no-secrets
+      effect: deny
+      actions: ["*"]
+      kinds: [Secret]
+    - name: pointless
+      effect: deny
+      actions: [delete]
+      kinds: [Doc]
+    - name: needs-capability
+      effect: allow
+      actions: [write]
+      kinds: [Doc]
+      principals: {capabilities: [undefined-cap]}
+---
+scope_gate:
+  name: smart
+  kinds: [Spaceship]
+"#;
+        let set = compile(&[("p.yaml", text)]).unwrap();
+        let warnings: Vec<String> = set.warnings.iter().map(|w| w.to_string()).collect();
+        let all = warnings.join("\n");
+        assert!(
+            all.contains("p.yaml:9: condition \"unused\" is never used"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("\"used\" is never") && !all.contains("used_inside\" is never"),
+            "{all}"
+        );
+        assert!(
+            all.contains("derived role \"ghost_role\" is never used"),
+            "{all}"
+        );
+        assert!(
+            all.contains("rule \"never-reads\": never allows anything: deny rule \"no-secrets\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("rule \"pointless\": no rule allows Doc:delete"),
+            "{all}"
+        );
+        assert!(
+            all.contains("no capabilities document defines \"undefined-cap\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("scope gate \"smart\": no rule names kind \"Spaceship\""),
+            "{all}"
+        );
+        assert_eq!(warnings.len(), 6, "{all}");
+        assert!(clinic_warnings().is_empty(), "{:?}", clinic_warnings());
+    }
+
+    fn clinic_warnings() -> Vec<String> {
+        let set = PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+        set.warnings.iter().map(|w| w.to_string()).collect()
     }
 
     #[test]

@@ -239,8 +239,11 @@ impl<T> Located<T> {
     pub fn line_of_name(&self, value: &str, after: usize) -> usize {
         let start = after.saturating_sub(self.line);
         for (i, line) in self.text.lines().enumerate().skip(start) {
+            // `name: x`, `- name: x`, and the flow style `- {name: x, ...}`.
             let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            let trimmed = trimmed.trim_start_matches('{').trim_start();
             if let Some(rest) = trimmed.strip_prefix("name:") {
+                let rest = rest.split([',', '}']).next().unwrap_or("");
                 let rest = rest.trim().trim_matches(|c| c == '"' || c == '\'');
                 if rest == value {
                     return self.line + i;
@@ -297,14 +300,32 @@ pub struct PolicySource {
 /// Reads every `*.yaml` / `*.yml` file under `dir` (recursively, following symlinks, skipping
 /// hidden entries such as Kubernetes' `..data` and editors' temp files) and parses them.
 pub fn load_dir(dir: &Path) -> Result<PolicySource, LoadErrors> {
+    let (source, errors) = read_dir(dir);
+    if errors.is_empty() {
+        Ok(source)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+/// Like [`load_dir`], but returns what could be parsed together with every problem met, so that
+/// `verdict validate` reports them all at once.
+pub fn read_dir(dir: &Path) -> (PolicySource, Vec<LoadError>) {
     let mut files = Vec::new();
-    collect_files(dir, dir, &mut files).map_err(|e| {
-        LoadErrors(vec![LoadError {
+    if let Err(e) = collect_files(dir, dir, &mut files) {
+        let error = LoadError {
             file: dir.to_path_buf(),
             line: None,
             message: format!("cannot read policy directory: {e}"),
-        }])
-    })?;
+        };
+        return (
+            PolicySource {
+                documents: Vec::new(),
+                version: String::new(),
+            },
+            vec![error],
+        );
+    }
     files.sort();
     let mut texts = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
@@ -318,14 +339,23 @@ pub fn load_dir(dir: &Path) -> Result<PolicySource, LoadErrors> {
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
-    }
-    parse_files(dir, &texts)
+    let (source, mut parse_errors) = parse_files_lenient(dir, &texts);
+    errors.append(&mut parse_errors);
+    (source, errors)
 }
 
 /// Parses already-read files (relative path, text); `root` only prefixes paths in messages.
 pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySource, LoadErrors> {
+    let (source, errors) = parse_files_lenient(root, files);
+    if errors.is_empty() {
+        Ok(source)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+/// Parses what it can, returning the documents of the files that parsed and every error.
+fn parse_files_lenient(root: &Path, files: &[(PathBuf, String)]) -> (PolicySource, Vec<LoadError>) {
     let mut hasher = Sha256::new();
     let mut documents = Vec::new();
     let mut errors = Vec::new();
@@ -340,14 +370,12 @@ pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySou
             Err(e) => errors.push(e),
         }
     }
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
-    }
     let digest = hasher.finalize();
-    Ok(PolicySource {
+    let source = PolicySource {
         documents,
         version: hex::encode(&digest[..8]),
-    })
+    };
+    (source, errors)
 }
 
 /// Splits a file into YAML documents and parses each.
@@ -440,7 +468,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Re
 }
 
 /// Test suites (`*_test.yaml`, `*.test.yaml`) live next to policies but are not policies.
-fn is_test_suite(path: &Path) -> bool {
+pub fn is_test_suite(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -464,6 +492,9 @@ mod tests {
         assert_eq!(docs[1].line, 6);
         assert!(matches!(docs[1].item, Document::Capabilities(_)));
         assert_eq!(docs[1].line_of_name("view", 0), 10);
+        let flow = "agent_policy:\n  name: a\n  principals: {roles: [r]}\n  rules:\n    - {name: first, effect: allow, actions: [read], kinds: [D]}\n    - {name: second, effect: allow, actions: [read], kinds: [D]}\n";
+        let docs = parse_documents(Path::new("p.yaml"), flow).unwrap();
+        assert_eq!(docs[0].line_of_name("second", 0), 6);
     }
 
     #[test]
