@@ -437,11 +437,11 @@ fn json_to_val(json: &serde_json::Value) -> Box<dyn Val + '_> {
             items.iter().map(json_to_val).collect::<Vec<_>>(),
         )),
         J::Object(members) => {
-            let map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = members
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_val(v)))
-                .collect();
+            let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
+                HashMap::with_capacity(members.len());
+            for (k, v) in members.iter().filter(|(_, v)| !v.is_null()) {
+                map.insert(CelMapKey::from(k.as_str()), json_to_val(v));
+            }
             Box::new(CelMap::from(map))
         }
     }
