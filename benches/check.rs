@@ -87,6 +87,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| engine::check(&set, black_box(&three)))
     });
 
+    let p = physician();
+    let r = patient(1);
+    c.bench_function("values/build P and R", |b| {
+        b.iter(|| {
+            let pv = verdict::cel::principal_value(black_box(&p));
+            let rv = verdict::cel::resource_value(black_box(&r));
+            black_box((pv, rv));
+        })
+    });
+
     c.bench_function("load/bundled policies", |b| {
         b.iter(|| PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap())
     });

@@ -1,37 +1,14 @@
-//! The bundled clinic policies, decided through the real gRPC server: every case of
-//! tests/scenarios/clinic.yaml, plus request batching and the response envelope.
+//! The bundled clinic policies, decided through the real gRPC server: every case of the clinic
+//! suite (policies/clinic/clinic_test.yaml), plus request batching and the response envelope.
 mod common;
 
-use std::collections::BTreeMap;
-
-use serde::Deserialize;
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use verdict::server::proto::{self, Effect};
+use verdict::suite::{self, ExpectedEffect, Observed, Suite};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Scenarios {
-    principals: BTreeMap<String, Principal>,
-    resources: BTreeMap<String, Resource>,
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    principal: String,
-    resource: String,
-    expect: BTreeMap<String, String>,
-    #[serde(default)]
-    rules: BTreeMap<String, String>,
-    #[serde(default)]
-    reasons: BTreeMap<String, String>,
-}
-
-fn scenarios() -> Scenarios {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios/clinic.yaml");
-    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).expect("scenario file parses")
+fn scenarios() -> Suite {
+    suite::load(&common::bundled_policies().join("clinic/clinic_test.yaml"))
+        .expect("the clinic suite parses")
 }
 
 fn effect_name(effect: i32) -> &'static str {
@@ -43,31 +20,14 @@ fn effect_name(effect: i32) -> &'static str {
 }
 
 #[tokio::test]
-async fn every_clinic_scenario_decides_as_expected_over_grpc() {
+async fn every_clinic_suite_case_decides_as_expected_over_grpc() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
-    let scenarios = scenarios();
+    let suite = scenarios();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for case in &scenarios.cases {
-        let principal = scenarios
-            .principals
-            .get(&case.principal)
-            .unwrap_or_else(|| panic!("{}: unknown principal", case.name));
-        let resource = scenarios
-            .resources
-            .get(&case.resource)
-            .unwrap_or_else(|| panic!("{}: unknown resource", case.name));
-        let actions: Vec<String> = case.expect.keys().cloned().collect();
-        let request = CheckRequest {
-            request_id: case.name.clone(),
-            principal: principal.clone(),
-            resources: vec![ResourceCheck {
-                resource: resource.clone(),
-                actions: actions.clone(),
-            }],
-            context: serde_json::Value::Null,
-        };
+    for case in &suite.tests {
+        let request = suite.check_request(case).unwrap();
         let response = client
             .check(verdict::cli::to_proto(&request))
             .await
@@ -75,40 +35,30 @@ async fn every_clinic_scenario_decides_as_expected_over_grpc() {
             .into_inner();
         assert_eq!(response.request_id, case.name);
         assert_eq!(response.results.len(), 1);
-        let result = &response.results[0];
-        for action in &actions {
+        for action in case.expect.keys() {
             checked += 1;
-            let Some(decision) = result.actions.get(action) else {
+            let Some(d) = response.results[0].actions.get(action) else {
                 failures.push(format!("{}: {action}: no decision", case.name));
                 continue;
             };
-            let got = effect_name(decision.effect);
-            let want = &case.expect[action];
-            if got != want {
-                failures.push(format!(
-                    "{}: {action}: expected {want}, got {got} ({})",
-                    case.name, decision.reason
-                ));
-            }
-            if decision.reason.is_empty() {
-                failures.push(format!("{}: {action}: empty reason", case.name));
-            }
-            if let Some(rule) = case.rules.get(action) {
-                let got_rule = format!("{}/{}", decision.policy, decision.rule);
-                if &got_rule != rule {
-                    failures.push(format!(
-                        "{}: {action}: expected rule {rule}, got {got_rule} ({})",
-                        case.name, decision.reason
-                    ));
-                }
-            }
-            if let Some(reason) = case.reasons.get(action) {
-                if !decision.reason.contains(reason.as_str()) {
-                    failures.push(format!(
-                        "{}: {action}: reason {:?} lacks {reason:?}",
-                        case.name, decision.reason
-                    ));
-                }
+            let effect = match Effect::try_from(d.effect) {
+                Ok(Effect::Allow) => ExpectedEffect::Allow,
+                Ok(Effect::Deny) => ExpectedEffect::Deny,
+                _ => panic!("{}: {action}: unspecified effect", case.name),
+            };
+            assert!(
+                !d.reason.is_empty(),
+                "{}: {action}: empty reason",
+                case.name
+            );
+            let observed = Observed {
+                effect,
+                policy: d.policy.clone(),
+                rule: d.rule.clone(),
+                reason: d.reason.clone(),
+            };
+            if let Some(diff) = case.expectation(action).check(&observed) {
+                failures.push(format!("{} / {action}\n{diff}", case.name));
             }
         }
     }

@@ -8,7 +8,9 @@
 //! [`Activation`] names them `P`, `R`, `A`, `C`, and [`Condition::eval_bool`] runs the compiled
 //! program in its [`EvalContext`].
 //!
-//! Must not know about policies, rules, gRPC or I/O: it speaks CEL and JSON only.
+//! [`partial`] evaluates a condition with the resource unknown, for row filters.
+//!
+//! Must not know about policies, rules, gRPC or I/O: it speaks CEL, JSON and filters.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +21,10 @@ use ::cel::common::types::{CelBool, CelDouble, CelList, CelMap, CelMapKey, CelSt
 use ::cel::common::value::{CowVal, Val};
 use ::cel::context::VariableResolver;
 use ::cel::{Context, Env, Program};
+
+use crate::request::{Principal, Resource};
+
+pub mod partial;
 
 /// The names conditions use for the request: principal, resource, action, context.
 pub const VARIABLES: [&str; 4] = ["P", "R", "A", "C"];
@@ -92,11 +98,85 @@ impl fmt::Debug for Condition {
     }
 }
 
+/// Named conditions a condition may use by bare name: name -> CEL text with no names left in it.
+pub type NamedConditions = HashMap<String, String>;
+
 impl Environment {
     /// Compiles `source` and checks that it refers only to `P`, `R`, `A`, `C` (and variables its
     /// own macros introduce) and to functions the environment declares.
     pub fn compile(&self, source: &str) -> Result<Condition, CompileError> {
-        let program = self.env.compile(source).map_err(|errors| {
+        self.compile_with(source, &NamedConditions::new())
+            .map(|(c, _)| c)
+    }
+
+    /// Like [`compile`](Self::compile), but `source` may also use the named conditions in
+    /// `names`, which are inlined (parenthesised) before compiling: no cost at evaluation. Returns
+    /// the condition and the names it used.
+    pub fn compile_with(
+        &self,
+        source: &str,
+        names: &NamedConditions,
+    ) -> Result<(Condition, Vec<String>), CompileError> {
+        let (expanded, used) = self.expand(source, names)?;
+        let program = self.env.compile(&expanded).map_err(|e| CompileError {
+            message: format!(
+                "internal error: the condition with named conditions inlined does not parse ({e})"
+            ),
+            position: None,
+        })?;
+        Ok((
+            Condition {
+                program,
+                source: source.to_string(),
+            },
+            used,
+        ))
+    }
+
+    /// Parses and checks `source`, then returns its text with every named condition it uses
+    /// replaced by `(<that condition's text>)`, and the names used.
+    pub fn expand(
+        &self,
+        source: &str,
+        names: &NamedConditions,
+    ) -> Result<(String, Vec<String>), CompileError> {
+        let program = self.parse(source)?;
+        let mut problems = Vec::new();
+        let mut references = Vec::new();
+        let mut scope = Vec::new();
+        self.check_references(
+            program.expression(),
+            &mut scope,
+            &program,
+            names,
+            &mut references,
+            &mut problems,
+        );
+        if let Some(first) = problems.into_iter().next() {
+            return Err(first);
+        }
+        let mut expanded = source.to_string();
+        let mut used: Vec<String> = Vec::new();
+        // Replace from the end so earlier spans keep their offsets.
+        references.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+        for (start, stop, name) in references {
+            let text = &names[&name];
+            if !expanded.is_char_boundary(start) || !expanded.is_char_boundary(stop + 1) {
+                return Err(CompileError {
+                    message: format!("cannot locate the use of named condition '{name}'"),
+                    position: None,
+                });
+            }
+            expanded.replace_range(start..=stop, &format!("({text})"));
+            if !used.contains(&name) {
+                used.push(name);
+            }
+        }
+        Ok((expanded, used))
+    }
+
+    fn parse(&self, source: &str) -> Result<Program, CompileError> {
+        self.env.compile(source).map_err(|errors| {
             let first = errors.errors.first();
             CompileError {
                 message: first
@@ -106,16 +186,6 @@ impl Environment {
                     (e.pos.0 > 0).then_some((e.pos.0 as usize, (e.pos.1.max(0) as usize) + 1))
                 }),
             }
-        })?;
-        let mut problems = Vec::new();
-        let mut scope = Vec::new();
-        self.check_references(program.expression(), &mut scope, &program, &mut problems);
-        if let Some(first) = problems.into_iter().next() {
-            return Err(first);
-        }
-        Ok(Condition {
-            program,
-            source: source.to_string(),
         })
     }
 
@@ -127,11 +197,15 @@ impl Environment {
         probe.add_function(name, |x: i64| x).is_err()
     }
 
+    /// Collects problems (unknown variables and functions) and the spans (start, inclusive stop)
+    /// of free identifiers naming a named condition.
     fn check_references(
         &self,
         e: &IdedExpr,
         scope: &mut Vec<String>,
         program: &Program,
+        names: &NamedConditions,
+        references: &mut Vec<(usize, usize, String)>,
         problems: &mut Vec<CompileError>,
     ) {
         let position = |id: u64| -> Option<(usize, usize)> {
@@ -145,12 +219,29 @@ impl Environment {
         };
         match &e.expr {
             Expr::Ident(name) => {
-                if !VARIABLES.contains(&name.as_str()) && !scope.iter().any(|s| s == name) {
+                if VARIABLES.contains(&name.as_str()) || scope.iter().any(|s| s == name) {
+                    return;
+                }
+                if names.contains_key(name) {
+                    match program.source_info().offset_for(e.id) {
+                        Some((start, stop)) => {
+                            references.push((start as usize, stop as usize, name.clone()))
+                        }
+                        None => problems.push(CompileError {
+                            message: format!("cannot locate the use of named condition '{name}'"),
+                            position: None,
+                        }),
+                    }
+                } else {
+                    let close = names.keys().filter(|n| similar(n, name)).min();
                     let hint = VARIABLES
                         .iter()
                         .find(|v| name.eq_ignore_ascii_case(v) || name.starts_with(*v))
                         .map(|v| format!(" (did you mean '{v}'?)"))
-                        .unwrap_or_else(|| " (conditions see P, R, A and C)".to_string());
+                        .or_else(|| close.map(|c| format!(" (did you mean the condition '{c}'?)")))
+                        .unwrap_or_else(|| {
+                            " (conditions see P, R, A, C and the named conditions of the policy set)".to_string()
+                        });
                     problems.push(CompileError {
                         message: format!("unknown variable '{name}'{hint}"),
                         position: position(e.id),
@@ -168,40 +259,49 @@ impl Environment {
                     });
                 }
                 if let Some(target) = &call.target {
-                    self.check_references(target, scope, program, problems);
+                    self.check_references(target, scope, program, names, references, problems);
                 }
                 for arg in &call.args {
-                    self.check_references(arg, scope, program, problems);
+                    self.check_references(arg, scope, program, names, references, problems);
                 }
             }
             Expr::Select(select) => {
-                self.check_references(&select.operand, scope, program, problems)
+                self.check_references(&select.operand, scope, program, names, references, problems)
             }
             Expr::List(list) => {
                 for element in &list.elements {
-                    self.check_references(element, scope, program, problems);
+                    self.check_references(element, scope, program, names, references, problems);
                 }
             }
             Expr::Map(map) => {
                 for entry in &map.entries {
                     if let ::cel::common::ast::EntryExpr::MapEntry(entry) = &entry.expr {
-                        self.check_references(&entry.key, scope, program, problems);
-                        self.check_references(&entry.value, scope, program, problems);
+                        self.check_references(
+                            &entry.key, scope, program, names, references, problems,
+                        );
+                        self.check_references(
+                            &entry.value,
+                            scope,
+                            program,
+                            names,
+                            references,
+                            problems,
+                        );
                     }
                 }
             }
             Expr::Comprehension(c) => {
-                self.check_references(&c.iter_range, scope, program, problems);
-                self.check_references(&c.accu_init, scope, program, problems);
+                self.check_references(&c.iter_range, scope, program, names, references, problems);
+                self.check_references(&c.accu_init, scope, program, names, references, problems);
                 let depth = scope.len();
                 scope.push(c.iter_var.clone());
                 if let Some(second) = &c.iter_var2 {
                     scope.push(second.clone());
                 }
                 scope.push(c.accu_var.clone());
-                self.check_references(&c.loop_cond, scope, program, problems);
-                self.check_references(&c.loop_step, scope, program, problems);
-                self.check_references(&c.result, scope, program, problems);
+                self.check_references(&c.loop_cond, scope, program, names, references, problems);
+                self.check_references(&c.loop_step, scope, program, names, references, problems);
+                self.check_references(&c.result, scope, program, names, references, problems);
                 scope.truncate(depth);
             }
             Expr::Struct(_) => problems.push(CompileError {
@@ -211,6 +311,28 @@ impl Environment {
             Expr::Literal(_) | Expr::Unspecified => {}
         }
     }
+}
+
+/// Whether two names differ by at most two edits (for "did you mean" hints).
+fn similar(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 2 {
+        return false;
+    }
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()] <= 2
 }
 
 /// The outcome of evaluating a condition that did not produce a boolean.
@@ -315,14 +437,35 @@ fn json_to_val(json: &serde_json::Value) -> Box<dyn Val + '_> {
             items.iter().map(json_to_val).collect::<Vec<_>>(),
         )),
         J::Object(members) => {
-            let map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = members
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (CelMapKey::from(k.as_str()), json_to_val(v)))
-                .collect();
+            let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> =
+                HashMap::with_capacity(members.len());
+            for (k, v) in members.iter().filter(|(_, v)| !v.is_null()) {
+                map.insert(CelMapKey::from(k.as_str()), json_to_val(v));
+            }
             Box::new(CelMap::from(map))
         }
     }
+}
+
+/// The CEL value of `P`: `id`, `roles`, `capabilities`, `scopes`, `client_id`, `attr`.
+pub fn principal_value(p: &Principal) -> Value<'_> {
+    Value::map([
+        ("id", Value::string(&p.id)),
+        ("roles", Value::string_list(&p.roles)),
+        ("capabilities", Value::string_list(&p.capabilities)),
+        ("scopes", Value::string_list(&p.scopes)),
+        ("client_id", Value::string(&p.client_id)),
+        ("attr", Value::from_json_object(&p.attr)),
+    ])
+}
+
+/// The CEL value of `R`: `kind`, `id`, `attr`.
+pub fn resource_value(r: &Resource) -> Value<'_> {
+    Value::map([
+        ("kind", Value::string(&r.kind)),
+        ("id", Value::string(&r.id)),
+        ("attr", Value::from_json_object(&r.attr)),
+    ])
 }
 
 /// The four variables a condition sees, borrowed for one evaluation.
@@ -507,10 +650,65 @@ mod tests {
             "has(R.attr.x)",
             "P.attr.licensed_states.filter(s, s == 'CA').size() == 1",
             "int(R.attr.amount) > 3",
+            "P.id.matches('^dr-[a-z]+$')",
             "A in ['read', 'search'] ? true : false",
         ] {
             env.compile(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
+    }
+
+    #[test]
+    fn named_conditions_are_inlined_respecting_scope_and_strings() {
+        let env = Environment::default();
+        let names: NamedConditions = [
+            (
+                "same_practice".to_string(),
+                "R.attr.practice_id == P.attr.practice_id".to_string(),
+            ),
+            ("r".to_string(), "false".to_string()),
+        ]
+        .into();
+        let (expanded, used) = env
+            .expand(
+                "'Ärz same_practice' != '' && same_practice && P.roles.exists(r, r == 'x')",
+                &names,
+            )
+            .unwrap();
+        assert_eq!(
+            expanded,
+            "'Ärz same_practice' != '' && (R.attr.practice_id == P.attr.practice_id) && P.roles.exists(r, r == 'x')"
+        );
+        assert_eq!(used, ["same_practice"]);
+        let err = env.expand("same_practise", &names).unwrap_err();
+        assert!(
+            err.message
+                .contains("did you mean the condition 'same_practice'"),
+            "{err:?}"
+        );
+        assert_eq!(
+            eval_with(&env, "same_practice", &names, json!({"practice_id": "7"})),
+            Ok(true)
+        );
+    }
+
+    fn eval_with(
+        env: &Environment,
+        source: &str,
+        names: &NamedConditions,
+        resource_attr: serde_json::Value,
+    ) -> Result<bool, EvalError> {
+        let (condition, _) = env.compile_with(source, names).unwrap();
+        let principal_attr = json!({"practice_id": "7"});
+        let principal = Value::map([("attr", Value::from_json(&principal_attr))]);
+        let resource = Value::map([("attr", Value::from_json(&resource_attr))]);
+        let action = Value::string("read");
+        let context_json = json!({});
+        let context = Value::from_json(&context_json);
+        let activation = Activation::new(&principal, &resource, &action, &context);
+        let context = activation.context(env);
+        #[allow(clippy::let_and_return)] // the context must be dropped before the values it borrows
+        let result = condition.eval_bool(&context);
+        result
     }
 
     #[test]

@@ -35,8 +35,50 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running daemon for a decision and print it.
     Check(CheckArgs),
+    /// Ask a running daemon for a row filter (PlanFilter) and print the tree and the SQL.
+    Plan(PlanArgs),
     /// Load and compile a policy directory; print every problem and exit non-zero on any.
     Validate(ValidateArgs),
+    /// Run the test suites (*_test.yaml) found under a policy directory against its policies.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Directory of policy files and their test suites.
+    #[arg(default_value = "policies")]
+    pub policies: PathBuf,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The daemon's address.
+    #[arg(long, env = "VERDICT_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// The principal as JSON, as for `check`.
+    #[arg(long)]
+    pub principal: String,
+    /// The resource kind being listed.
+    #[arg(long)]
+    pub kind: String,
+    /// The action.
+    #[arg(long, default_value = "read")]
+    pub action: String,
+    /// Request context as a JSON object.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Resource attributes the endpoint already fixes, as a JSON object.
+    #[arg(long)]
+    pub known_attr: Option<String>,
+    /// Render SQL for this dialect.
+    #[arg(long, value_parser = ["postgres", "sqlite"])]
+    pub sql: Option<String>,
+    /// attribute=column for the SQL rendering; repeat for each attribute.
+    #[arg(long = "column", value_name = "ATTRIBUTE=COLUMN")]
+    pub columns: Vec<String>,
 }
 
 #[derive(Args)]
@@ -113,13 +155,18 @@ pub struct ValidateArgs {
     /// Directory of policy files.
     #[arg(default_value = "policies")]
     pub policies: PathBuf,
+    /// Exit non-zero on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Check(args) => check(args).await,
+        Command::Plan(args) => plan(args).await,
         Command::Validate(args) => validate(args),
+        Command::Test(args) => test(args),
     }
 }
 
@@ -139,6 +186,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         rules = set.rules.len(),
         "policy set loaded"
     );
+    for warning in &set.warnings {
+        tracing::warn!("policy warning: {warning}");
+    }
     // Before the listener is announced: from then on, SIGHUP must reload and SIGTERM drain, not
     // kill.
     let hangups = hangup_signals()?;
@@ -191,25 +241,22 @@ async fn reload_on_hangup(mut hangups: Hangups, reloader: Arc<Reloader>) {
 #[cfg(not(unix))]
 async fn reload_on_hangup(_hangups: Hangups, _reloader: Arc<Reloader>) {}
 
-/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the
-/// future is first polled: a signal sent as soon as the address is announced must drain, not kill.
-#[cfg(unix)]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+/// Registers SIGTERM and Ctrl-C handlers now (before the daemon says it is ready, so a signal
+/// sent right after never kills it uncleanly) and returns the future that resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install the SIGTERM handler")?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot install the SIGINT handler")?;
     Ok(async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = terminate.recv() => {},
             _ = interrupt.recv() => {},
         }
-        tracing::info!("shutdown signal received; draining");
-    })
-}
-
-#[cfg(not(unix))]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    Ok(async {
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutdown signal received; draining");
     })
@@ -330,6 +377,113 @@ async fn check(args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
+async fn plan(args: PlanArgs) -> Result<()> {
+    let principal: Principal = serde_json::from_value(read_json_arg("principal", &args.principal)?)
+        .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?;
+    let object = |what: &str, text: &Option<String>| -> Result<Option<prost_types::Struct>> {
+        match text {
+            None => Ok(None),
+            Some(t) => json_object_to_struct(&read_json_arg(what, t)?)
+                .map(Some)
+                .with_context(|| format!("--{what} must be a JSON object")),
+        }
+    };
+    let mut columns = std::collections::HashMap::new();
+    for c in &args.columns {
+        let (attribute, column) = c
+            .split_once('=')
+            .with_context(|| format!("--column {c}: expected ATTRIBUTE=COLUMN"))?;
+        columns.insert(attribute.to_string(), column.to_string());
+    }
+    let sql = args.sql.as_deref().map(|d| proto::SqlRequest {
+        dialect: if d == "postgres" {
+            proto::SqlDialect::Postgres
+        } else {
+            proto::SqlDialect::Sqlite
+        } as i32,
+        columns: columns.clone(),
+    });
+    let request = proto::PlanFilterRequest {
+        request_id: String::new(),
+        principal: to_proto(&CheckRequest {
+            principal,
+            ..Default::default()
+        })
+        .principal,
+        resource_kind: args.kind.clone(),
+        action: args.action.clone(),
+        context: object("context", &args.context)?,
+        known_attr: object("known-attr", &args.known_attr)?,
+        sql,
+    };
+    let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
+        .await
+        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let response = client
+        .plan_filter(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    println!("policy_version {}", response.policy_version);
+    let kind = proto::PlanKind::try_from(response.kind)
+        .map(|k| k.as_str_name())
+        .unwrap_or("PLAN_KIND_UNSPECIFIED");
+    println!("{}:{}: {kind}", args.kind, args.action);
+    if let Some(filter) = &response.filter {
+        print_filter(filter, 1);
+    }
+    if let Some(sql) = &response.sql {
+        println!("sql: {}", sql.r#where);
+        let params: Vec<String> = sql
+            .params
+            .iter()
+            .map(|p| value_json(p).to_string())
+            .collect();
+        println!("params: [{}]", params.join(", "));
+    }
+    Ok(())
+}
+
+fn value_json(v: &prost_types::Value) -> serde_json::Value {
+    crate::server::convert::value_to_json_unbounded(v)
+}
+
+/// Prints a filter tree, one node a line, with the rule that produced each annotated node.
+fn print_filter(f: &proto::Filter, depth: usize) {
+    let indent = "  ".repeat(depth);
+    let op = proto::FilterOp::try_from(f.op).unwrap_or(proto::FilterOp::Unspecified);
+    let origin = if f.policy.is_empty() {
+        String::new()
+    } else {
+        format!("    [{}/{}]", f.policy, f.rule)
+    };
+    let name = op
+        .as_str_name()
+        .trim_start_matches("FILTER_OP_")
+        .to_lowercase();
+    match op {
+        proto::FilterOp::And | proto::FilterOp::Or | proto::FilterOp::Not => {
+            println!("{indent}{name}{origin}");
+            for operand in &f.operands {
+                print_filter(operand, depth + 1);
+            }
+        }
+        proto::FilterOp::In => {
+            let values: Vec<String> = f.values.iter().map(|v| value_json(v).to_string()).collect();
+            println!("{indent}{} in [{}]{origin}", f.attribute, values.join(", "));
+        }
+        proto::FilterOp::Exists => println!("{indent}exists({}){origin}", f.attribute),
+        _ => {
+            let value = f
+                .value
+                .as_ref()
+                .map(|v| value_json(v).to_string())
+                .unwrap_or_default();
+            println!("{indent}{} {name} {value}{origin}", f.attribute);
+        }
+    }
+}
+
 fn response_json(r: &proto::CheckResponse) -> serde_json::Value {
     serde_json::json!({
         "request_id": r.request_id,
@@ -346,26 +500,93 @@ fn response_json(r: &proto::CheckResponse) -> serde_json::Value {
     })
 }
 
+fn test(args: TestArgs) -> Result<()> {
+    let set = crate::compile::PolicySet::load(&args.policies).map_err(|e| {
+        anyhow::anyhow!(
+            "the policy set in {} is broken:\n{e}",
+            args.policies.display()
+        )
+    })?;
+    let files = crate::suite::find(&args.policies)
+        .with_context(|| format!("cannot read {}", args.policies.display()))?;
+    if files.is_empty() {
+        bail!(
+            "no test suites (*_test.yaml) under {}",
+            args.policies.display()
+        );
+    }
+    let mut results = Vec::new();
+    let mut broken = Vec::new();
+    for file in files {
+        match crate::suite::load(&file) {
+            Ok(suite) => results.push(crate::suite::run(&set, &file, &suite)),
+            Err(e) => broken.push(e),
+        }
+    }
+    print!("{}", crate::suite::report(&results));
+    if let Some(path) = &args.junit {
+        std::fs::write(path, crate::suite::junit(&results))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    for e in &broken {
+        eprintln!("{e}");
+    }
+    let failed: usize = results.iter().map(|r| r.failed()).sum();
+    if failed > 0 || !broken.is_empty() {
+        bail!(
+            "{failed} test case(s) failed, {} suite file(s) unreadable",
+            broken.len()
+        );
+    }
+    Ok(())
+}
+
 fn validate(args: ValidateArgs) -> Result<()> {
-    match crate::compile::PolicySet::load(&args.policies) {
+    let (source, mut errors) = crate::policy::read_dir(&args.policies);
+    let mut warnings = Vec::new();
+    let mut summary = None;
+    match crate::compile::PolicySet::compile(&source) {
         Ok(set) => {
-            println!(
-                "{}: ok, {} policies, {} rules, version {}",
-                args.policies.display(),
+            warnings = set.warnings.clone();
+            summary = Some(format!(
+                "{} policies, {} rules, version {}",
                 set.policy_count,
                 set.rules.len(),
                 set.version
-            );
-            Ok(())
+            ));
         }
-        Err(errors) => {
-            eprintln!("{errors}");
-            bail!(
-                "{} problem(s) in {}",
-                errors.0.len(),
-                args.policies.display()
-            )
-        }
+        Err(e) => errors.extend(e.0),
+    }
+    for e in &errors {
+        eprintln!("{}", with_severity(e, "error"));
+    }
+    for w in &warnings {
+        eprintln!("{}", with_severity(w, "warning"));
+    }
+    let dir = args.policies.display();
+    if !errors.is_empty() {
+        bail!(
+            "{dir}: {} error(s), {} warning(s)",
+            errors.len(),
+            warnings.len()
+        );
+    }
+    if args.deny_warnings && !warnings.is_empty() {
+        bail!("{dir}: {} warning(s) (--deny-warnings)", warnings.len());
+    }
+    println!(
+        "{dir}: ok, {}, {} warning(s)",
+        summary.unwrap_or_default(),
+        warnings.len()
+    );
+    Ok(())
+}
+
+/// `file:line: error: message`, the form editors and CI annotate.
+fn with_severity(e: &crate::policy::LoadError, severity: &str) -> String {
+    match e.line {
+        Some(line) => format!("{}:{line}: {severity}: {}", e.file.display(), e.message),
+        None => format!("{}: {severity}: {}", e.file.display(), e.message),
     }
 }
 

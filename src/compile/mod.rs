@@ -9,10 +9,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cel::{Condition, Environment};
+use crate::cel::{Condition, Environment, NamedConditions, VARIABLES};
 use crate::policy::{self, Document, Effect, LoadError, LoadErrors, Located, PolicySource};
 use crate::request::Principal;
 use crate::smart::{PatientCompartment, Permission};
+
+/// Stack for the compiler thread (virtual memory; only what is touched is used).
+const COMPILE_STACK_BYTES: usize = 256 << 20;
 
 /// Wildcard for kinds and actions.
 pub const ANY: &str = "*";
@@ -103,6 +106,8 @@ pub struct PolicySet {
     gates: HashMap<String, Arc<ScopeGate>>,
     any_kind_gate: Option<Arc<ScopeGate>>,
     pub policy_count: usize,
+    /// Problems that do not stop the set from loading (rules that can never apply, unused names).
+    pub warnings: Vec<LoadError>,
 }
 
 impl PolicySet {
@@ -113,8 +118,31 @@ impl PolicySet {
     }
 
     /// Compiles parsed documents, reporting every problem found.
+    ///
+    /// Runs on a thread of its own with a large stack: the CEL parser recurses deeply on nested
+    /// expressions, and a pathological policy must be an error, never a stack overflow.
     pub fn compile(source: &PolicySource) -> Result<PolicySet, LoadErrors> {
-        Compiler::default().run(source)
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("verdict-compile".into())
+                .stack_size(COMPILE_STACK_BYTES)
+                .spawn_scoped(scope, || Compiler::default().run(source))
+                .map_err(|e| {
+                    LoadErrors(vec![LoadError {
+                        file: PathBuf::new(),
+                        line: None,
+                        message: format!("cannot start the compiler thread: {e}"),
+                    }])
+                })?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(LoadErrors(vec![LoadError {
+                        file: PathBuf::new(),
+                        line: None,
+                        message: "the policy compiler panicked".into(),
+                    }]))
+                })
+        })
     }
 
     /// A set with no policies: denies everything.
@@ -153,6 +181,16 @@ impl PolicySet {
     }
 }
 
+/// A derived role, its condition already expanded.
+struct Derived {
+    parent_roles: Vec<String>,
+    when: String,
+}
+
+/// One way a rule's principal selectors can match: plain selectors, and the conditions of the
+/// derived roles involved.
+type SelectorVariant = (Vec<policy::PrincipalSelector>, Vec<String>);
+
 #[derive(Default)]
 struct Compiler {
     environment: Environment,
@@ -160,22 +198,39 @@ struct Compiler {
     errors: Vec<LoadError>,
     policy_names: HashSet<String>,
     gates: Vec<(Vec<String>, Arc<ScopeGate>, PathBuf, usize)>,
+    /// Named conditions, fully expanded.
+    named: NamedConditions,
+    derived: HashMap<String, Derived>,
+    warnings: Vec<LoadError>,
+    /// Where each named condition and derived role is defined, and what each uses, for warnings.
+    named_sites: HashMap<String, (PathBuf, usize)>,
+    named_uses: HashMap<String, Vec<String>>,
+    derived_sites: HashMap<String, (PathBuf, usize, Vec<String>)>,
+    /// Names used directly by rules, and derived roles used by selectors.
+    used_names: HashSet<String>,
+    used_derived: HashSet<String>,
+    /// Capabilities some `capabilities` document defines.
+    capability_names: HashSet<String>,
+    gate_sites: HashMap<String, (PathBuf, usize)>,
 }
 
 impl Compiler {
     fn run(mut self, source: &PolicySource) -> Result<PolicySet, LoadErrors> {
+        self.conditions(&source.documents);
         for doc in &source.documents {
             match &doc.item {
                 Document::AgentPolicy(p) => self.agent_policy(doc, p),
                 Document::ResourcePolicy(p) => self.resource_policy(doc, p),
                 Document::Capabilities(c) => self.capabilities(doc, c),
                 Document::ScopeGate(g) => self.scope_gate(doc, g),
+                Document::Conditions(_) => {}
             }
         }
         let (gates, any_kind_gate) = self.gate_index();
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
         }
+        self.warn(&gates);
         let (by_kind, other_kinds) = build_index(&self.rules);
         Ok(PolicySet {
             version: source.version.clone(),
@@ -186,6 +241,7 @@ impl Compiler {
             gates,
             any_kind_gate,
             policy_count: self.policy_names.len(),
+            warnings: self.warnings,
         })
     }
 
@@ -210,20 +266,360 @@ impl Compiler {
         true
     }
 
+    /// Collects every named condition and derived role of the set, expanding names used inside
+    /// them, before any rule is compiled (a rule may use a name defined in any file).
+    fn conditions(&mut self, documents: &[Located<Document>]) {
+        let mut raw: NamedConditions = NamedConditions::new();
+        let mut sites: HashMap<String, (PathBuf, usize)> = HashMap::new();
+        let mut derived_raw = Vec::new();
+        for doc in documents {
+            let Document::Conditions(c) = &doc.item else {
+                continue;
+            };
+            if !self.claim_policy_name(doc, &c.name) {
+                continue;
+            }
+            let doc_line = doc.line_of_name(&c.name, doc.line);
+            for named in &c.conditions {
+                let line = doc.line_of_name(&named.name, doc_line);
+                if !is_identifier(&named.name) || VARIABLES.contains(&named.name.as_str()) {
+                    self.error(&doc.file, line, format!("condition name \"{}\" must be an identifier (letters, digits, _) other than P, R, A, C", named.name));
+                } else if let Some((file, other)) = sites.get(&named.name) {
+                    let message = format!(
+                        "condition \"{}\" is already defined at {}:{other}",
+                        named.name,
+                        file.display()
+                    );
+                    self.error(&doc.file, line, message);
+                } else {
+                    raw.insert(named.name.clone(), named.when.clone());
+                    sites.insert(named.name.clone(), (doc.file.clone(), line));
+                }
+            }
+            for role in &c.derived_roles {
+                let line = doc.line_of_name(&role.name, doc_line);
+                derived_raw.push((doc.file.clone(), line, role.clone()));
+            }
+        }
+        // Each name's direct uses, then expansion in dependency order; a cycle is an error.
+        let mut uses: HashMap<String, Vec<String>> = HashMap::new();
+        let mut names: Vec<String> = raw.keys().cloned().collect();
+        names.sort();
+        self.named_sites = sites.clone();
+        for name in &names {
+            match self.environment.expand(&raw[name], &raw) {
+                Ok((_, used)) => {
+                    uses.insert(name.clone(), used);
+                }
+                Err(e) => {
+                    let (file, line) = sites[name].clone();
+                    self.error(
+                        &file,
+                        line,
+                        format!("condition \"{name}\": {}", e.render(&raw[name])),
+                    );
+                }
+            }
+        }
+        self.named_uses = uses.clone();
+        for name in &names {
+            let mut path = Vec::new();
+            if let Err(cycle) = self.expand_named(name, &raw, &uses, &mut path) {
+                let (file, line) = sites[name].clone();
+                self.error(&file, line, format!("condition \"{name}\": {cycle}"));
+            }
+        }
+        for (file, line, role) in derived_raw {
+            if self.derived.contains_key(&role.name) {
+                self.error(
+                    &file,
+                    line,
+                    format!("derived role \"{}\" is defined twice", role.name),
+                );
+                continue;
+            }
+            match self.environment.expand(&role.when, &self.named) {
+                Ok((when, used)) => {
+                    self.derived_sites
+                        .insert(role.name.clone(), (file.clone(), line, used));
+                    self.derived.insert(
+                        role.name.clone(),
+                        Derived {
+                            parent_roles: role.parent_roles.clone(),
+                            when,
+                        },
+                    );
+                }
+                Err(e) => self.error(
+                    &file,
+                    line,
+                    format!(
+                        "derived role \"{}\": when: {}",
+                        role.name,
+                        e.render(&role.when)
+                    ),
+                ),
+            }
+        }
+    }
+
+    fn warning(&mut self, file: &Path, line: usize, message: String) {
+        self.warnings.push(LoadError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            message,
+        });
+    }
+
+    /// Finds what compiles but cannot be what the author meant.
+    fn warn(&mut self, gates: &HashMap<String, Arc<ScopeGate>>) {
+        // Named conditions and derived roles nobody uses (directly or through another name).
+        let mut used: HashSet<String> = self.used_names.clone();
+        for name in &self.used_derived {
+            if let Some((_, _, names)) = self.derived_sites.get(name) {
+                used.extend(names.iter().cloned());
+            }
+        }
+        let mut frontier: Vec<String> = used.iter().cloned().collect();
+        while let Some(name) = frontier.pop() {
+            for next in self.named_uses.get(&name).cloned().unwrap_or_default() {
+                if used.insert(next.clone()) {
+                    frontier.push(next);
+                }
+            }
+        }
+        let mut unused: Vec<(String, PathBuf, usize)> = self
+            .named_sites
+            .iter()
+            .filter(|(name, _)| !used.contains(*name))
+            .map(|(name, (file, line))| (name.clone(), file.clone(), *line))
+            .collect();
+        unused.sort();
+        for (name, file, line) in unused {
+            self.warning(&file, line, format!("condition \"{name}\" is never used"));
+        }
+        let mut unused_roles: Vec<(String, PathBuf, usize)> = self
+            .derived_sites
+            .iter()
+            .filter(|(name, _)| !self.used_derived.contains(*name))
+            .map(|(name, (file, line, _))| (name.clone(), file.clone(), *line))
+            .collect();
+        unused_roles.sort();
+        for (name, file, line) in unused_roles {
+            self.warning(
+                &file,
+                line,
+                format!("derived role \"{name}\" is never used"),
+            );
+        }
+
+        let mut messages: Vec<(PathBuf, usize, String)> = Vec::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let covers = |list: &[String], item: &str| list.iter().any(|x| x == ANY || x == item);
+        for rule in &self.rules {
+            // Only one warning per source rule, even when it compiled into several variants.
+            if !seen.insert((rule.policy.to_string(), rule.name.to_string())) {
+                continue;
+            }
+            let at = format!("policy \"{}\" rule \"{}\"", rule.policy, rule.name);
+            for selector in &rule.principals.all {
+                for capability in &selector.capabilities {
+                    if !self.capability_names.contains(capability) {
+                        messages.push((
+                            rule.file.clone(),
+                            rule.line,
+                            format!("{at}: no capabilities document defines \"{capability}\""),
+                        ));
+                    }
+                }
+            }
+            match rule.effect {
+                Effect::Deny => {
+                    // A deny on explicit (kind, action) pairs nothing allows never changes a decision.
+                    let pairs: Vec<(&String, &String)> = rule
+                        .kinds
+                        .iter()
+                        .filter(|k| *k != ANY)
+                        .flat_map(|k| {
+                            rule.actions
+                                .iter()
+                                .filter(|a| *a != ANY)
+                                .map(move |a| (k, a))
+                        })
+                        .collect();
+                    for (kind, action) in pairs {
+                        let allowed = self.rules.iter().any(|r| {
+                            r.effect == Effect::Allow
+                                && covers(&r.kinds, kind)
+                                && covers(&r.actions, action)
+                        });
+                        if !allowed {
+                            messages.push((rule.file.clone(), rule.line, format!("{at}: no rule allows {kind}:{action}, so this deny never changes a decision")));
+                        }
+                    }
+                }
+                Effect::Allow => {
+                    // Shadowed: an unconditional deny that applies whenever this rule does.
+                    let shadow = self.rules.iter().find(|d| {
+                        d.effect == Effect::Deny
+                            && d.condition.is_none()
+                            && d.target.is_none()
+                            && d.principals
+                                .all
+                                .iter()
+                                .all(|s| rule.principals.all.iter().any(|o| same_selector(o, s)))
+                            && rule.kinds.iter().all(|k| covers(&d.kinds, k))
+                            && rule.actions.iter().all(|a| covers(&d.actions, a))
+                    });
+                    if let Some(d) = shadow {
+                        messages.push((rule.file.clone(), rule.line, format!("{at}: never allows anything: deny rule \"{}\" of policy \"{}\" always applies where it does", d.name, d.policy)));
+                    }
+                }
+            }
+        }
+        let mut gated: Vec<&String> = gates.keys().collect();
+        gated.sort();
+        for kind in gated {
+            if !self.rules.iter().any(|r| r.kinds.iter().any(|k| k == kind)) {
+                let gate = &gates[kind];
+                let (file, line) = self.gate_sites.get(&gate.name).cloned().unwrap_or_default();
+                messages.push((
+                    file,
+                    line,
+                    format!(
+                        "scope gate \"{}\": no rule names kind \"{kind}\"",
+                        gate.name
+                    ),
+                ));
+            }
+        }
+        for (file, line, message) in messages {
+            self.warning(&file, line, message);
+        }
+    }
+
+    /// Expands the named condition `name` (its uses first), recording it in `self.named`.
+    /// Fails on a cycle, naming it.
+    fn expand_named(
+        &mut self,
+        name: &str,
+        raw: &NamedConditions,
+        uses: &HashMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if self.named.contains_key(name) {
+            return Ok(());
+        }
+        let Some(direct) = uses.get(name) else {
+            return Err("does not compile".to_string());
+        };
+        if let Some(i) = path.iter().position(|p| p == name) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(name.to_string());
+            return Err(format!(
+                "named conditions form a cycle: {}",
+                cycle.join(" -> ")
+            ));
+        }
+        path.push(name.to_string());
+        for used in direct.clone() {
+            self.expand_named(&used, raw, uses, path)?;
+        }
+        path.pop();
+        let (text, _) = self
+            .environment
+            .expand(&raw[name], &self.named)
+            .map_err(|e| e.message)?;
+        self.named.insert(name.to_string(), text);
+        Ok(())
+    }
+
+    /// Compiles a condition written by a policy author (named conditions allowed), conjoined
+    /// with already-expanded `extra` conditions (from derived roles).
     fn condition<T>(
         &mut self,
         doc: &Located<T>,
         line: usize,
         what: &str,
-        source: &str,
-    ) -> Option<Condition> {
-        match self.environment.compile(source) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
-                None
+        source: Option<&str>,
+        extra: &[String],
+    ) -> Result<Option<Condition>, ()> {
+        let mut parts: Vec<String> = extra.to_vec();
+        if let Some(source) = source {
+            match self.environment.expand(source, &self.named) {
+                Ok((text, used)) => {
+                    self.used_names.extend(used);
+                    parts.push(text);
+                }
+                Err(e) => {
+                    self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
+                    return Err(());
+                }
             }
         }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let text = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            format!("({})", parts.join(") && ("))
+        };
+        match self.environment.compile(&text) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                self.error(&doc.file, line, format!("{what}: {}", e.render(&text)));
+                Err(())
+            }
+        }
+    }
+
+    /// The ways a selector can match: its plain entries, and each derived role it names.
+    fn selector_variants(
+        &mut self,
+        file: &Path,
+        line: usize,
+        at: &str,
+        selector: &policy::PrincipalSelector,
+    ) -> Option<Vec<SelectorVariant>> {
+        let mut variants = Vec::new();
+        let plain = policy::PrincipalSelector {
+            derived_roles: Vec::new(),
+            ..selector.clone()
+        };
+        if !plain.is_empty() {
+            variants.push((vec![plain], Vec::new()));
+        }
+        for name in &selector.derived_roles {
+            self.used_derived.insert(name.clone());
+            match self.derived.get(name) {
+                Some(d) => {
+                    let roles = if d.parent_roles.is_empty() {
+                        vec![ANY.to_string()]
+                    } else {
+                        d.parent_roles.clone()
+                    };
+                    variants.push((
+                        vec![policy::PrincipalSelector {
+                            roles,
+                            ..Default::default()
+                        }],
+                        vec![d.when.clone()],
+                    ));
+                }
+                None => {
+                    let mut known: Vec<&String> = self.derived.keys().collect();
+                    known.sort();
+                    self.error(
+                        file,
+                        line,
+                        format!("{at}: unknown derived role \"{name}\" (defined: {known:?})"),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(variants)
     }
 
     fn agent_policy(&mut self, doc: &Located<Document>, p: &policy::AgentPolicy) {
@@ -266,15 +662,11 @@ impl Compiler {
             );
             return;
         }
-        let target = match &p.resource.when {
-            Some(source) => {
-                let what = format!("resource policy \"{}\": resource.when", p.name);
-                match self.condition(doc, policy_line, &what, source) {
-                    Some(c) => Some(Arc::new(c)),
-                    None => return,
-                }
-            }
-            None => None,
+        let what = format!("resource policy \"{}\": resource.when", p.name);
+        let target = match self.condition(doc, policy_line, &what, p.resource.when.as_deref(), &[])
+        {
+            Ok(c) => c.map(Arc::new),
+            Err(()) => return,
         };
         let kind = p.resource.kind.clone();
         self.rules_of(
@@ -351,37 +743,67 @@ impl Compiler {
                 self.error(&doc.file, line, format!("{at}: empty kind"));
                 continue;
             }
-            let condition = match &rule.when {
-                Some(source) => match self.condition(doc, line, &format!("{at}: when"), source) {
-                    Some(c) => Some(c),
+            if rule.principals.as_ref().is_some_and(|own| own.is_empty()) {
+                self.error(&doc.file, line, format!("{at}: principals is empty; remove it or name a role, capability, id, client or derived role"));
+                continue;
+            }
+            // Each combination of the policy's and the rule's selector variants is one compiled
+            // rule under the same name: an allow holds if any holds, a deny fires if any fires.
+            let empty = (Vec::new(), Vec::new());
+            let outer = match policy_principals {
+                Some(selector) => match self.selector_variants(&doc.file, line, &at, selector) {
+                    Some(v) => v,
                     None => continue,
                 },
-                None => None,
+                None => vec![empty.clone()],
             };
-            let mut principals = PrincipalMatcher::default();
-            principals.all.extend(policy_principals.cloned());
-            if let Some(own) = &rule.principals {
-                if own.is_empty() {
-                    self.error(&doc.file, line, format!("{at}: principals is empty; remove it or name a role, capability, id or client"));
-                    continue;
+            let inner = match &rule.principals {
+                Some(selector) => match self.selector_variants(&doc.file, line, &at, selector) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                None => vec![empty],
+            };
+            let reason = rule_reason(rule.effect, policy, &rule.name, rule.description.as_deref());
+            for (outer_selectors, outer_conditions) in &outer {
+                for (inner_selectors, inner_conditions) in &inner {
+                    let extra: Vec<String> = outer_conditions
+                        .iter()
+                        .chain(inner_conditions)
+                        .cloned()
+                        .collect();
+                    let Ok(condition) = self.condition(
+                        doc,
+                        line,
+                        &format!("{at}: when"),
+                        rule.when.as_deref(),
+                        &extra,
+                    ) else {
+                        continue;
+                    };
+                    self.rules.push(CompiledRule {
+                        policy: policy.into(),
+                        name: rule.name.as_str().into(),
+                        description: rule.description.clone(),
+                        reason: Arc::clone(&reason),
+                        attachment,
+                        effect: rule.effect,
+                        principals: PrincipalMatcher {
+                            all: outer_selectors
+                                .iter()
+                                .chain(inner_selectors)
+                                .cloned()
+                                .collect(),
+                        },
+                        target: target.clone(),
+                        condition,
+                        kinds: kinds.clone(),
+                        actions: rule.actions.clone(),
+                        file: doc.file.clone(),
+                        line,
+                    });
                 }
-                principals.all.push(own.clone());
             }
-            self.rules.push(CompiledRule {
-                policy: policy.into(),
-                name: rule.name.as_str().into(),
-                description: rule.description.clone(),
-                reason: rule_reason(rule.effect, policy, &rule.name, rule.description.as_deref()),
-                attachment,
-                effect: rule.effect,
-                principals,
-                target: target.clone(),
-                condition,
-                kinds,
-                actions: rule.actions.clone(),
-                file: doc.file.clone(),
-                line,
-            });
         }
     }
 
@@ -409,12 +831,15 @@ impl Compiler {
                 );
                 continue;
             }
-            let condition = match &capability.when {
-                Some(source) => match self.condition(doc, line, &format!("{at}: when"), source) {
-                    Some(c) => Some(Arc::new(c)),
-                    None => continue,
-                },
-                None => None,
+            let condition = match self.condition(
+                doc,
+                line,
+                &format!("{at}: when"),
+                capability.when.as_deref(),
+                &[],
+            ) {
+                Ok(c) => c.map(Arc::new),
+                Err(()) => continue,
             };
             // Group grants by kind so each (kind, actions) becomes one allow rule.
             let mut by_kind: Vec<(String, Vec<String>)> = Vec::new();
@@ -442,6 +867,7 @@ impl Compiler {
             if bad {
                 continue;
             }
+            self.capability_names.insert(capability.name.clone());
             let selector = policy::PrincipalSelector {
                 capabilities: vec![capability.name.clone()],
                 ..Default::default()
@@ -527,6 +953,8 @@ impl Compiler {
                     .unwrap_or(defaults.patient_attribute),
             },
         };
+        self.gate_sites
+            .insert(g.name.clone(), (doc.file.clone(), line));
         self.gates
             .push((g.kinds.clone(), Arc::new(gate), doc.file.clone(), line));
     }
@@ -557,6 +985,22 @@ impl Compiler {
         }
         (by_kind, any)
     }
+}
+
+fn same_selector(a: &policy::PrincipalSelector, b: &policy::PrincipalSelector) -> bool {
+    a.roles == b.roles
+        && a.capabilities == b.capabilities
+        && a.ids == b.ids
+        && a.clients == b.clients
+        && a.derived_roles == b.derived_roles
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn rule_reason(effect: Effect, policy: &str, rule: &str, description: Option<&str>) -> Arc<str> {
@@ -627,6 +1071,7 @@ fn build_index(rules: &[CompiledRule]) -> (HashMap<String, KindIndex>, KindIndex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::path::PathBuf;
 
     fn compile(files: &[(&str, &str)]) -> Result<PolicySet, LoadErrors> {
@@ -725,6 +1170,218 @@ agent_policy:
         let bad = ok.replace("      when: P.id", "      kinds: [Note]\n      when: P.id");
         let err = compile(&[("c.yaml", &bad)]).unwrap_err();
         assert!(err.to_string().contains("remove `kinds`"), "{err}");
+    }
+
+    const CONDITIONS: &str = r#"
+conditions:
+  name: shared
+  conditions:
+    - name: same_practice
+      when: R.attr.practice_id == P.attr.practice_id
+    - name: own_signed_note
+      when: same_practice && R.attr.author_id == P.id
+  derived_roles:
+    - name: primary_physician
+      parent_roles: [physician]
+      when: same_practice && P.id == R.attr.primary_physician_id
+"#;
+
+    fn decide(
+        set: &PolicySet,
+        principal: serde_json::Value,
+        kind: &str,
+        attr: serde_json::Value,
+        action: &str,
+    ) -> bool {
+        let request = crate::request::CheckRequest {
+            principal: serde_json::from_value(principal).unwrap(),
+            resources: vec![crate::request::ResourceCheck {
+                resource: crate::request::Resource {
+                    kind: kind.into(),
+                    id: "x".into(),
+                    attr,
+                },
+                actions: vec![action.into()],
+            }],
+            ..Default::default()
+        };
+        crate::engine::check(set, &request)[0].actions[0]
+            .1
+            .is_allow()
+    }
+
+    #[test]
+    fn named_conditions_and_derived_roles_are_inlined() {
+        let policy = "agent_policy:\n  name: docs\n  principals: {roles: [physician]}\n  rules:\n    - name: sign\n      effect: allow\n      actions: [sign]\n      kinds: [Note]\n      when: own_signed_note\n---\nresource_policy:\n  name: charts\n  resource: {kind: Patient}\n  rules:\n    - name: primary-or-nurse\n      effect: allow\n      actions: [update]\n      principals: {roles: [nurse], derived_roles: [primary_physician]}\n";
+        let set = compile(&[("c.yaml", CONDITIONS), ("p.yaml", policy)]).unwrap();
+        let dr = json!({"id": "dr-1", "roles": ["physician"], "attr": {"practice_id": "7"}});
+        assert!(decide(
+            &set,
+            dr.clone(),
+            "Note",
+            json!({"practice_id": "7", "author_id": "dr-1"}),
+            "sign"
+        ));
+        assert!(!decide(
+            &set,
+            dr.clone(),
+            "Note",
+            json!({"practice_id": "9", "author_id": "dr-1"}),
+            "sign"
+        ));
+        let chart = json!({"practice_id": "7", "primary_physician_id": "dr-1"});
+        assert!(decide(&set, dr.clone(), "Patient", chart.clone(), "update"));
+        assert!(!decide(
+            &set,
+            json!({"id": "dr-2", "roles": ["physician"], "attr": {"practice_id": "7"}}),
+            "Patient",
+            chart.clone(),
+            "update"
+        ));
+        assert!(decide(
+            &set,
+            json!({"id": "n", "roles": ["nurse"]}),
+            "Patient",
+            chart.clone(),
+            "update"
+        ));
+        assert!(!decide(
+            &set,
+            json!({"id": "dr-1", "roles": ["nurse_aide"]}),
+            "Patient",
+            chart,
+            "update"
+        ));
+        // The derived role expanded into its own compiled rule under the same name.
+        assert_eq!(
+            set.rules
+                .iter()
+                .filter(|r| &*r.name == "primary-or-nurse")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn named_condition_errors_cycles_and_unknown_derived_roles() {
+        let cyclic = "conditions:\n  name: c\n  conditions:\n    - name: a\n      when: b\n    - name: b\n      when: a || true\n";
+        let err = compile(&[("c.yaml", cyclic)]).unwrap_err().to_string();
+        assert!(
+            err.contains("named conditions form a cycle: a -> b -> a"),
+            "{err}"
+        );
+        let typo = "conditions:\n  name: c\n  conditions:\n    - name: a\n      when: R.attr.x == 1\n---\nagent_policy:\n  name: p\n  principals: {roles: [r]}\n  rules:\n    - name: uses-typo\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: aa && true\n";
+        let err = compile(&[("c.yaml", typo)]).unwrap_err().to_string();
+        assert!(err.contains("c.yaml:11: policy \"p\" rule \"uses-typo\": when: unknown variable 'aa' (did you mean the condition 'a'?)"), "{err}");
+        let unknown_role = "agent_policy:\n  name: p\n  principals: {derived_roles: [ghost]}\n  rules:\n    - name: r\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n";
+        let err = compile(&[("p.yaml", unknown_role)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown derived role \"ghost\""), "{err}");
+        let bad_name = "conditions:\n  name: c\n  conditions:\n    - name: P\n      when: 'true'\n";
+        assert!(compile(&[("c.yaml", bad_name)])
+            .unwrap_err()
+            .to_string()
+            .contains("must be an identifier"));
+    }
+
+    #[test]
+    fn warnings_name_rules_that_cannot_apply_and_unused_names() {
+        let text = r#"
+conditions:
+  name: shared
+  conditions:
+    - name: used_inside
+      when: R.attr.x == 1
+    - name: used
+      when: used_inside && true
+    - name: unused
+      when: "true"
+  derived_roles:
+    - name: ghost_role
+      when: "true"
+---
+agent_policy:
+  name: p
+  principals: {roles: [r]}
+  rules:
+    - name: reads
+      effect: allow
+      actions: [read]
+      kinds: [Doc]
+      when: used
+    - name: never-reads
+      effect: allow
+      actions: [read]
+      kinds: [Secret]
+    - name: no-secrets
+      effect: deny
+      actions: ["*"]
+      kinds: [Secret]
+    - name: pointless
+      effect: deny
+      actions: [delete]
+      kinds: [Doc]
+    - name: needs-capability
+      effect: allow
+      actions: [write]
+      kinds: [Doc]
+      principals: {capabilities: [undefined-cap]}
+---
+scope_gate:
+  name: smart
+  kinds: [Spaceship]
+"#;
+        let set = compile(&[("p.yaml", text)]).unwrap();
+        let warnings: Vec<String> = set.warnings.iter().map(|w| w.to_string()).collect();
+        let all = warnings.join("\n");
+        assert!(
+            all.contains("p.yaml:9: condition \"unused\" is never used"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("\"used\" is never") && !all.contains("used_inside\" is never"),
+            "{all}"
+        );
+        assert!(
+            all.contains("derived role \"ghost_role\" is never used"),
+            "{all}"
+        );
+        assert!(
+            all.contains("rule \"never-reads\": never allows anything: deny rule \"no-secrets\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("rule \"pointless\": no rule allows Doc:delete"),
+            "{all}"
+        );
+        assert!(
+            all.contains("no capabilities document defines \"undefined-cap\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("scope gate \"smart\": no rule names kind \"Spaceship\""),
+            "{all}"
+        );
+        assert_eq!(warnings.len(), 6, "{all}");
+        assert!(clinic_warnings().is_empty(), "{:?}", clinic_warnings());
+    }
+
+    fn clinic_warnings() -> Vec<String> {
+        let set = PolicySet::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap();
+        set.warnings.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn pathologically_nested_conditions_are_errors_not_crashes() {
+        let deep = format!("{}R.attr.x == 1{}", "!(".repeat(300), ")".repeat(300));
+        let policy = format!("agent_policy:\n  name: p\n  principals: {{roles: [r]}}\n  rules:\n    - name: deep\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: '{deep}'\n");
+        let err = compile(&[("p.yaml", &policy)]).unwrap_err().to_string();
+        assert!(
+            err.contains("rule \"deep\": when: syntax error"),
+            "{}",
+            &err[..err.len().min(300)]
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::cel::{Activation, EvalContext, EvalError, Value};
+use crate::cel::{principal_value, resource_value, Activation, EvalContext, EvalError, Value};
 use crate::compile::{CompiledRule, PolicySet};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource};
@@ -84,7 +84,7 @@ pub struct ResourceDecisions {
 
 /// Decides every (resource, action) of `request` against `set`.
 pub fn check(set: &PolicySet, request: &CheckRequest) -> Vec<ResourceDecisions> {
-    let principal = PrincipalValues::new(&request.principal);
+    let principal = principal_value(&request.principal);
     let context = Value::from_json_object(&request.context);
     let mut scopes = GrantedScopes::new(&request.principal.scopes);
     request
@@ -100,7 +100,7 @@ pub fn check(set: &PolicySet, request: &CheckRequest) -> Vec<ResourceDecisions> 
                     let decision = decide(
                         set,
                         &request.principal,
-                        &principal.value,
+                        &principal,
                         resource,
                         &resource_value,
                         action,
@@ -117,35 +117,6 @@ pub fn check(set: &PolicySet, request: &CheckRequest) -> Vec<ResourceDecisions> 
             }
         })
         .collect()
-}
-
-/// The CEL value of `P`.
-pub struct PrincipalValues<'r> {
-    pub value: Value<'r>,
-}
-
-impl<'r> PrincipalValues<'r> {
-    pub fn new(p: &'r Principal) -> Self {
-        PrincipalValues {
-            value: Value::map([
-                ("id", Value::string(&p.id)),
-                ("roles", Value::string_list(&p.roles)),
-                ("capabilities", Value::string_list(&p.capabilities)),
-                ("scopes", Value::string_list(&p.scopes)),
-                ("client_id", Value::string(&p.client_id)),
-                ("attr", Value::from_json_object(&p.attr)),
-            ]),
-        }
-    }
-}
-
-/// The CEL value of `R`.
-pub fn resource_value(r: &Resource) -> Value<'_> {
-    Value::map([
-        ("kind", Value::string(&r.kind)),
-        ("id", Value::string(&r.id)),
-        ("attr", Value::from_json_object(&r.attr)),
-    ])
 }
 
 /// The principal's SMART scopes, parsed on first use.

@@ -25,6 +25,8 @@ pub enum Document {
     Capabilities(Capabilities),
     /// An OAuth / SMART on FHIR scope ceiling for some kinds.
     ScopeGate(ScopeGate),
+    /// Named conditions and derived roles, defined once and used by name in rules.
+    Conditions(Conditions),
 }
 
 /// A document as written: a map with exactly one of these keys.
@@ -35,6 +37,7 @@ struct RawDocument {
     resource_policy: Option<ResourcePolicy>,
     capabilities: Option<Capabilities>,
     scope_gate: Option<ScopeGate>,
+    conditions: Option<Conditions>,
 }
 
 impl RawDocument {
@@ -44,6 +47,7 @@ impl RawDocument {
         found.extend(self.resource_policy.map(Document::ResourcePolicy));
         found.extend(self.capabilities.map(Document::Capabilities));
         found.extend(self.scope_gate.map(Document::ScopeGate));
+        found.extend(self.conditions.map(Document::Conditions));
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(format!("a document must have one of the keys {DOCUMENT_KEYS}")),
@@ -52,7 +56,7 @@ impl RawDocument {
     }
 }
 
-const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate";
+const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate, conditions";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +78,9 @@ pub struct PrincipalSelector {
     pub ids: Vec<String>,
     #[serde(default)]
     pub clients: Vec<String>,
+    /// Derived roles (see [`Conditions`]): a parent role plus a condition on the request.
+    #[serde(default)]
+    pub derived_roles: Vec<String>,
 }
 
 impl PrincipalSelector {
@@ -82,6 +89,7 @@ impl PrincipalSelector {
             && self.capabilities.is_empty()
             && self.ids.is_empty()
             && self.clients.is_empty()
+            && self.derived_roles.is_empty()
     }
 }
 
@@ -178,6 +186,42 @@ pub struct ScopeGate {
     pub patient_attribute: Option<String>,
 }
 
+/// A condition defined once and used by its bare name in other conditions (`same_practice`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCondition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub when: String,
+}
+
+/// A role a principal holds for one request: one of `parent_roles` (any principal if empty) and
+/// `when` holds, e.g. `primary_physician` = a physician whose id is the patient's
+/// `primary_physician_id`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parent_roles: Vec<String>,
+    pub when: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<NamedCondition>,
+    #[serde(default)]
+    pub derived_roles: Vec<DerivedRole>,
+}
+
 /// A parsed document and where it came from.
 #[derive(Debug, Clone)]
 pub struct Located<T> {
@@ -195,8 +239,11 @@ impl<T> Located<T> {
     pub fn line_of_name(&self, value: &str, after: usize) -> usize {
         let start = after.saturating_sub(self.line);
         for (i, line) in self.text.lines().enumerate().skip(start) {
+            // `name: x`, `- name: x`, and the flow style `- {name: x, ...}`.
             let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            let trimmed = trimmed.trim_start_matches('{').trim_start();
             if let Some(rest) = trimmed.strip_prefix("name:") {
+                let rest = rest.split([',', '}']).next().unwrap_or("");
                 let rest = rest.trim().trim_matches(|c| c == '"' || c == '\'');
                 if rest == value {
                     return self.line + i;
@@ -253,19 +300,54 @@ pub struct PolicySource {
 /// Reads every `*.yaml` / `*.yml` file under `dir` (recursively, following symlinks, skipping
 /// hidden entries such as Kubernetes' `..data` and editors' temp files) and parses them.
 pub fn load_dir(dir: &Path) -> Result<PolicySource, LoadErrors> {
-    parse_files(dir, &read_dir(dir)?)
+    let (source, errors) = read_dir(dir);
+    if errors.is_empty() {
+        Ok(source)
+    } else {
+        Err(LoadErrors(errors))
+    }
 }
 
-/// Reads every policy file under `dir` as `load_dir` does, without parsing: (path relative to
-/// `dir`, text), sorted by path.
-pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadErrors> {
+/// Like [`load_dir`], but returns what could be parsed together with every problem met, so that
+/// `verdict validate` reports them all at once.
+pub fn read_dir(dir: &Path) -> (PolicySource, Vec<LoadError>) {
+    let PolicyFiles {
+        texts,
+        unreadable: mut errors,
+    } = match read_files(dir) {
+        Ok(read) => read,
+        Err(error) => {
+            return (
+                PolicySource {
+                    documents: Vec::new(),
+                    version: String::new(),
+                },
+                vec![error],
+            )
+        }
+    };
+    let (source, mut parse_errors) = parse_files_lenient(dir, &texts);
+    errors.append(&mut parse_errors);
+    (source, errors)
+}
+
+/// The policy files of a directory, read but not parsed.
+#[derive(Debug, Clone)]
+pub struct PolicyFiles {
+    /// (path relative to the directory, text), sorted by path.
+    pub texts: Vec<(PathBuf, String)>,
+    /// An error for each file that could not be read.
+    pub unreadable: Vec<LoadError>,
+}
+
+/// The policy files under `dir` as [`load_dir`] finds them, read but not parsed. Fails if the
+/// directory itself cannot be listed.
+pub fn read_files(dir: &Path) -> Result<PolicyFiles, LoadError> {
     let mut files = Vec::new();
-    collect_files(dir, dir, &mut files).map_err(|e| {
-        LoadErrors(vec![LoadError {
-            file: dir.to_path_buf(),
-            line: None,
-            message: format!("cannot read policy directory: {e}"),
-        }])
+    collect_files(dir, dir, &mut files).map_err(|e| LoadError {
+        file: dir.to_path_buf(),
+        line: None,
+        message: format!("cannot read policy directory: {e}"),
     })?;
     files.sort();
     let mut texts = Vec::with_capacity(files.len());
@@ -280,14 +362,14 @@ pub fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, LoadErrors> {
             }),
         }
     }
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
-    }
-    Ok(texts)
+    Ok(PolicyFiles {
+        texts,
+        unreadable: errors,
+    })
 }
 
-/// The version `parse_files` gives these files: a hex SHA-256 prefix over the (relative path,
-/// content) pairs, in order.
+/// The version [`parse_files`] gives these files: a hex SHA-256 prefix over the (relative path,
+/// content) pairs, in order. Lets a reload tell unchanged files without parsing them.
 pub fn version_of(files: &[(PathBuf, String)]) -> String {
     let mut hasher = Sha256::new();
     for (relative, text) in files {
@@ -305,6 +387,16 @@ fn hash_file(hasher: &mut Sha256, relative: &Path, text: &str) {
 
 /// Parses already-read files (relative path, text); `root` only prefixes paths in messages.
 pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySource, LoadErrors> {
+    let (source, errors) = parse_files_lenient(root, files);
+    if errors.is_empty() {
+        Ok(source)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+/// Parses what it can, returning the documents of the files that parsed and every error.
+fn parse_files_lenient(root: &Path, files: &[(PathBuf, String)]) -> (PolicySource, Vec<LoadError>) {
     let mut hasher = Sha256::new();
     let mut documents = Vec::new();
     let mut errors = Vec::new();
@@ -316,14 +408,12 @@ pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySou
             Err(e) => errors.push(e),
         }
     }
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
-    }
     let digest = hasher.finalize();
-    Ok(PolicySource {
+    let source = PolicySource {
         documents,
         version: hex::encode(&digest[..8]),
-    })
+    };
+    (source, errors)
 }
 
 /// Splits a file into YAML documents and parses each.
@@ -416,7 +506,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Re
 }
 
 /// Test suites (`*_test.yaml`, `*.test.yaml`) live next to policies but are not policies.
-fn is_test_suite(path: &Path) -> bool {
+pub fn is_test_suite(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -440,6 +530,9 @@ mod tests {
         assert_eq!(docs[1].line, 6);
         assert!(matches!(docs[1].item, Document::Capabilities(_)));
         assert_eq!(docs[1].line_of_name("view", 0), 10);
+        let flow = "agent_policy:\n  name: a\n  principals: {roles: [r]}\n  rules:\n    - {name: first, effect: allow, actions: [read], kinds: [D]}\n    - {name: second, effect: allow, actions: [read], kinds: [D]}\n";
+        let docs = parse_documents(Path::new("p.yaml"), flow).unwrap();
+        assert_eq!(docs[0].line_of_name("second", 0), 6);
     }
 
     #[test]
@@ -453,7 +546,9 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join(".hidden.yaml"), "not: [yaml").unwrap();
-        let files = read_dir(dir.path()).unwrap();
+        let read = read_files(dir.path()).unwrap();
+        assert!(read.unreadable.is_empty());
+        let files = read.texts;
         let names: Vec<_> = files.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(
             names,
@@ -462,9 +557,10 @@ mod tests {
         assert_eq!(version_of(&files), load_dir(dir.path()).unwrap().version);
         std::fs::write(dir.path().join("sub/b.yaml"), "# something else\n").unwrap();
         assert_ne!(
-            version_of(&read_dir(dir.path()).unwrap()),
+            version_of(&read_files(dir.path()).unwrap().texts),
             version_of(&files)
         );
+        assert!(read_files(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -9,6 +9,9 @@ use tonic::Status;
 
 use super::proto;
 use crate::engine::{Decision, ResourceDecisions};
+use crate::filter::sql::{Dialect, SqlFilter};
+use crate::filter::{CmpOp, Filter};
+use crate::plan::{Plan, PlanRequest};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 
@@ -83,6 +86,11 @@ fn value_to_json(
                 .collect::<Result<_, _>>()?,
         ),
     })
+}
+
+/// protobuf Value -> JSON, without a depth limit (for printing trusted responses).
+pub fn value_to_json_unbounded(v: &prost_types::Value) -> Json {
+    value_to_json(v, "value", 0, usize::MAX).unwrap_or(Json::Null)
 }
 
 /// JSON -> protobuf Value (for filters and SQL parameters).
@@ -207,6 +215,123 @@ pub fn check_response(
                     .collect::<HashMap<_, _>>(),
             })
             .collect(),
+    }
+}
+
+pub fn plan_request(r: proto::PlanFilterRequest, limits: &Limits) -> Result<PlanRequest, Status> {
+    if r.resource_kind.trim().is_empty() {
+        return Err(invalid("resource_kind must not be empty"));
+    }
+    if r.action.trim().is_empty() {
+        return Err(invalid("action must not be empty"));
+    }
+    Ok(PlanRequest {
+        principal: principal(r.principal, limits)?,
+        kind: r.resource_kind,
+        action: r.action,
+        context: struct_to_json(r.context.as_ref(), "context", limits.max_attr_depth)?,
+        known_attr: struct_to_json(r.known_attr.as_ref(), "known_attr", limits.max_attr_depth)?,
+    })
+}
+
+/// The SQL dialect asked for, if any.
+pub fn sql_dialect(sql: &Option<proto::SqlRequest>) -> Result<Option<Dialect>, Status> {
+    match sql {
+        None => Ok(None),
+        Some(s) => match proto::SqlDialect::try_from(s.dialect) {
+            Ok(proto::SqlDialect::Postgres) => Ok(Some(Dialect::Postgres)),
+            Ok(proto::SqlDialect::Sqlite) => Ok(Some(Dialect::Sqlite)),
+            _ => Err(invalid(
+                "sql.dialect must be SQL_DIALECT_POSTGRES or SQL_DIALECT_SQLITE",
+            )),
+        },
+    }
+}
+
+pub fn plan_kind(plan: &Plan) -> proto::PlanKind {
+    match plan {
+        Plan::AlwaysAllowed => proto::PlanKind::AlwaysAllowed,
+        Plan::AlwaysDenied => proto::PlanKind::AlwaysDenied,
+        Plan::Conditional(_) => proto::PlanKind::Conditional,
+    }
+}
+
+/// A filter tree in protobuf. `True` is an `and` with no operands, `False` an `or` with none.
+pub fn filter(f: &Filter) -> proto::Filter {
+    use proto::FilterOp as Op;
+    let node = |op: Op| proto::Filter {
+        op: op as i32,
+        ..Default::default()
+    };
+    match f {
+        Filter::True => node(Op::And),
+        Filter::False => node(Op::Or),
+        Filter::Compare {
+            op,
+            attribute,
+            value,
+        } => proto::Filter {
+            op: match op {
+                CmpOp::Eq => Op::Eq,
+                CmpOp::Ne => Op::Ne,
+                CmpOp::Lt => Op::Lt,
+                CmpOp::Le => Op::Le,
+                CmpOp::Gt => Op::Gt,
+                CmpOp::Ge => Op::Ge,
+            } as i32,
+            attribute: attribute.clone(),
+            value: Some(json_to_value(value)),
+            ..Default::default()
+        },
+        Filter::In { attribute, values } => proto::Filter {
+            op: Op::In as i32,
+            attribute: attribute.clone(),
+            values: values.iter().map(json_to_value).collect(),
+            ..Default::default()
+        },
+        Filter::Contains { attribute, value } => proto::Filter {
+            op: Op::Contains as i32,
+            attribute: attribute.clone(),
+            value: Some(json_to_value(value)),
+            ..Default::default()
+        },
+        Filter::Exists { attribute } => proto::Filter {
+            op: Op::Exists as i32,
+            attribute: attribute.clone(),
+            ..Default::default()
+        },
+        Filter::And(fs) | Filter::Or(fs) => proto::Filter {
+            op: if matches!(f, Filter::And(_)) {
+                Op::And
+            } else {
+                Op::Or
+            } as i32,
+            operands: fs.iter().map(filter).collect(),
+            ..Default::default()
+        },
+        Filter::Not(x) => proto::Filter {
+            op: Op::Not as i32,
+            operands: vec![filter(x)],
+            ..Default::default()
+        },
+        Filter::From {
+            origin,
+            filter: inner,
+        } => {
+            let mut node = filter(inner);
+            if node.policy.is_empty() {
+                node.policy = origin.policy.to_string();
+                node.rule = origin.rule.to_string();
+            }
+            node
+        }
+    }
+}
+
+pub fn sql_filter(s: &SqlFilter) -> proto::SqlFilter {
+    proto::SqlFilter {
+        r#where: s.where_clause.clone(),
+        params: s.params.iter().map(json_to_value).collect(),
     }
 }
 

@@ -23,8 +23,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-use crate::engine;
 use crate::store::PolicyStore;
+use crate::{engine, filter, plan};
 use convert::Limits;
 use proto::admin_server::{Admin, AdminServer};
 use proto::authorizer_server::{Authorizer, AuthorizerServer};
@@ -75,9 +75,40 @@ impl Authorizer for AuthorizerService {
 
     async fn plan_filter(
         &self,
-        _request: Request<proto::PlanFilterRequest>,
+        request: Request<proto::PlanFilterRequest>,
     ) -> Result<Response<proto::PlanFilterResponse>, Status> {
-        Err(Status::unimplemented("PlanFilter is not implemented yet"))
+        let request = request.into_inner();
+        let request_id = request.request_id.clone();
+        let dialect = convert::sql_dialect(&request.sql)?;
+        let columns = request
+            .sql
+            .as_ref()
+            .map(|s| s.columns.clone())
+            .unwrap_or_default();
+        let plan_request = convert::plan_request(request, &self.limits)?;
+        let set = self.store.current();
+        let planned = plan::plan(&set, &plan_request).map_err(|e| {
+            tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
+            Status::failed_precondition(e.to_string())
+        })?;
+        let sql = match dialect {
+            None => None,
+            Some(dialect) => {
+                let rendered = filter::sql::render(&planned.filter(), dialect, &columns)
+                    .map_err(|e| Status::invalid_argument(format!("sql: {e}")))?;
+                Some(convert::sql_filter(&rendered))
+            }
+        };
+        Ok(Response::new(proto::PlanFilterResponse {
+            request_id,
+            policy_version: set.version.clone(),
+            kind: convert::plan_kind(&planned) as i32,
+            filter: match &planned {
+                plan::Plan::Conditional(f) => Some(convert::filter(f)),
+                _ => None,
+            },
+            sql,
+        }))
     }
 }
 

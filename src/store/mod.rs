@@ -124,7 +124,11 @@ impl PolicyStore {
         let started = Instant::now();
         let previous = self.status.load_full();
         let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let files = policy::read_dir(&self.dir)?;
+            let read = policy::read_files(&self.dir).map_err(|e| LoadErrors(vec![e]))?;
+            if !read.unreadable.is_empty() {
+                return Err(LoadErrors(read.unreadable));
+            }
+            let files = read.texts;
             if policy::version_of(&files) == previous.active_version {
                 return Ok(None);
             }
@@ -174,6 +178,9 @@ impl PolicyStore {
                 let version = set.version.clone();
                 let rule_count = set.rules.len();
                 let policy_count = set.policy_count;
+                for warning in &set.warnings {
+                    tracing::warn!(version = %version, "policy warning: {warning}");
+                }
                 let replaced = self.active.swap(Arc::new(set));
                 self.status.store(Arc::new(ReloadStatus {
                     active_version: version.clone(),

@@ -1,0 +1,307 @@
+//! Renders a [`Filter`] as a SQL boolean expression with positional placeholders, for PostgreSQL
+//! (`$1`, `$2`, …) or SQLite (`?`). Literals are always parameters, never spliced into the text.
+//!
+//! SQL's NULL logic is made to agree with the tree's two-valued semantics: comparisons on a NULL
+//! column are NULL, which a WHERE treats as false; under `NOT`, the operand is wrapped in
+//! `COALESCE(…, FALSE)` so that `NOT` of an absent attribute's comparison is true, as in the tree.
+//! String ordering uses `COLLATE "C"` on PostgreSQL (code point order, like CEL).
+//!
+//! List attributes (for `contains`) are `jsonb` arrays on PostgreSQL and JSON text on SQLite.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use serde_json::Value as Json;
+
+use super::{CmpOp, Filter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// A rendered filter: `where` holds `params.len()` placeholders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlFilter {
+    pub where_clause: String,
+    pub params: Vec<Json>,
+}
+
+/// Why a filter could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlError {
+    UnmappedAttribute(String),
+    BadColumn { attribute: String, column: String },
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlError::UnmappedAttribute(a) => write!(f, "attribute \"{a}\" has no column in sql.columns"),
+            SqlError::BadColumn { attribute, column } => write!(
+                f,
+                "column \"{column}\" for attribute \"{attribute}\" is not a plain (optionally qualified or quoted) column name"
+            ),
+        }
+    }
+}
+
+/// Renders `filter` for `dialect`, naming attributes by `columns`.
+pub fn render(
+    filter: &Filter,
+    dialect: Dialect,
+    columns: &HashMap<String, String>,
+) -> Result<SqlFilter, SqlError> {
+    for attribute in filter.attributes() {
+        let column = columns
+            .get(attribute)
+            .ok_or_else(|| SqlError::UnmappedAttribute(attribute.to_string()))?;
+        if !is_column_name(column) {
+            return Err(SqlError::BadColumn {
+                attribute: attribute.to_string(),
+                column: column.clone(),
+            });
+        }
+    }
+    let mut r = Renderer {
+        dialect,
+        columns,
+        out: String::new(),
+        params: Vec::new(),
+    };
+    r.filter(filter);
+    Ok(SqlFilter {
+        where_clause: r.out,
+        params: r.params,
+    })
+}
+
+/// Letters, digits, `_`, `.` and double-quoted identifiers: nothing that could end the expression.
+fn is_column_name(column: &str) -> bool {
+    !column.is_empty()
+        && column
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '"')
+        && column.matches('"').count() % 2 == 0
+}
+
+struct Renderer<'a> {
+    dialect: Dialect,
+    columns: &'a HashMap<String, String>,
+    out: String,
+    params: Vec<Json>,
+}
+
+impl Renderer<'_> {
+    fn placeholder(&mut self, value: &Json) -> String {
+        self.params.push(value.clone());
+        match self.dialect {
+            Dialect::Postgres => format!("${}", self.params.len()),
+            Dialect::Sqlite => "?".to_string(),
+        }
+    }
+
+    /// A typed placeholder where PostgreSQL cannot infer the type from a column.
+    fn typed_placeholder(&mut self, value: &Json) -> String {
+        let p = self.placeholder(value);
+        match (self.dialect, value) {
+            (Dialect::Postgres, Json::String(_)) => format!("{p}::text"),
+            (Dialect::Postgres, Json::Number(_)) => format!("{p}::float8"),
+            (Dialect::Postgres, Json::Bool(_)) => format!("{p}::boolean"),
+            _ => p,
+        }
+    }
+
+    fn column(&self, attribute: &str) -> &str {
+        // Presence was checked by render().
+        self.columns
+            .get(attribute)
+            .map(String::as_str)
+            .unwrap_or("NULL")
+    }
+
+    fn filter(&mut self, f: &Filter) {
+        match f {
+            Filter::True => self.out.push_str("TRUE"),
+            Filter::False => self.out.push_str("FALSE"),
+            Filter::Compare {
+                op,
+                attribute,
+                value,
+            } => {
+                let column = self.column(attribute).to_string();
+                let collate = self.dialect == Dialect::Postgres
+                    && value.is_string()
+                    && !matches!(op, CmpOp::Eq | CmpOp::Ne);
+                let p = self.placeholder(value);
+                let sql_op = match op {
+                    CmpOp::Eq => "=",
+                    CmpOp::Ne => "<>",
+                    CmpOp::Lt => "<",
+                    CmpOp::Le => "<=",
+                    CmpOp::Gt => ">",
+                    CmpOp::Ge => ">=",
+                };
+                if collate {
+                    let _ = write!(self.out, "{column} COLLATE \"C\" {sql_op} {p}");
+                } else {
+                    let _ = write!(self.out, "{column} {sql_op} {p}");
+                }
+            }
+            Filter::In { attribute, values } => {
+                let column = self.column(attribute).to_string();
+                let _ = write!(self.out, "{column} IN (");
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push_str(", ");
+                    }
+                    let p = self.placeholder(v);
+                    self.out.push_str(&p);
+                }
+                self.out.push(')');
+            }
+            Filter::Contains { attribute, value } => {
+                let column = self.column(attribute).to_string();
+                let p = self.typed_placeholder(value);
+                match self.dialect {
+                    Dialect::Postgres => {
+                        let _ = write!(self.out, "{column} @> jsonb_build_array({p})");
+                    }
+                    Dialect::Sqlite => {
+                        let _ = write!(
+                            self.out,
+                            "EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = {p})"
+                        );
+                    }
+                }
+            }
+            Filter::Exists { attribute } => {
+                let column = self.column(attribute).to_string();
+                let _ = write!(self.out, "{column} IS NOT NULL");
+            }
+            Filter::And(fs) | Filter::Or(fs) => {
+                let joiner = if matches!(f, Filter::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.out.push('(');
+                for (i, x) in fs.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push_str(joiner);
+                    }
+                    self.filter(x);
+                }
+                self.out.push(')');
+            }
+            Filter::Not(x) => {
+                self.out.push_str("NOT COALESCE(");
+                self.filter(x);
+                self.out.push_str(", FALSE)");
+            }
+            Filter::From { filter, .. } => self.filter(filter),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn columns(names: &[&str]) -> HashMap<String, String> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), format!("t.{n}")))
+            .collect()
+    }
+
+    #[test]
+    fn renders_placeholders_per_dialect_and_never_splices_literals() {
+        let f = Filter::And(vec![
+            Filter::compare(CmpOp::Eq, "practice_id", json!("7'; DROP TABLE x; --")),
+            Filter::negate(Filter::In {
+                attribute: "state".into(),
+                values: vec![json!("CA"), json!("NY")],
+            }),
+        ]);
+        let cols = columns(&["practice_id", "state"]);
+        let pg = render(&f, Dialect::Postgres, &cols).unwrap();
+        assert_eq!(
+            pg.where_clause,
+            "(t.practice_id = $1 AND NOT COALESCE(t.state IN ($2, $3), FALSE))"
+        );
+        assert_eq!(
+            pg.params,
+            vec![json!("7'; DROP TABLE x; --"), json!("CA"), json!("NY")]
+        );
+        let lite = render(&f, Dialect::Sqlite, &cols).unwrap();
+        assert_eq!(
+            lite.where_clause,
+            "(t.practice_id = ? AND NOT COALESCE(t.state IN (?, ?), FALSE))"
+        );
+        assert_eq!(lite.params.len(), 3);
+    }
+
+    #[test]
+    fn string_ordering_is_code_point_order_on_postgres() {
+        let f = Filter::compare(CmpOp::Lt, "name", json!("m"));
+        let pg = render(&f, Dialect::Postgres, &columns(&["name"])).unwrap();
+        assert_eq!(pg.where_clause, "t.name COLLATE \"C\" < $1");
+        let n = Filter::compare(CmpOp::Lt, "amount", json!(3));
+        assert_eq!(
+            render(&n, Dialect::Postgres, &columns(&["amount"]))
+                .unwrap()
+                .where_clause,
+            "t.amount < $1"
+        );
+    }
+
+    #[test]
+    fn contains_exists_and_constants() {
+        let cols = columns(&["tags", "x"]);
+        let c = Filter::Contains {
+            attribute: "tags".into(),
+            value: json!("vip"),
+        };
+        assert_eq!(
+            render(&c, Dialect::Postgres, &cols).unwrap().where_clause,
+            "t.tags @> jsonb_build_array($1::text)"
+        );
+        assert_eq!(
+            render(&c, Dialect::Sqlite, &cols).unwrap().where_clause,
+            "EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.value = ?)"
+        );
+        assert_eq!(
+            render(&Filter::exists("x"), Dialect::Sqlite, &cols)
+                .unwrap()
+                .where_clause,
+            "t.x IS NOT NULL"
+        );
+        assert_eq!(
+            render(&Filter::True, Dialect::Sqlite, &cols)
+                .unwrap()
+                .where_clause,
+            "TRUE"
+        );
+    }
+
+    #[test]
+    fn unmapped_attributes_and_unsafe_columns_are_errors() {
+        let f = Filter::exists("secret");
+        assert_eq!(
+            render(&f, Dialect::Sqlite, &HashMap::new()),
+            Err(SqlError::UnmappedAttribute("secret".into()))
+        );
+        let bad: HashMap<String, String> =
+            [("secret".to_string(), "x; DROP TABLE y".to_string())].into();
+        assert!(matches!(
+            render(&f, Dialect::Sqlite, &bad),
+            Err(SqlError::BadColumn { .. })
+        ));
+        let quoted: HashMap<String, String> =
+            [("secret".to_string(), "\"Weird Col\"".replace(' ', "_"))].into();
+        assert!(render(&f, Dialect::Sqlite, &quoted).is_ok());
+    }
+}

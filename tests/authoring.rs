@@ -1,0 +1,156 @@
+//! The policy author's tools, as the binary runs them: `verdict validate` (every problem at once,
+//! warnings, carets) and `verdict test` (suites, diffs, JUnit XML, exit codes).
+mod common;
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_verdict");
+
+fn run(args: &[&str], dir: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(BIN).args(args).arg(dir).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn the_bundled_suites_pass_and_write_junit() {
+    let junit = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(BIN)
+        .args(["test", "--junit"])
+        .arg(junit.path())
+        .arg(common::bundled_policies())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("suite \"clinic\": "), "{stdout}");
+    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+    let xml = std::fs::read_to_string(junit.path()).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"clinic\"") && xml.contains("failures=\"0\""),
+        "{xml}"
+    );
+    assert!(xml.matches("<testcase ").count() >= 100);
+}
+
+#[test]
+fn a_failing_suite_prints_a_diff_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docs.yaml"),
+        "agent_policy:\n  name: docs\n  principals: {roles: [reader]}\n  rules:\n    - name: read-public\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: R.attr.public == true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("docs_test.yaml"),
+        r#"suite: docs
+principals:
+  reader: {roles: [reader]}
+resources:
+  public: {kind: Doc, id: d1, attr: {public: true}}
+  private: {kind: Doc, id: d2, attr: {public: false}}
+tests:
+  - {name: public docs are readable, principal: reader, resource: public, expect: {read: allow}, rules: {read: docs/read-public}}
+  - {name: private docs are readable (wrong on purpose), principal: reader, resource: private, expect: {read: allow}}
+plans:
+  - {name: readers list public docs, principal: reader, kind: Doc, action: read, expect: conditional, filter: 'public == true'}
+  - {name: wrong plan on purpose, principal: reader, kind: Doc, action: read, expect: always_allowed}
+"#,
+    )
+    .unwrap();
+    let junit = dir.path().join("out.xml");
+    let out = Command::new(BIN)
+        .args(["test", "--junit"])
+        .arg(&junit)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("suite \"docs\": 2 passed, 2 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL private docs are readable (wrong on purpose) / read"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("- expected: effect allow"), "{stdout}");
+    assert!(
+        stdout.contains("+ got:      deny: denied by default"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL plan: wrong plan on purpose"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+ got:      conditional: public == true"),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(junit).unwrap();
+    assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
+}
+
+#[test]
+fn validate_reports_every_problem_at_once_with_carets_and_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a_broken.yaml"),
+        "agent_policy:\n  name: a\n  principals: {roles: [r]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "agent_policy:\n  name: b\n  principals: {roles: [r]}\n  rules:\n    - name: typo\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: R.attr.x == P.atr.y && sizee(P.roles) > 0\n    - name: pointless\n      effect: deny\n      actions: [delete]\n      kinds: [Doc]\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(&["validate"], dir.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains("a_broken.yaml:4: error: did not find expected"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "b.yaml:5: error: policy \"b\" rule \"typo\": when: unknown function 'sizee'"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("    | R.attr.x == P.atr.y && sizee(P.roles) > 0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("^"), "{stderr}");
+
+    std::fs::remove_file(dir.path().join("a_broken.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "agent_policy:\n  name: b\n  principals: {roles: [r]}\n  rules:\n    - name: reads\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n    - name: pointless\n      effect: deny\n      actions: [delete]\n      kinds: [Doc]\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(&["validate"], dir.path());
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains(
+            "b.yaml:9: warning: policy \"b\" rule \"pointless\": no rule allows Doc:delete"
+        ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    let (ok, _, _) = run(&["validate", "--deny-warnings"], dir.path());
+    assert!(!ok, "--deny-warnings fails on warnings");
+
+    let (ok, stdout, stderr) = run(
+        &["validate", "--deny-warnings"],
+        &common::bundled_policies(),
+    );
+    assert!(ok, "the bundled policies are clean: {stdout}{stderr}");
+}
