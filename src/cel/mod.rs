@@ -117,7 +117,17 @@ impl Environment {
         source: &str,
         names: &NamedConditions,
     ) -> Result<(Condition, Vec<String>), CompileError> {
-        let (expanded, used) = self.expand(source, names)?;
+        let program = self.parse(source)?;
+        let references = self.references(&program, names)?;
+        if references.is_empty() {
+            // Nothing to inline: the program parsed and checked above is the condition.
+            let condition = Condition {
+                program,
+                source: source.to_string(),
+            };
+            return Ok((condition, Vec::new()));
+        }
+        let (expanded, used) = inline(source, references, names)?;
         let program = self.env.compile(&expanded).map_err(|e| CompileError {
             message: format!(
                 "internal error: the condition with named conditions inlined does not parse ({e})"
@@ -141,38 +151,31 @@ impl Environment {
         names: &NamedConditions,
     ) -> Result<(String, Vec<String>), CompileError> {
         let program = self.parse(source)?;
+        let references = self.references(&program, names)?;
+        inline(source, references, names)
+    }
+
+    /// Checks what `program` refers to; returns the spans of the named conditions it uses.
+    fn references(
+        &self,
+        program: &Program,
+        names: &NamedConditions,
+    ) -> Result<Vec<(usize, usize, String)>, CompileError> {
         let mut problems = Vec::new();
         let mut references = Vec::new();
         let mut scope = Vec::new();
         self.check_references(
             program.expression(),
             &mut scope,
-            &program,
+            program,
             names,
             &mut references,
             &mut problems,
         );
-        if let Some(first) = problems.into_iter().next() {
-            return Err(first);
+        match problems.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(references),
         }
-        let mut expanded = source.to_string();
-        let mut used: Vec<String> = Vec::new();
-        // Replace from the end so earlier spans keep their offsets.
-        references.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
-        for (start, stop, name) in references {
-            let text = &names[&name];
-            if !expanded.is_char_boundary(start) || !expanded.is_char_boundary(stop + 1) {
-                return Err(CompileError {
-                    message: format!("cannot locate the use of named condition '{name}'"),
-                    position: None,
-                });
-            }
-            expanded.replace_range(start..=stop, &format!("({text})"));
-            if !used.contains(&name) {
-                used.push(name);
-            }
-        }
-        Ok((expanded, used))
     }
 
     fn parse(&self, source: &str) -> Result<Program, CompileError> {
@@ -311,6 +314,32 @@ impl Environment {
             Expr::Literal(_) | Expr::Unspecified => {}
         }
     }
+}
+
+/// `source` with each referenced span replaced by `(<named condition text>)`, and the names used.
+fn inline(
+    source: &str,
+    mut references: Vec<(usize, usize, String)>,
+    names: &NamedConditions,
+) -> Result<(String, Vec<String>), CompileError> {
+    let mut expanded = source.to_string();
+    let mut used: Vec<String> = Vec::new();
+    // Replace from the end so earlier spans keep their offsets.
+    references.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+    for (start, stop, name) in references {
+        let text = &names[&name];
+        if !expanded.is_char_boundary(start) || !expanded.is_char_boundary(stop + 1) {
+            return Err(CompileError {
+                message: format!("cannot locate the use of named condition '{name}'"),
+                position: None,
+            });
+        }
+        expanded.replace_range(start..=stop, &format!("({text})"));
+        if !used.contains(&name) {
+            used.push(name);
+        }
+    }
+    Ok((expanded, used))
 }
 
 /// Whether two names differ by at most two edits (for "did you mean" hints).

@@ -544,6 +544,19 @@ impl Compiler {
         source: Option<&str>,
         extra: &[String],
     ) -> Result<Option<Condition>, ()> {
+        if let (Some(source), true) = (source, extra.is_empty()) {
+            // The common case: one parse, named conditions inlined only if used.
+            return match self.environment.compile_with(source, &self.named) {
+                Ok((condition, used)) => {
+                    self.used_names.extend(used);
+                    Ok(Some(condition))
+                }
+                Err(e) => {
+                    self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
+                    Err(())
+                }
+            };
+        }
         let mut parts: Vec<String> = extra.to_vec();
         if let Some(source) = source {
             match self.environment.expand(source, &self.named) {
