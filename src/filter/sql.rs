@@ -83,7 +83,7 @@ fn is_column_name(column: &str) -> bool {
         && column
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '"')
-        && column.matches('"').count() % 2 == 0
+        && column.matches('"').count().is_multiple_of(2)
 }
 
 struct Renderer<'a> {
