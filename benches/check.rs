@@ -23,7 +23,7 @@ fn patient(i: usize) -> Resource {
     Resource {
         kind: "Patient".into(),
         id: i.to_string(),
-        attr: json!({"practice_id": "7", "patient_id": i.to_string(), "state": "CA", "celebrity": i % 10 == 0, "primary_physician_id": "dr-wilson"}),
+        attr: json!({"practice_id": "7", "patient_id": i.to_string(), "state": "CA", "celebrity": i.is_multiple_of(10), "primary_physician_id": "dr-wilson"}),
     }
 }
 
