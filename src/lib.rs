@@ -12,3 +12,4 @@ pub mod server;
 pub mod smart;
 pub mod store;
 pub mod suite;
+pub mod token;

@@ -16,6 +16,7 @@ use crate::server::convert::{json_to_value, Limits};
 use crate::server::proto;
 use crate::store::watch::{ReloadOptions, Reloader};
 use crate::store::PolicyStore;
+use crate::token::{ClaimMapping, TokenConfig, Verifier};
 
 #[derive(Parser)]
 #[command(
@@ -59,8 +60,11 @@ pub struct PlanArgs {
     #[arg(long, env = "VERDICT_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
     /// The principal as JSON, as for `check`.
-    #[arg(long)]
-    pub principal: String,
+    #[arg(long, required_unless_present = "token")]
+    pub principal: Option<String>,
+    /// A JWT for the daemon to verify instead of a principal (as for `check`).
+    #[arg(long, conflicts_with = "principal")]
+    pub token: Option<String>,
     /// The resource kind being listed.
     #[arg(long)]
     pub kind: String,
@@ -111,6 +115,72 @@ pub struct ServeArgs {
     /// unchanged files are read and hashed, not parsed or compiled); 0 turns it off.
     #[arg(long, env = "VERDICT_RELOAD_POLL_SECS", default_value_t = 30)]
     pub reload_poll_secs: u64,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+/// Token verification: requests may carry the caller's JWT instead of a principal.
+#[derive(Args)]
+#[command(next_help_heading = "Token verification")]
+pub struct TokenArgs {
+    /// JWKS file (JSON Web Key Set) with the token issuer's public keys (RS256, ES256, EdDSA).
+    /// Turns token verification on; the file is re-read when it changes and on SIGHUP.
+    #[arg(long, env = "VERDICT_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// The `iss` every token must carry (required with --jwks-file).
+    #[arg(long, env = "VERDICT_TOKEN_ISSUER", requires = "jwks_file")]
+    pub token_issuer: Option<String>,
+    /// An audience of this deployment: a token's `aud` must name one. Repeat, or separate with
+    /// commas (at least one is required with --jwks-file).
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_AUDIENCE",
+        value_delimiter = ',',
+        requires = "jwks_file"
+    )]
+    pub token_audience: Vec<String>,
+    /// Claim holding the roles, as a dotted path (e.g. `realm_access.roles`).
+    #[arg(long, env = "VERDICT_TOKEN_ROLES_CLAIM", default_value = "roles")]
+    pub token_roles_claim: String,
+    /// Claim holding the capabilities, as a dotted path.
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_CAPABILITIES_CLAIM",
+        default_value = "capabilities"
+    )]
+    pub token_capabilities_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "VERDICT_TOKEN_LEEWAY_SECS", default_value_t = 30)]
+    pub token_leeway_secs: u64,
+    /// Refuse requests without a token (INVALID_ARGUMENT): principals are only ever taken from
+    /// verified tokens.
+    #[arg(long, env = "VERDICT_REQUIRE_TOKEN", requires = "jwks_file")]
+    pub require_token: bool,
+}
+
+impl TokenArgs {
+    /// The token verification the flags ask for; `None` without --jwks-file.
+    pub fn config(&self) -> Result<Option<TokenConfig>> {
+        let Some(jwks_file) = &self.jwks_file else {
+            return Ok(None);
+        };
+        let Some(issuer) = &self.token_issuer else {
+            bail!("--jwks-file needs --token-issuer: the `iss` tokens must carry");
+        };
+        if self.token_audience.is_empty() {
+            bail!("--jwks-file needs --token-audience: the `aud` tokens must name");
+        }
+        Ok(Some(TokenConfig {
+            audiences: self.token_audience.clone(),
+            mapping: ClaimMapping {
+                roles: self.token_roles_claim.clone(),
+                capabilities: self.token_capabilities_claim.clone(),
+            },
+            leeway: Duration::from_secs(self.token_leeway_secs),
+            required: self.require_token,
+            ..TokenConfig::new(jwks_file, issuer, &[])
+        }))
+    }
 }
 
 impl ServeArgs {
@@ -145,6 +215,9 @@ pub struct CheckArgs {
     /// Request context as a JSON object.
     #[arg(long)]
     pub context: Option<String>,
+    /// A JWT for the daemon to verify and take the principal from, instead of --principal.
+    #[arg(long, conflicts_with = "principal")]
+    pub token: Option<String>,
     /// Print the response as JSON instead of one line per decision.
     #[arg(long)]
     pub json: bool,
@@ -178,6 +251,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         )
     })?;
     let store = Arc::new(store);
+    let tokens = match args.tokens.config()? {
+        None => None,
+        Some(config) => Some(Arc::new(Verifier::start(config).map_err(|e| {
+            anyhow::anyhow!("refusing to start: token verification: {e}")
+        })?)),
+    };
     let set = store.current();
     tracing::info!(
         policies = %args.policies.display(),
@@ -205,8 +284,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_attr_depth: args.max_attr_depth,
     };
     let reloader = Arc::new(reloader);
-    let on_hangup = tokio::spawn(reload_on_hangup(hangups, Arc::clone(&reloader)));
-    crate::server::serve(listener, store, limits, shutdown).await?;
+    let on_hangup = tokio::spawn(reload_on_hangup(
+        hangups,
+        Arc::clone(&reloader),
+        tokens.clone(),
+    ));
+    crate::server::serve(listener, store, limits, tokens, shutdown).await?;
     on_hangup.abort();
     drop(reloader);
     tracing::info!("stopped");
@@ -229,17 +312,29 @@ fn hangup_signals() -> Result<Hangups> {
     Ok(())
 }
 
-/// Each SIGHUP asks the reload thread for an immediate reload.
+/// Each SIGHUP asks the reload threads for an immediate reload (policies, and the JWKS file).
 #[cfg(unix)]
-async fn reload_on_hangup(mut hangups: Hangups, reloader: Arc<Reloader>) {
+async fn reload_on_hangup(
+    mut hangups: Hangups,
+    reloader: Arc<Reloader>,
+    tokens: Option<Arc<Verifier>>,
+) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP received; reloading policies");
         reloader.reload_now();
+        if let Some(tokens) = &tokens {
+            tokens.reload_now();
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn reload_on_hangup(_hangups: Hangups, _reloader: Arc<Reloader>) {}
+async fn reload_on_hangup(
+    _hangups: Hangups,
+    _reloader: Arc<Reloader>,
+    _tokens: Option<Arc<Verifier>>,
+) {
+}
 
 /// Registers SIGTERM and Ctrl-C handlers now (before the daemon says it is ready, so a signal
 /// sent right after never kills it uncleanly) and returns the future that resolves on either.
@@ -280,7 +375,8 @@ fn check_request_from(args: &CheckArgs) -> Result<CheckRequest> {
     let principal: Principal = match &args.principal {
         Some(p) => serde_json::from_value(read_json_arg("principal", p)?)
             .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?,
-        None => bail!("--principal (or --request) is required"),
+        None if args.token.is_some() => Principal::default(),
+        None => bail!("--principal, --token or --request is required"),
     };
     let resource: Resource = match &args.resource {
         Some(r) => serde_json::from_value(read_json_arg("resource", r)?)
@@ -337,16 +433,22 @@ pub fn to_proto(r: &CheckRequest) -> proto::CheckRequest {
             })
             .collect(),
         context: json_object_to_struct(&r.context),
+        token: String::new(),
     }
 }
 
 async fn check(args: CheckArgs) -> Result<()> {
     let request = check_request_from(&args)?;
+    let mut message = to_proto(&request);
+    if let Some(token) = &args.token {
+        message.token = token.clone();
+        message.principal = None;
+    }
     let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
         .await
         .with_context(|| format!("cannot connect to {}", args.server))?;
     let response = client
-        .check(to_proto(&request))
+        .check(message)
         .await
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
@@ -378,8 +480,11 @@ async fn check(args: CheckArgs) -> Result<()> {
 }
 
 async fn plan(args: PlanArgs) -> Result<()> {
-    let principal: Principal = serde_json::from_value(read_json_arg("principal", &args.principal)?)
-        .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?;
+    let principal: Principal = match &args.principal {
+        Some(p) => serde_json::from_value(read_json_arg("principal", p)?)
+            .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?,
+        None => Principal::default(),
+    };
     let object = |what: &str, text: &Option<String>| -> Result<Option<prost_types::Struct>> {
         match text {
             None => Ok(None),
@@ -405,16 +510,22 @@ async fn plan(args: PlanArgs) -> Result<()> {
     });
     let request = proto::PlanFilterRequest {
         request_id: String::new(),
-        principal: to_proto(&CheckRequest {
-            principal,
-            ..Default::default()
-        })
-        .principal,
+        principal: match args.token {
+            Some(_) => None,
+            None => {
+                to_proto(&CheckRequest {
+                    principal,
+                    ..Default::default()
+                })
+                .principal
+            }
+        },
         resource_kind: args.kind.clone(),
         action: args.action.clone(),
         context: object("context", &args.context)?,
         known_attr: object("known-attr", &args.known_attr)?,
         sql,
+        token: args.token.clone().unwrap_or_default(),
     };
     let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
         .await
@@ -429,6 +540,9 @@ async fn plan(args: PlanArgs) -> Result<()> {
         .map(|k| k.as_str_name())
         .unwrap_or("PLAN_KIND_UNSPECIFIED");
     println!("{}:{}: {kind}", args.kind, args.action);
+    if !response.token_error.is_empty() {
+        println!("token rejected: {}", response.token_error);
+    }
     if let Some(filter) = &response.filter {
         print_filter(filter, 1);
     }
@@ -488,6 +602,7 @@ fn response_json(r: &proto::CheckResponse) -> serde_json::Value {
     serde_json::json!({
         "request_id": r.request_id,
         "policy_version": r.policy_version,
+        "token_error": r.token_error,
         "results": r.results.iter().map(|res| serde_json::json!({
             "resource": res.resource.as_ref().map(|i| serde_json::json!({"kind": i.kind, "id": i.id})),
             "actions": res.actions.iter().map(|(a, d)| (a.clone(), serde_json::json!({

@@ -113,6 +113,16 @@ pub fn json_to_value(j: &Json) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// Whether a principal says nothing (every field empty): what a caller sending a token leaves.
+pub fn is_empty(p: &proto::Principal) -> bool {
+    p.id.is_empty()
+        && p.roles.is_empty()
+        && p.capabilities.is_empty()
+        && p.scopes.is_empty()
+        && p.client_id.is_empty()
+        && p.attr.as_ref().is_none_or(|a| a.fields.is_empty())
+}
+
 pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Principal, Status> {
     let p = p.unwrap_or_default();
     Ok(Principal {
@@ -215,6 +225,7 @@ pub fn check_response(
                     .collect::<HashMap<_, _>>(),
             })
             .collect(),
+        token_error: String::new(),
     }
 }
 

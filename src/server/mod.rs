@@ -2,8 +2,9 @@
 //! service, `grpc.health.v1` and server reflection (v1 and v1alpha), on one listener.
 //!
 //! The only module that knows protobuf types. Handlers convert protobuf into engine types
-//! ([`convert`]), take one policy-set snapshot from the [`PolicyStore`], call the synchronous
-//! engine, and convert back. No locks and no I/O on the request path.
+//! ([`convert`]), resolve who asks (the request's principal, or the principal its token proves,
+//! through the [`Verifier`]), take one policy-set snapshot from the [`PolicyStore`], call the
+//! synchronous engine, and convert back. No locks and no I/O on the request path.
 
 pub mod convert;
 
@@ -23,7 +24,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
+use crate::engine::Decision;
+use crate::policy::Effect;
+use crate::request::Principal;
 use crate::store::PolicyStore;
+use crate::token::{TokenError, Verifier};
 use crate::{engine, filter, plan};
 use convert::Limits;
 use proto::admin_server::{Admin, AdminServer};
@@ -33,11 +38,78 @@ use proto::authorizer_server::{Authorizer, AuthorizerServer};
 pub struct AuthorizerService {
     store: Arc<PolicyStore>,
     limits: Limits,
+    /// Token verification, when the operator configured a JWKS file.
+    tokens: Option<Arc<Verifier>>,
+}
+
+/// Who a request is about.
+enum Subject {
+    /// The principal the request carried, or the one its token proved.
+    Principal(Principal),
+    /// The request's token failed verification: every answer is a deny.
+    Rejected(TokenError),
 }
 
 impl AuthorizerService {
-    pub fn new(store: Arc<PolicyStore>, limits: Limits) -> Self {
-        AuthorizerService { store, limits }
+    pub fn new(store: Arc<PolicyStore>, limits: Limits, tokens: Option<Arc<Verifier>>) -> Self {
+        AuthorizerService {
+            store,
+            limits,
+            tokens,
+        }
+    }
+
+    /// The principal a request is decided for: its token's, verified, or the one it carried.
+    /// A token without verification configured, a token next to a non-empty principal, and no
+    /// token when one is required are INVALID_ARGUMENT; a token that fails verification is a
+    /// [`Subject::Rejected`].
+    fn subject(
+        &self,
+        request_id: &str,
+        token: &str,
+        principal: Option<proto::Principal>,
+    ) -> Result<Subject, Status> {
+        if token.is_empty() {
+            if self.tokens.as_ref().is_some_and(|t| t.required()) {
+                return Err(Status::invalid_argument(
+                    "token: this server requires a token (--require-token); a principal alone \
+                     is not accepted",
+                ));
+            }
+            return Ok(Subject::Principal(convert::principal(
+                principal,
+                &self.limits,
+            )?));
+        }
+        let Some(verifier) = &self.tokens else {
+            return Err(Status::invalid_argument(
+                "token: given, but token verification is not configured on this server \
+                 (--jwks-file)",
+            ));
+        };
+        if principal.as_ref().is_some_and(|p| !convert::is_empty(p)) {
+            return Err(Status::invalid_argument(
+                "send either token or principal, not both: the token's claims are the principal",
+            ));
+        }
+        match verifier.verify(token) {
+            Ok(principal) => Ok(Subject::Principal(principal)),
+            Err(e) => {
+                tracing::info!(request_id = %request_id, reason = %e, "token rejected");
+                Ok(Subject::Rejected(e))
+            }
+        }
+    }
+}
+
+/// The decision for every action of a request whose token was rejected.
+fn token_rejected(e: &TokenError) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        policy: "".into(),
+        rule: "".into(),
+        reason: format!("token rejected: {e}").into(),
+        evaluation_error: false,
     }
 }
 
@@ -47,8 +119,35 @@ impl Authorizer for AuthorizerService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        let request = convert::check_request(request.into_inner(), &self.limits)?;
+        let mut request = request.into_inner();
+        let token = std::mem::take(&mut request.token);
+        let principal = request.principal.take();
+        // The request's shape is checked first: it is cheap, and a signature check is not.
+        let mut request = convert::check_request(request, &self.limits)?;
         let set = self.store.current();
+        match self.subject(&request.request_id, &token, principal)? {
+            Subject::Principal(principal) => request.principal = principal,
+            Subject::Rejected(e) => {
+                let denied = token_rejected(&e);
+                let results: Vec<engine::ResourceDecisions> = request
+                    .resources
+                    .iter()
+                    .map(|check| engine::ResourceDecisions {
+                        kind: check.resource.kind.clone(),
+                        id: check.resource.id.clone(),
+                        actions: check
+                            .actions
+                            .iter()
+                            .map(|a| (a.clone(), denied.clone()))
+                            .collect(),
+                    })
+                    .collect();
+                let mut response =
+                    convert::check_response(request.request_id, &set.version, &results);
+                response.token_error = e.to_string();
+                return Ok(Response::new(response));
+            }
+        }
         let results = engine::check(&set, &request);
         for result in &results {
             for (action, decision) in &result.actions {
@@ -77,16 +176,34 @@ impl Authorizer for AuthorizerService {
         &self,
         request: Request<proto::PlanFilterRequest>,
     ) -> Result<Response<proto::PlanFilterResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let request_id = request.request_id.clone();
+        let token = std::mem::take(&mut request.token);
+        let principal = request.principal.take();
         let dialect = convert::sql_dialect(&request.sql)?;
         let columns = request
             .sql
             .as_ref()
             .map(|s| s.columns.clone())
             .unwrap_or_default();
-        let plan_request = convert::plan_request(request, &self.limits)?;
+        let mut plan_request = convert::plan_request(request, &self.limits)?;
         let set = self.store.current();
+        match self.subject(&request_id, &token, principal)? {
+            Subject::Principal(principal) => plan_request.principal = principal,
+            Subject::Rejected(e) => {
+                return Ok(Response::new(proto::PlanFilterResponse {
+                    request_id,
+                    policy_version: set.version.clone(),
+                    kind: proto::PlanKind::AlwaysDenied as i32,
+                    filter: None,
+                    sql: dialect.map(|_| proto::SqlFilter {
+                        r#where: "FALSE".into(),
+                        params: Vec::new(),
+                    }),
+                    token_error: e.to_string(),
+                }));
+            }
+        }
         let planned = plan::plan(&set, &plan_request).map_err(|e| {
             tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
             Status::failed_precondition(e.to_string())
@@ -108,6 +225,7 @@ impl Authorizer for AuthorizerService {
                 _ => None,
             },
             sql,
+            token_error: String::new(),
         }))
     }
 }
@@ -156,10 +274,12 @@ fn incoming(
 }
 
 /// Serves Authorizer, Admin, health and reflection on `listener` until `shutdown` resolves.
+/// With `tokens`, requests may carry a JWT instead of a principal.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<PolicyStore>,
     limits: Limits,
+    tokens: Option<Arc<Verifier>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -186,6 +306,7 @@ pub async fn serve(
         .add_service(AuthorizerServer::new(AuthorizerService::new(
             Arc::clone(&store),
             limits,
+            tokens,
         )))
         .add_service(AdminServer::new(AdminService::new(store)))
         .serve_with_incoming_shutdown(incoming(listener), shutdown)

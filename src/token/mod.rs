@@ -1,0 +1,520 @@
+//! Token verification: a caller may send the raw JWT of the user or service it acts for instead
+//! of a principal, and Verdict verifies it against the operator's JWKS file and builds the
+//! principal from the verified claims ([`claims`] holds the mapping).
+//!
+//! What a token must pass, in order: a size limit; the compact JWS form (three base64url parts);
+//! no `crit` header; an algorithm on the allow-list (RS256, ES256, EdDSA: never `none`, never
+//! HMAC); a key — the one its `kid` names, or, for a token without `kid`, each key of its
+//! algorithm in file order until one verifies; the algorithm the key was loaded for (from the key,
+//! never trusted from the header); the signature; `exp` (required), `nbf` (when present), both
+//! with a leeway; `iss` equal to the configured issuer and `aud` naming a configured audience
+//! (both required); then the claims mapping.
+//!
+//! **Invariants.** Every failure is a [`TokenError`] whose text says what failed and never
+//! carries key material, token contents or library messages; nothing here panics on input. The
+//! key set lives behind `ArcSwap`: verifying takes no lock and does no I/O. The JWKS file is
+//! re-read on a thread of its own ([`Verifier::start`]): a changed file that parses replaces the
+//! key set whole; a missing or broken one keeps the last good set and is logged once.
+//!
+//! Knows nothing of gRPC or policies: the server decides what a rejected token means for a
+//! request.
+
+pub mod claims;
+pub mod jwks;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value as Json};
+
+use crate::request::Principal;
+pub use claims::ClaimMapping;
+pub use jwks::{JwksError, KeySet};
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
+
+/// The algorithms a token may be signed with; each key verifies exactly one of them.
+pub const ACCEPTED_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+
+/// How tokens are verified and mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// The JWKS file (a JSON Web Key Set) with the issuer's public keys.
+    pub jwks_file: PathBuf,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The audiences of this deployment; a token's `aud` must name at least one.
+    pub audiences: Vec<String>,
+    pub mapping: ClaimMapping,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Requests must carry a token: a bare principal is refused.
+    pub required: bool,
+    /// How often the JWKS file is re-read (a read and a hash; parsed only when it changed).
+    pub poll: Duration,
+}
+
+impl TokenConfig {
+    /// A configuration with the defaults: roles from `roles`, capabilities from
+    /// `capabilities`, a leeway of 30 s, tokens optional, the file checked every 2 s.
+    pub fn new(jwks_file: impl Into<PathBuf>, issuer: &str, audiences: &[&str]) -> TokenConfig {
+        TokenConfig {
+            jwks_file: jwks_file.into(),
+            issuer: issuer.into(),
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            mapping: ClaimMapping::default(),
+            leeway: Duration::from_secs(30),
+            required: false,
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a token was rejected. The `Display` text is the reason callers see after
+/// "token rejected: ".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    TooLarge,
+    Malformed,
+    CriticalHeader,
+    /// `alg: none`, in any letter case.
+    Unsigned,
+    /// An HMAC algorithm (HS256...), named when it is a registered one.
+    Symmetric(Option<&'static str>),
+    /// Another algorithm, named when it is a registered one.
+    UnsupportedAlgorithm(Option<&'static str>),
+    UnknownKeyId,
+    /// No `kid`, and no key of the token's algorithm.
+    NoKeyForAlgorithm(&'static str),
+    /// The key the `kid` names verifies another algorithm.
+    AlgorithmMismatch,
+    SignatureInvalid,
+    Expired,
+    NotYetValid,
+    IssuerRejected,
+    AudienceRejected,
+    MissingClaim(&'static str),
+    /// A claim of the wrong type, e.g. "exp is malformed", "roles is not a list of strings".
+    MalformedClaim(String),
+    /// The backend could not use the key (keys are checked when they load, so this is a bug).
+    Unverifiable,
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TokenError::*;
+        match self {
+            TooLarge => write!(f, "token larger than {MAX_TOKEN_BYTES} bytes"),
+            Malformed => f.write_str("not a well-formed signed JWT"),
+            CriticalHeader => f.write_str("critical header parameters (crit) are not supported"),
+            Unsigned => f.write_str("unsigned token (alg none) refused"),
+            Symmetric(Some(alg)) => write!(f, "symmetric algorithm {alg} refused"),
+            Symmetric(None) => f.write_str("symmetric (HMAC) algorithm refused"),
+            UnsupportedAlgorithm(alg) => write!(
+                f,
+                "algorithm {} not accepted (accepted: {})",
+                alg.unwrap_or("(unknown)"),
+                ACCEPTED_ALGORITHMS.join(", ")
+            ),
+            UnknownKeyId => f.write_str("unknown key id"),
+            NoKeyForAlgorithm(alg) => write!(f, "no key id, and no key for {alg}"),
+            AlgorithmMismatch => f.write_str("algorithm does not match the key"),
+            SignatureInvalid => f.write_str("signature invalid"),
+            Expired => f.write_str("expired"),
+            NotYetValid => f.write_str("not yet valid (nbf)"),
+            IssuerRejected => f.write_str("issuer not accepted"),
+            AudienceRejected => f.write_str("audience not accepted"),
+            MissingClaim(claim) => write!(f, "missing claim {claim}"),
+            MalformedClaim(what) => write!(f, "claim {what}"),
+            Unverifiable => f.write_str("the key could not verify the token"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Registered JWS algorithm names (RFC 7518, RFC 8037, RFC 8812), so a reason can name the
+/// algorithm without echoing whatever the header said.
+const REGISTERED_ALGORITHMS: [&str; 15] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "ES512", "ES256K", "EdDSA", "Ed25519",
+];
+
+fn registered(alg: &str) -> Option<&'static str> {
+    REGISTERED_ALGORITHMS.iter().find(|a| **a == alg).copied()
+}
+
+/// The header members verification needs, read before any key is chosen.
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+fn header(token: &str) -> Result<Header, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| TokenError::Malformed)?;
+    let Ok(Json::Object(mut header)) = serde_json::from_slice::<Json>(&bytes) else {
+        return Err(TokenError::Malformed);
+    };
+    if header.contains_key("crit") {
+        return Err(TokenError::CriticalHeader);
+    }
+    let Some(Json::String(alg)) = header.remove("alg") else {
+        return Err(TokenError::Malformed);
+    };
+    let kid = match header.remove("kid") {
+        None => None,
+        Some(Json::String(kid)) => Some(kid),
+        Some(_) => return Err(TokenError::Malformed),
+    };
+    Ok(Header { alg, kid })
+}
+
+/// The allow-list: the header's `alg` only selects among these; the key decides.
+fn accepted_algorithm(alg: &str) -> Result<Algorithm, TokenError> {
+    match alg {
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        _ if alg.eq_ignore_ascii_case("none") => Err(TokenError::Unsigned),
+        _ if alg.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("hs")) => {
+            Err(TokenError::Symmetric(registered(alg)))
+        }
+        _ => Err(TokenError::UnsupportedAlgorithm(registered(alg))),
+    }
+}
+
+fn token_error(e: jsonwebtoken::errors::Error) -> TokenError {
+    match e.kind() {
+        ErrorKind::InvalidSignature => TokenError::SignatureInvalid,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::IssuerRejected,
+        ErrorKind::InvalidAudience => TokenError::AudienceRejected,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(match claim.as_str() {
+            "exp" => "exp",
+            "iss" => "iss",
+            "aud" => "aud",
+            "nbf" => "nbf",
+            _ => "sub",
+        }),
+        ErrorKind::InvalidClaimFormat(claim) => TokenError::MalformedClaim(format!(
+            "{} is malformed",
+            if claim == "nbf" { "nbf" } else { "exp" }
+        )),
+        ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
+        ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::Provider(_) => TokenError::Unverifiable,
+        _ => TokenError::Malformed,
+    }
+}
+
+enum Message {
+    Reload,
+    Stop,
+}
+
+/// Verifies tokens against the current key set; owns the thread that re-reads the JWKS file.
+pub struct Verifier {
+    keys: Arc<ArcSwap<KeySet>>,
+    mapping: ClaimMapping,
+    /// One validation per accepted algorithm (RS256, ES256, EdDSA), each allowing only it.
+    validations: [Validation; 3],
+    required: bool,
+    tx: mpsc::Sender<Message>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.load().keys.len())
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_key_set(path: &Path) -> Result<KeySet, JwksError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| JwksError(format!("{}: cannot read: {e}", path.display())))?;
+    jwks::parse(&bytes).map_err(|e| JwksError(format!("{}: {e}", path.display())))
+}
+
+impl Verifier {
+    /// Checks the configuration, loads the JWKS file (an error if it is unreadable, broken or has
+    /// no usable key) and starts the thread that re-reads it every `config.poll`.
+    pub fn start(config: TokenConfig) -> Result<Verifier, JwksError> {
+        if config.issuer.trim().is_empty() {
+            return Err(JwksError("the token issuer must be configured".into()));
+        }
+        if config.audiences.is_empty() || config.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(JwksError(
+                "at least one token audience must be configured, none empty".into(),
+            ));
+        }
+        config.mapping.validate().map_err(JwksError)?;
+        let set = read_key_set(&config.jwks_file)?;
+        log_loaded(&config.jwks_file, &set, "JWKS loaded");
+        let keys = Arc::new(ArcSwap::from_pointee(set));
+        let validation = |algorithm| {
+            let mut v = Validation::new(algorithm);
+            v.set_required_spec_claims(&["exp", "iss", "aud"]);
+            v.leeway = config.leeway.as_secs();
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.validate_aud = true;
+            v.set_issuer(&[config.issuer.as_str()]);
+            v.set_audience(&config.audiences);
+            v
+        };
+        let (tx, rx) = mpsc::channel();
+        let poller = Poller {
+            path: config.jwks_file.clone(),
+            keys: Arc::clone(&keys),
+            poll: config.poll,
+            failed: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("verdict-jwks".into())
+            .spawn(move || poller.run(rx))
+            .map_err(|e| JwksError(format!("cannot start the JWKS reload thread: {e}")))?;
+        Ok(Verifier {
+            keys,
+            mapping: config.mapping,
+            validations: [
+                validation(Algorithm::RS256),
+                validation(Algorithm::ES256),
+                validation(Algorithm::EdDSA),
+            ],
+            required: config.required,
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether requests must carry a token.
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// The key set tokens are verified with now.
+    pub fn key_set(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// Asks the reload thread to re-read the JWKS file now (SIGHUP). Returns at once.
+    pub fn reload_now(&self) {
+        let _ = self.tx.send(Message::Reload);
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> &Validation {
+        match algorithm {
+            Algorithm::RS256 => &self.validations[0],
+            Algorithm::ES256 => &self.validations[1],
+            _ => &self.validations[2],
+        }
+    }
+
+    /// Verifies `token` and maps its claims to a principal.
+    pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge);
+        }
+        let header = header(token)?;
+        let algorithm = accepted_algorithm(&header.alg)?;
+        let keys = self.keys.load();
+        let claims = match &header.kid {
+            Some(kid) => {
+                let key = keys.by_kid(kid).ok_or(TokenError::UnknownKeyId)?;
+                if key.algorithm != algorithm {
+                    return Err(TokenError::AlgorithmMismatch);
+                }
+                self.decode(token, key)?
+            }
+            None => {
+                let mut outcome = Err(TokenError::NoKeyForAlgorithm(jwks::algorithm_name(
+                    algorithm,
+                )));
+                for key in keys.by_algorithm(algorithm) {
+                    outcome = self.decode(token, key);
+                    // Anything but a bad signature means this key verified it (claims are
+                    // checked after the signature), or the token is broken for every key.
+                    if outcome != Err(TokenError::SignatureInvalid) {
+                        break;
+                    }
+                }
+                outcome?
+            }
+        };
+        claims::principal(claims, &self.mapping)
+    }
+
+    fn decode(&self, token: &str, key: &jwks::Key) -> Result<Map<String, Json>, TokenError> {
+        jsonwebtoken::decode::<Map<String, Json>>(
+            token,
+            &key.decoding,
+            self.validation(key.algorithm),
+        )
+        .map(|data| data.claims)
+        .map_err(token_error)
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Message::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn log_loaded(path: &Path, set: &KeySet, message: &str) {
+    let kids: Vec<&str> = set
+        .keys
+        .iter()
+        .map(|k| k.kid.as_deref().unwrap_or("(no kid)"))
+        .collect();
+    tracing::info!(
+        file = %path.display(),
+        keys = set.keys.len(),
+        kids = %kids.join(","),
+        "{message}"
+    );
+    for skipped in &set.skipped {
+        tracing::info!(file = %path.display(), "JWKS key skipped: {skipped}");
+    }
+}
+
+/// The JWKS reload thread: re-reads the file every poll period or on request, and publishes a
+/// changed file that parses.
+struct Poller {
+    path: PathBuf,
+    keys: Arc<ArcSwap<KeySet>>,
+    poll: Duration,
+    /// The last failure logged, so a broken file is logged once, not every poll.
+    failed: Option<String>,
+}
+
+impl Poller {
+    fn run(mut self, rx: mpsc::Receiver<Message>) {
+        loop {
+            match rx.recv_timeout(self.poll) {
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Message::Reload) | Err(RecvTimeoutError::Timeout) => self.check(),
+            }
+        }
+    }
+
+    fn check(&mut self) {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return self.fail(format!("{}: cannot read: {e}", self.path.display()));
+            }
+        };
+        let hash: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(&bytes).into()
+        };
+        if hash == self.keys.load().hash {
+            if self.failed.take().is_some() {
+                tracing::info!(file = %self.path.display(), "JWKS file is good again (unchanged keys)");
+            }
+            return;
+        }
+        match jwks::parse(&bytes) {
+            Ok(set) => {
+                log_loaded(&self.path, &set, "JWKS reloaded");
+                self.keys.store(Arc::new(set));
+                self.failed = None;
+                metrics::counter!("verdict_jwks_reloads_total", "result" => "ok").increment(1);
+            }
+            Err(e) => self.fail(format!("{}: {e}", self.path.display())),
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        if self.failed.as_deref() != Some(message.as_str()) {
+            tracing::error!("JWKS not reloaded, keeping the last good keys: {message}");
+            metrics::counter!("verdict_jwks_reloads_total", "result" => "failed").increment(1);
+            self.failed = Some(message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allow_list_decides_before_any_key() {
+        assert_eq!(accepted_algorithm("RS256"), Ok(Algorithm::RS256));
+        assert_eq!(accepted_algorithm("EdDSA"), Ok(Algorithm::EdDSA));
+        for none in ["none", "None", "NONE", "nOnE"] {
+            assert_eq!(accepted_algorithm(none), Err(TokenError::Unsigned));
+        }
+        assert_eq!(
+            accepted_algorithm("HS256"),
+            Err(TokenError::Symmetric(Some("HS256")))
+        );
+        assert_eq!(
+            accepted_algorithm("hs999"),
+            Err(TokenError::Symmetric(None))
+        );
+        assert_eq!(
+            accepted_algorithm("PS256"),
+            Err(TokenError::UnsupportedAlgorithm(Some("PS256")))
+        );
+        // Not echoed: the header is the attacker's text.
+        let err = accepted_algorithm("<script>é").unwrap_err();
+        assert_eq!(err, TokenError::UnsupportedAlgorithm(None));
+        assert!(!err.to_string().contains("script"));
+        assert_eq!(
+            accepted_algorithm("é"),
+            Err(TokenError::UnsupportedAlgorithm(None))
+        );
+    }
+
+    #[test]
+    fn headers_are_read_strictly() {
+        let encode = |h: &str| format!("{}.e30.sig", URL_SAFE_NO_PAD.encode(h));
+        assert!(header(&encode(r#"{"alg":"RS256","kid":"k"}"#)).is_ok());
+        for bad in [
+            encode(r#"{"kid":"k"}"#),
+            encode(r#"{"alg":5}"#),
+            encode(r#"{"alg":"RS256","kid":7}"#),
+            encode("[]"),
+            "a.b".to_string(),
+            "a.b.c.d.e".to_string(),
+            "!!.e30.sig".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(header(&bad).err(), Some(TokenError::Malformed), "{bad}");
+        }
+        assert_eq!(
+            header(&encode(r#"{"alg":"RS256","crit":["exp"]}"#)).err(),
+            Some(TokenError::CriticalHeader)
+        );
+    }
+}

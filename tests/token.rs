@@ -1,0 +1,706 @@
+//! Token verification through the real gRPC server: keys generated here (RSA 2048, P-256,
+//! Ed25519), a JWKS file in a temp directory, tokens signed here. Valid tokens are decided by the
+//! clinic policies as the principal they map to; every broken, forged or foreign token is denied
+//! with a reason that names the problem and carries no key material; the JWKS file is reloaded
+//! when it changes; the serve flags and `--require-token` work on the real binary.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use common::{Daemon, TestServer, BIN};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value as Json};
+use verdict::server::proto;
+use verdict::token::{TokenConfig, Verifier};
+
+const ISSUER: &str = "https://idp.clinic.test";
+const AUDIENCE: &str = "verdict";
+
+/// Test keys, generated once per test binary (RSA generation is the slow part).
+struct Keys {
+    rsa: rsa::RsaPrivateKey,
+    ec: p256::ecdsa::SigningKey,
+    ec_rotated: p256::ecdsa::SigningKey,
+    ec_unlisted: p256::ecdsa::SigningKey,
+    ed: ed25519_dalek::SigningKey,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut rng = rand::rngs::OsRng;
+        let mut ed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rng, &mut ed);
+        Keys {
+            rsa: rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key"),
+            ec: p256::ecdsa::SigningKey::random(&mut rng),
+            ec_rotated: p256::ecdsa::SigningKey::random(&mut rng),
+            ec_unlisted: p256::ecdsa::SigningKey::random(&mut rng),
+            ed: ed25519_dalek::SigningKey::from_bytes(&ed),
+        }
+    })
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn rsa_jwk(kid: &str) -> Json {
+    use rsa::traits::PublicKeyParts;
+    let public = keys().rsa.to_public_key();
+    json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+           "n": b64(&public.n().to_bytes_be()), "e": b64(&public.e().to_bytes_be())})
+}
+
+fn ec_jwk(kid: &str, key: &p256::ecdsa::SigningKey) -> Json {
+    let point = key.verifying_key().to_encoded_point(false);
+    json!({"kty": "EC", "crv": "P-256", "kid": kid,
+           "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap())})
+}
+
+fn ed_jwk(kid: Option<&str>) -> Json {
+    let mut jwk = json!({"kty": "OKP", "crv": "Ed25519",
+                         "x": b64(keys().ed.verifying_key().as_bytes())});
+    if let Some(kid) = kid {
+        jwk["kid"] = json!(kid);
+    }
+    jwk
+}
+
+/// Every bit of public key material the JWKS holds, as it could appear in a leaking reason.
+fn key_material() -> Vec<String> {
+    let mut material = Vec::new();
+    for jwk in [rsa_jwk("rsa-1"), ec_jwk("ec-1", &keys().ec), ed_jwk(None)] {
+        for member in ["n", "x", "y"] {
+            if let Some(s) = jwk[member].as_str() {
+                material.push(s[..16].to_string());
+            }
+        }
+    }
+    material.push("BEGIN PUBLIC KEY".into());
+    material
+}
+
+/// The key set of most tests: one RSA, one P-256 and one Ed25519 key (the latter without kid).
+fn jwks() -> Json {
+    json!({"keys": [rsa_jwk("rsa-1"), ec_jwk("ec-1", &keys().ec), ed_jwk(None)]})
+}
+
+/// Writes `content` to `path` atomically (temp file + rename), as a deployment would.
+fn write_atomically(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+enum Signer<'a> {
+    Rsa,
+    Ec(&'a p256::ecdsa::SigningKey),
+    Ed,
+}
+
+fn sign(signer: Signer, kid: Option<&str>, claims: &Json) -> String {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    let (alg, key) = match signer {
+        Signer::Rsa => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_der(keys().rsa.to_pkcs1_der().unwrap().as_bytes()),
+        ),
+        Signer::Ec(key) => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_der(key.to_pkcs8_der().unwrap().as_bytes()),
+        ),
+        Signer::Ed => (
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_der(keys().ed.to_pkcs8_der().unwrap().as_bytes()),
+        ),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Dr. House's claims, as an identity provider would issue them.
+fn house() -> Json {
+    json!({
+        "sub": "dr-house", "iss": ISSUER, "aud": [AUDIENCE, "other-api"],
+        "exp": now() + 600, "iat": now(), "roles": ["physician"],
+        "scope": "openid user/*.cruds", "azp": "chart-app",
+        "practice_id": "7", "licensed_states": ["CA", "NY"],
+    })
+}
+
+fn with(mut claims: Json, changes: Json) -> Json {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    claims
+}
+
+fn patient_123() -> proto::ResourceCheck {
+    proto::ResourceCheck {
+        resource: Some(proto::Resource {
+            kind: "Patient".into(),
+            id: "123".into(),
+            attr: verdict::cli::to_proto(&verdict::request::CheckRequest {
+                principal: verdict::request::Principal {
+                    attr: json!({"practice_id": "7", "patient_id": "123", "celebrity": false}),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .principal
+            .unwrap()
+            .attr,
+        }),
+        actions: vec!["read".into(), "delete".into()],
+    }
+}
+
+fn check(token: &str) -> proto::CheckRequest {
+    proto::CheckRequest {
+        request_id: "t-1".into(),
+        token: token.into(),
+        resources: vec![patient_123()],
+        ..Default::default()
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    jwks: std::path::PathBuf,
+    server: TestServer,
+}
+
+async fn setup(configure: impl FnOnce(&mut TokenConfig)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks().to_string()).unwrap();
+    let mut config = TokenConfig::new(&jwks_path, ISSUER, &[AUDIENCE]);
+    config.poll = Duration::from_millis(50);
+    configure(&mut config);
+    let verifier = Arc::new(Verifier::start(config).expect("JWKS loads"));
+    let server = TestServer::start_with_tokens(&common::bundled_policies(), verifier).await;
+    Setup {
+        _dir: dir,
+        jwks: jwks_path,
+        server,
+    }
+}
+
+/// The decision on Patient/123 `read`, and the response's token_error.
+async fn read_decision(server: &TestServer, token: &str) -> (proto::ActionDecision, String) {
+    let response = server
+        .client()
+        .await
+        .check(check(token))
+        .await
+        .expect("a token problem is a deny, not an error")
+        .into_inner();
+    let read = response.results[0].actions["read"].clone();
+    (read, response.token_error)
+}
+
+#[tokio::test]
+async fn valid_tokens_of_each_algorithm_are_decided_as_their_claims() {
+    let setup = setup(|_| {}).await;
+    for (name, token) in [
+        ("RS256", sign(Signer::Rsa, Some("rsa-1"), &house())),
+        (
+            "ES256",
+            sign(Signer::Ec(&keys().ec), Some("ec-1"), &house()),
+        ),
+        ("EdDSA without kid", sign(Signer::Ed, None, &house())),
+        // exp 10 s ago is inside the default 30 s leeway.
+        (
+            "RS256 just expired",
+            sign(
+                Signer::Rsa,
+                Some("rsa-1"),
+                &with(house(), json!({"exp": now() - 10})),
+            ),
+        ),
+    ] {
+        let response = setup
+            .server
+            .client()
+            .await
+            .check(check(&token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.token_error, "", "{name}");
+        let actions = &response.results[0].actions;
+        assert_eq!(
+            actions["read"].effect,
+            proto::Effect::Allow as i32,
+            "{name}: {:?}",
+            actions["read"]
+        );
+        assert_eq!(actions["read"].policy, "physician", "{name}");
+        assert_eq!(actions["delete"].effect, proto::Effect::Deny as i32);
+    }
+
+    // The claims reach the policies: another practice is not Dr. House's.
+    let elsewhere = sign(
+        Signer::Rsa,
+        Some("rsa-1"),
+        &with(house(), json!({"practice_id": "9"})),
+    );
+    let (read, token_error) = read_decision(&setup.server, &elsewhere).await;
+    assert_eq!(read.effect, proto::Effect::Deny as i32);
+    assert_eq!(read.rule, "staff-stay-in-their-practice");
+    assert_eq!(token_error, "");
+}
+
+#[tokio::test]
+async fn broken_forged_and_foreign_tokens_are_denied_with_a_reason_that_leaks_nothing() {
+    let setup = setup(|_| {}).await;
+    let rsa_public_pem = {
+        use rsa::pkcs8::EncodePublicKey as _;
+        keys()
+            .rsa
+            .to_public_key()
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap()
+    };
+    let unsigned = |alg: &str| {
+        format!(
+            "{}.{}.",
+            b64(json!({"alg": alg, "typ": "JWT", "kid": "rsa-1"})
+                .to_string()
+                .as_bytes()),
+            b64(house().to_string().as_bytes())
+        )
+    };
+    // HS256 with the RSA public key as the HMAC secret: the classic algorithm confusion.
+    let hmac_confused = {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("rsa-1".into());
+        jsonwebtoken::encode(
+            &header,
+            &house(),
+            &EncodingKey::from_secret(rsa_public_pem.as_bytes()),
+        )
+        .unwrap()
+    };
+    let tampered = {
+        let token = sign(Signer::Rsa, Some("rsa-1"), &house());
+        let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+        parts[1] = b64(
+            with(house(), json!({"roles": ["admin_staff", "physician"]}))
+                .to_string()
+                .as_bytes(),
+        );
+        parts.join(".")
+    };
+    let cases = [
+        (
+            "expired",
+            sign(
+                Signer::Rsa,
+                Some("rsa-1"),
+                &with(house(), json!({"exp": now() - 3600})),
+            ),
+        ),
+        (
+            "not yet valid (nbf)",
+            sign(
+                Signer::Ec(&keys().ec),
+                Some("ec-1"),
+                &with(house(), json!({"nbf": now() + 3600})),
+            ),
+        ),
+        (
+            "issuer not accepted",
+            sign(
+                Signer::Rsa,
+                Some("rsa-1"),
+                &with(house(), json!({"iss": "https://evil.test"})),
+            ),
+        ),
+        (
+            "audience not accepted",
+            sign(
+                Signer::Rsa,
+                Some("rsa-1"),
+                &with(house(), json!({"aud": "billing"})),
+            ),
+        ),
+        (
+            "missing claim exp",
+            sign(Signer::Ed, None, &with(house(), json!({"exp": null}))),
+        ),
+        (
+            "missing claim aud",
+            sign(Signer::Ed, None, &with(house(), json!({"aud": null}))),
+        ),
+        (
+            "signature invalid",
+            sign(Signer::Ec(&keys().ec_unlisted), Some("ec-1"), &house()),
+        ),
+        ("signature invalid", tampered),
+        (
+            "unknown key id",
+            sign(Signer::Ec(&keys().ec_unlisted), Some("ec-9"), &house()),
+        ),
+        (
+            // Without kid, every P-256 key is tried: none verifies it.
+            "signature invalid",
+            sign(Signer::Ec(&keys().ec_unlisted), None, &house()),
+        ),
+        ("unsigned token (alg none) refused", unsigned("none")),
+        ("unsigned token (alg none) refused", unsigned("None")),
+        ("symmetric algorithm HS256 refused", hmac_confused),
+        (
+            // An RS256 header naming the P-256 key: the key decides the algorithm.
+            "algorithm does not match the key",
+            {
+                let token = sign(Signer::Rsa, Some("rsa-1"), &house());
+                let header = b64(json!({"alg": "RS256", "kid": "ec-1"})
+                    .to_string()
+                    .as_bytes());
+                let rest = token.split_once('.').unwrap().1;
+                format!("{header}.{rest}")
+            },
+        ),
+        (
+            "claim sub is not a string",
+            sign(Signer::Ed, None, &with(house(), json!({"sub": 42}))),
+        ),
+        ("not a well-formed signed JWT", "not.a-jwt".into()),
+        ("not a well-formed signed JWT", "a.b.c".into()),
+        (
+            "token larger than 32768 bytes",
+            "x".repeat(verdict::token::MAX_TOKEN_BYTES + 1),
+        ),
+    ];
+    let material = key_material();
+    for (expected, token) in &cases {
+        let (read, token_error) = read_decision(&setup.server, token).await;
+        assert_eq!(read.effect, proto::Effect::Deny as i32, "{expected}");
+        assert_eq!(read.reason, format!("token rejected: {expected}"));
+        assert_eq!(&token_error, expected);
+        assert_eq!((read.policy.as_str(), read.rule.as_str()), ("", ""));
+        for secret in &material {
+            assert!(!read.reason.contains(secret.as_str()), "{expected} leaks");
+        }
+        if token.len() > 20 {
+            let part = &token[token.len() - 20..];
+            assert!(!read.reason.contains(part), "{expected} echoes the token");
+        }
+    }
+}
+
+#[tokio::test]
+async fn plan_filter_takes_the_principal_from_the_token() {
+    let setup = setup(|_| {}).await;
+    let nurse = with(
+        house(),
+        json!({"sub": "n-joy", "roles": ["nurse"], "licensed_states": null}),
+    );
+    let request = |token: String| proto::PlanFilterRequest {
+        request_id: "p-1".into(),
+        token,
+        resource_kind: "Patient".into(),
+        action: "read".into(),
+        sql: Some(proto::SqlRequest {
+            dialect: proto::SqlDialect::Postgres as i32,
+            columns: [
+                ("practice_id", "practice_id"),
+                ("celebrity", "celebrity"),
+                ("primary_physician_id", "primary_physician_id"),
+            ]
+            .into_iter()
+            .map(|(a, c)| (a.to_string(), c.to_string()))
+            .collect(),
+        }),
+        ..Default::default()
+    };
+    let mut client = setup.server.client().await;
+    let planned = client
+        .plan_filter(request(sign(Signer::Rsa, Some("rsa-1"), &nurse)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(planned.kind, proto::PlanKind::Conditional as i32);
+    assert_eq!(planned.token_error, "");
+    let sql = planned.sql.unwrap();
+    assert!(sql.r#where.contains("practice_id = $"), "{}", sql.r#where);
+    assert!(sql
+        .params
+        .iter()
+        .any(|p| verdict::server::convert::value_to_json_unbounded(p) == json!("n-joy")));
+
+    let expired = with(nurse, json!({"exp": now() - 3600}));
+    let denied = client
+        .plan_filter(request(sign(Signer::Rsa, Some("rsa-1"), &expired)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denied.kind, proto::PlanKind::AlwaysDenied as i32);
+    assert_eq!(denied.token_error, "expired");
+    assert!(denied.filter.is_none());
+    assert_eq!(denied.sql.unwrap().r#where, "FALSE");
+}
+
+#[tokio::test]
+async fn ambiguous_or_unverifiable_requests_are_invalid_arguments() {
+    let setup = setup(|_| {}).await;
+    let token = sign(Signer::Rsa, Some("rsa-1"), &house());
+    let mut both = check(&token);
+    both.principal = Some(proto::Principal {
+        id: "dr-house".into(),
+        roles: vec!["physician".into()],
+        ..Default::default()
+    });
+    let status = setup.server.client().await.check(both).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("either token or principal"));
+    // An empty principal next to the token is what many clients send by default: accepted.
+    let mut empty = check(&token);
+    empty.principal = Some(proto::Principal::default());
+    let response = setup.server.client().await.check(empty).await.unwrap();
+    assert_eq!(
+        response.into_inner().results[0].actions["read"].effect,
+        proto::Effect::Allow as i32
+    );
+    // Without a token, a principal is still accepted (tokens are optional by default).
+    let mut bare = check("");
+    bare.principal = Some(proto::Principal {
+        id: "dr-house".into(),
+        roles: vec!["physician".into()],
+        ..Default::default()
+    });
+    assert!(setup.server.client().await.check(bare).await.is_ok());
+
+    // A server without token verification refuses tokens rather than ignoring them.
+    let plain = TestServer::start(&common::bundled_policies()).await;
+    let status = plain.client().await.check(check(&token)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("not configured"),
+        "{}",
+        status.message()
+    );
+    let status = plain
+        .client()
+        .await
+        .plan_filter(proto::PlanFilterRequest {
+            token,
+            resource_kind: "Patient".into(),
+            action: "read".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    let required = self::setup(|c| c.required = true).await;
+    let mut bare = check("");
+    bare.principal = Some(proto::Principal {
+        id: "dr-house".into(),
+        ..Default::default()
+    });
+    let status = required
+        .server
+        .client()
+        .await
+        .check(bare)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("requires a token"));
+}
+
+#[tokio::test]
+async fn roles_from_a_nested_claim() {
+    let setup = setup(|c| c.mapping.roles = "realm_access.roles".into()).await;
+    let keycloak = with(
+        house(),
+        json!({"roles": null, "realm_access": {"roles": ["physician"]}}),
+    );
+    let (read, _) = read_decision(&setup.server, &sign(Signer::Ed, None, &keycloak)).await;
+    assert_eq!(read.effect, proto::Effect::Allow as i32, "{read:?}");
+    // The top-level `roles` claim is now just an attribute.
+    let (read, _) = read_decision(&setup.server, &sign(Signer::Ed, None, &house())).await;
+    assert_eq!(read.effect, proto::Effect::Deny as i32, "{read:?}");
+}
+
+/// Waits (10 s at most) until `token` gets the `expected` token_error.
+async fn eventually(server: &TestServer, token: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, token_error) = read_decision(server, token).await;
+        if token_error == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {token_error:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_keys() {
+    let setup = setup(|_| {}).await;
+    let old = sign(Signer::Ec(&keys().ec), Some("ec-1"), &house());
+    let new = sign(Signer::Ec(&keys().ec_rotated), Some("ec-2"), &house());
+    eventually(&setup.server, &old, "").await;
+    eventually(&setup.server, &new, "unknown key id").await;
+
+    // Rotation: the new key is published and the old one retired.
+    let rotated = json!({"keys": [rsa_jwk("rsa-1"), ec_jwk("ec-2", &keys().ec_rotated)]});
+    write_atomically(&setup.jwks, &rotated.to_string());
+    eventually(&setup.server, &new, "").await;
+    eventually(&setup.server, &old, "unknown key id").await;
+    let ed = sign(Signer::Ed, None, &house());
+    eventually(&setup.server, &ed, "no key id, and no key for EdDSA").await;
+
+    // A broken file (and then a missing one) keeps the keys in use.
+    write_atomically(&setup.jwks, "{\"keys\": [ {\"kty\": \"RSA\"");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(&setup.server, &new, "").await;
+    std::fs::remove_file(&setup.jwks).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(&setup.server, &new, "").await;
+    // A key set with no usable key at all is broken too.
+    write_atomically(
+        &setup.jwks,
+        &json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually(&setup.server, &new, "").await;
+}
+
+#[test]
+fn the_verifier_refuses_bad_configurations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let start = |config: TokenConfig| Verifier::start(config).unwrap_err().to_string();
+    assert!(start(TokenConfig::new(&path, ISSUER, &[AUDIENCE])).contains("cannot read"));
+    std::fs::write(&path, jwks().to_string()).unwrap();
+    assert!(start(TokenConfig::new(&path, "", &[AUDIENCE])).contains("issuer"));
+    assert!(start(TokenConfig::new(&path, ISSUER, &[])).contains("audience"));
+    std::fs::write(&path, "{\"keys\": []}").unwrap();
+    assert!(start(TokenConfig::new(&path, ISSUER, &[AUDIENCE])).contains("no key usable"));
+}
+
+/// The serve flags, `--require-token`, `verdict check --token` and SIGHUP on the real binary.
+#[test]
+fn the_daemon_verifies_tokens_with_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks().to_string()).unwrap();
+    let jwks_flag = jwks_path.to_str().unwrap();
+    let daemon = Daemon::start_with(
+        &common::bundled_policies(),
+        &[
+            "--jwks-file",
+            jwks_flag,
+            "--token-issuer",
+            ISSUER,
+            "--token-audience",
+            "billing,verdict",
+            "--token-roles-claim",
+            "realm_access.roles",
+            "--require-token",
+        ],
+    );
+    let keycloak = with(
+        house(),
+        json!({"roles": null, "realm_access": {"roles": ["physician"]}}),
+    );
+    let verdict_check = |token: &str| {
+        Command::new(BIN)
+            .args(["check", "--server", &daemon.url(), "--token", token])
+            .args(["--resource", r#"{"kind":"Patient","id":"123","attr":{"practice_id":"7","patient_id":"123","celebrity":false}}"#])
+            .args(["--action", "read"])
+            .output()
+            .unwrap()
+    };
+    let out = verdict_check(&sign(Signer::Rsa, Some("rsa-1"), &keycloak));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Patient/123 read: ALLOW"), "{stdout}");
+
+    let out = verdict_check(&sign(
+        Signer::Rsa,
+        Some("rsa-1"),
+        &with(keycloak.clone(), json!({"exp": now() - 3600})),
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Patient/123 read: DENY - token rejected: expired"),
+        "{stdout}"
+    );
+
+    // --require-token: a principal alone is refused.
+    let out = Command::new(BIN)
+        .args(["check", "--server", &daemon.url()])
+        .args([
+            "--principal",
+            r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#,
+        ])
+        .args([
+            "--resource",
+            r#"{"kind":"Patient","id":"123"}"#,
+            "--action",
+            "read",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requires a token"));
+
+    // SIGHUP re-reads the JWKS file at once.
+    let rotated = json!({"keys": [ec_jwk("ec-2", &keys().ec_rotated)]});
+    write_atomically(&jwks_path, &rotated.to_string());
+    #[cfg(unix)]
+    {
+        let pid = daemon.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let token = sign(Signer::Ec(&keys().ec_rotated), Some("ec-2"), &keycloak);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = verdict_check(&token);
+        if String::from_utf8_lossy(&out.stdout).contains("read: ALLOW") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rotated key never accepted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Without --token-issuer the daemon refuses to start.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--jwks-file", jwks_flag])
+        .args(["--token-audience", AUDIENCE])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-issuer"));
+}
