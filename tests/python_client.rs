@@ -1,0 +1,184 @@
+//! The Python example client (`examples/python/`, grpcio with stubs generated from `proto/`)
+//! against the real daemon: every Check and PlanFilter scenario of the bundled clinic suite
+//! (policies/clinic/clinic_test.yaml), written here as JSON for `client_test.py`; the client's
+//! own example; and the README's Python example as written.
+//!
+//! Needs python3 with the packages of examples/python/requirements.txt: CI installs them
+//! (.ci/run); elsewhere the test is skipped, saying so.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use serde_json::{json, Value as Json};
+use verdict::suite::{self, ExpectedEffect, ExpectedPlan};
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python")
+}
+
+fn python_ready() -> bool {
+    Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools, google.protobuf"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs a Python script from the repository's root with stubs generated into `stubs`; kills it
+/// after `limit`.
+fn python(script: &Path, args: &[&str], stubs: &Path, limit: Duration) -> Output {
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("VERDICT_STUBS_DIR", stubs)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The clinic suite as the JSON scenarios client_test.py reads.
+fn scenarios() -> (Json, usize) {
+    let suite = suite::load(&common::bundled_policies().join("clinic/clinic_test.yaml"))
+        .expect("the clinic suite parses");
+    let effect = |e: &ExpectedEffect| match e {
+        ExpectedEffect::Allow => "allow",
+        ExpectedEffect::Deny => "deny",
+    };
+    let checks: Vec<Json> = suite
+        .tests
+        .iter()
+        .map(|case| {
+            let request = suite.check_request(case).unwrap();
+            json!({
+                "name": case.name,
+                "principal": request.principal,
+                "resource": request.resources[0].resource,
+                "context": case.context,
+                "expect": case.expect.iter().map(|(a, e)| (a.clone(), json!(effect(e)))).collect::<serde_json::Map<_, _>>(),
+                "rules": case.rules,
+                "reasons": case.reasons,
+            })
+        })
+        .collect();
+    let plans: Vec<Json> = suite
+        .plans
+        .iter()
+        .filter_map(|case| {
+            let expect = match case.expect {
+                ExpectedPlan::AlwaysAllowed => "always_allowed",
+                ExpectedPlan::AlwaysDenied => "always_denied",
+                ExpectedPlan::Conditional => "conditional",
+                ExpectedPlan::Error => return None,
+            };
+            let request = suite.plan_request(case).unwrap();
+            Some(json!({
+                "name": case.name,
+                "principal": request.principal,
+                "kind": case.kind,
+                "action": case.action,
+                "context": case.context,
+                "known_attr": case.known_attr,
+                "expect": expect,
+                "filter": case.filter,
+            }))
+        })
+        .collect();
+    let count = checks.len() + plans.len();
+    (json!({"checks": checks, "plans": plans}), count)
+}
+
+#[test]
+fn the_python_client_gets_every_answer_of_the_clinic_suite() {
+    if !common::tool_available(
+        python_ready(),
+        "python3 with grpcio and grpcio-tools (pip install -r examples/python/requirements.txt)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (scenarios, count) = scenarios();
+    assert!(count >= 60, "only {count} scenarios");
+    let file = dir.path().join("scenarios.json");
+    std::fs::write(&file, scenarios.to_string()).unwrap();
+    let stubs = dir.path().join("stubs");
+    let daemon = Daemon::start(&common::bundled_policies());
+
+    let out = python(
+        &examples().join("client_test.py"),
+        &[
+            "--server",
+            &daemon.addr,
+            "--scenarios",
+            file.to_str().unwrap(),
+        ],
+        &stubs,
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("scenarios: {count} ok, 0 failed")),
+        "{stdout}\n{stderr}"
+    );
+    // The stubs were generated from proto/ for this run.
+    assert!(stubs.join("verdict/v1/authorizer_pb2_grpc.py").exists());
+
+    // The client's own example (README): dr-house reads patient 123, may not delete it.
+    let out = python(
+        &examples().join("client.py"),
+        &[&daemon.addr],
+        &stubs,
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Patient/123 read: ALLOW - allowed by rule \"clinical-care\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Patient/123 delete: DENY"), "{stdout}");
+
+    // The README's Python example, as written (address aside), prints what its comment says.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let snippet = readme
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a ```python example");
+    let printed = snippet
+        .lines()
+        .find_map(|l| l.split_once("print(").and_then(|(_, c)| c.split_once("# ")))
+        .map(|(_, comment)| comment.trim().to_string())
+        .expect("the README's Python example says what it prints");
+    let script = dir.path().join("readme_example.py");
+    std::fs::write(&script, snippet.replace("127.0.0.1:50051", &daemon.addr)).unwrap();
+    let out = python(&script, &[], &stubs, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), printed);
+}
