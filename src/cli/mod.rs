@@ -441,8 +441,8 @@ async fn check(args: CheckArgs) -> Result<()> {
     let request = check_request_from(&args)?;
     let mut message = to_proto(&request);
     if let Some(token) = &args.token {
+        // A --request principal stays: the daemon refuses a token next to a principal.
         message.token = token.clone();
-        message.principal = None;
     }
     let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
         .await
