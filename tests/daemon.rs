@@ -2,63 +2,14 @@
 //! one-liner from README.md, health and reflection, refusing a broken policy set, and SIGTERM.
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_verdict");
-
-/// A daemon process on an ephemeral port; killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(policies: &std::path::Path) -> Daemon {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
-            .arg(policies)
-            .env("VERDICT_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("daemon starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("addr=") {
-                    let _ = tx.send(
-                        line[i + 5..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("daemon reports its address");
-        Daemon { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Daemon, BIN};
 
 #[test]
 fn the_readme_check_one_liner_gets_a_decision_from_the_daemon() {
-    let daemon = Daemon::start(&common::bundled_policies());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
     let output = Command::new(BIN)
         .args(["check", "--server", &daemon.url()])
         .args(["--principal", r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#])
@@ -122,7 +73,7 @@ fn check_reports_bad_flags_and_unreachable_servers() {
 
 #[tokio::test]
 async fn health_and_reflection_are_served() {
-    let daemon = Daemon::start(&common::bundled_policies());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
     let channel = tonic::transport::Endpoint::from_shared(daemon.url())
         .unwrap()
         .connect()
@@ -262,7 +213,7 @@ fn the_daemon_refuses_to_start_on_a_broken_policy_set() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_daemon_cleanly() {
-    let mut daemon = Daemon::start(&common::bundled_policies());
+    let mut daemon = Daemon::start(&common::bundled_policies(), &[]);
     let pid = daemon.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

@@ -201,9 +201,7 @@ impl ServeArgs {
         if self.tls_client_ca.is_some() {
             c.tls.client_ca = self.tls_client_ca.clone();
         }
-        if self.tls_reload_secs.is_some() {
-            c.tls.reload_secs = self.tls_reload_secs;
-        }
+        set(&mut c.tls.reload_secs, &self.tls_reload_secs);
         set(&mut c.metrics.listen, &self.metrics_listen);
         set(&mut c.http.listen, &self.http_listen);
         set(&mut c.log.format, &self.log_format);

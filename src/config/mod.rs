@@ -95,7 +95,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain; with `key`, the gRPC (and HTTP) listeners speak TLS only.
@@ -105,7 +105,18 @@ pub struct TlsConfig {
     /// PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS).
     pub client_ca: Option<PathBuf>,
     /// How often the files are checked for changes, in seconds (they reload without restart).
-    pub reload_secs: Option<u64>,
+    pub reload_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            client_ca: None,
+            reload_secs: 10,
+        }
+    }
 }
 
 impl TlsConfig {
@@ -114,7 +125,7 @@ impl TlsConfig {
     }
 
     pub fn reload_interval(&self) -> Duration {
-        Duration::from_secs(self.reload_secs.unwrap_or(10).max(1))
+        Duration::from_secs(self.reload_secs.max(1))
     }
 }
 
@@ -356,6 +367,21 @@ mod tests {
                 .metrics
                 .listen,
             Endpoint(None)
+        );
+    }
+
+    #[test]
+    fn the_documented_complete_file_is_the_defaults() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))
+        .unwrap();
+        let start = doc.rfind("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        assert_eq!(
+            Config::from_yaml(&doc[start..end]).unwrap(),
+            Config::default()
         );
     }
 
