@@ -3,6 +3,8 @@
 pub mod cel;
 pub mod cli;
 pub mod compile;
+pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod filter;
 pub mod plan;
@@ -12,4 +14,5 @@ pub mod server;
 pub mod smart;
 pub mod store;
 pub mod suite;
+pub mod telemetry;
 pub mod token;

@@ -21,6 +21,22 @@ pub struct Principal {
     pub attr: Json,
 }
 
+impl Principal {
+    /// Whether it says nothing: every field empty, `attr` null or `{}`.
+    pub fn is_empty(&self) -> bool {
+        self.id.is_empty()
+            && self.roles.is_empty()
+            && self.capabilities.is_empty()
+            && self.scopes.is_empty()
+            && self.client_id.is_empty()
+            && match &self.attr {
+                Json::Null => true,
+                Json::Object(members) => members.is_empty(),
+                _ => false,
+            }
+    }
+}
+
 /// A resource: kind, id and attributes (a JSON object).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

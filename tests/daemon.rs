@@ -9,7 +9,7 @@ use common::{Daemon, BIN};
 
 #[test]
 fn the_readme_check_one_liner_gets_a_decision_from_the_daemon() {
-    let daemon = Daemon::start(&common::bundled_policies());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
     let output = Command::new(BIN)
         .args(["check", "--server", &daemon.url()])
         .args(["--principal", r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#])
@@ -73,7 +73,7 @@ fn check_reports_bad_flags_and_unreachable_servers() {
 
 #[tokio::test]
 async fn health_and_reflection_are_served() {
-    let daemon = Daemon::start(&common::bundled_policies());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
     let channel = tonic::transport::Endpoint::from_shared(daemon.url())
         .unwrap()
         .connect()
@@ -213,7 +213,7 @@ fn the_daemon_refuses_to_start_on_a_broken_policy_set() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_daemon_cleanly() {
-    let mut daemon = Daemon::start(&common::bundled_policies());
+    let mut daemon = Daemon::start(&common::bundled_policies(), &[]);
     let pid = daemon.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

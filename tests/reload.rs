@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -813,55 +813,11 @@ async fn reflected_files(
         .collect()
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_verdict");
+use common::{Daemon, BIN};
 
-/// The real binary on an ephemeral port; killed when dropped.
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-impl Daemon {
-    fn start(policies: &Path, flags: &[&str]) -> Daemon {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
-            .arg(policies)
-            .args(flags)
-            .env("VERDICT_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("daemon starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("addr=") {
-                    let addr = line[i + 5..].split_whitespace().next().unwrap_or("");
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("daemon reports its address");
-        Daemon {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    async fn version(&self) -> String {
-        let mut admin = AdminClient::connect(self.url.clone()).await.unwrap();
-        status(&mut admin).await.active_version
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn daemon_version(daemon: &Daemon) -> String {
+    let mut admin = AdminClient::connect(daemon.url()).await.unwrap();
+    status(&mut admin).await.active_version
 }
 
 #[cfg(unix)]
@@ -873,12 +829,12 @@ async fn sighup_reloads_a_daemon_that_does_not_watch() {
     let version_a = version_of(&[("access.yaml", ACCESS_A)]);
     let version_b = version_of(&[("access.yaml", ACCESS_B)]);
     let daemon = Daemon::start(dir, &["--no-watch", "--reload-poll-secs", "0"]);
-    assert_eq!(daemon.version().await, version_a);
+    assert_eq!(daemon_version(&daemon).await, version_a);
 
     replace_file(dir, "access.yaml", ACCESS_B);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        daemon.version().await,
+        daemon_version(&daemon).await,
         version_a,
         "--no-watch still watched"
     );
@@ -890,12 +846,12 @@ async fn sighup_reloads_a_daemon_that_does_not_watch() {
         .unwrap()
         .success());
     let started = Instant::now();
-    while daemon.version().await != version_b {
+    while daemon_version(&daemon).await != version_b {
         assert!(started.elapsed() < BOUND, "SIGHUP did not reload");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let out = Command::new(BIN)
-        .args(["check", "--json", "--server", &daemon.url, "--request"])
+        .args(["check", "--json", "--server", &daemon.url(), "--request"])
         .arg(r#"{"principal":{"roles":["clerk"],"attr":{"tenant":"t1"}},"resources":[{"resource":{"kind":"Doc","id":"d1","attr":{"tenant":"t1"}},"actions":["read","write"]}]}"#)
         .output()
         .unwrap();
@@ -915,7 +871,7 @@ async fn sighup_reloads_a_daemon_that_does_not_watch() {
         .unwrap()
         .success());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(daemon.version().await, version_b);
+    assert_eq!(daemon_version(&daemon).await, version_b);
 }
 
 #[tokio::test]
@@ -927,7 +883,7 @@ async fn the_daemon_watches_its_policy_directory_by_default() {
     let daemon = Daemon::start(dir, &["--reload-debounce-ms", "50"]);
     replace_file(dir, "access.yaml", ACCESS_B);
     let started = Instant::now();
-    while daemon.version().await != version_b {
+    while daemon_version(&daemon).await != version_b {
         assert!(started.elapsed() < BOUND, "the change was not picked up");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -2,7 +2,8 @@
 //! Ed25519), a JWKS file in a temp directory, tokens signed here. Valid tokens are decided by the
 //! clinic policies as the principal they map to; every broken, forged or foreign token is denied
 //! with a reason that names the problem and carries no key material; the JWKS file is reloaded
-//! when it changes; the serve flags and `--require-token` work on the real binary.
+//! when it changes; the serve flags, `--require-token` and the HTTP/JSON API's `token` work on
+//! the real binary.
 mod common;
 
 use std::path::Path;
@@ -15,7 +16,7 @@ use base64::Engine as _;
 use common::{Daemon, TestServer, BIN};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value as Json};
-use verdict::server::proto;
+use verdict::server::{proto, ServerOptions};
 use verdict::token::{TokenConfig, Verifier};
 
 const ISSUER: &str = "https://idp.clinic.test";
@@ -197,7 +198,11 @@ async fn setup(configure: impl FnOnce(&mut TokenConfig)) -> Setup {
     config.poll = Duration::from_millis(50);
     configure(&mut config);
     let verifier = Arc::new(Verifier::start(config).expect("JWKS loads"));
-    let server = TestServer::start_with_tokens(&common::bundled_policies(), verifier).await;
+    let options = ServerOptions {
+        tokens: Some(verifier),
+        ..Default::default()
+    };
+    let server = TestServer::start_with_options(&common::bundled_policies(), options).await;
     Setup {
         _dir: dir,
         jwks: jwks_path,
@@ -612,7 +617,7 @@ fn the_daemon_verifies_tokens_with_its_flags() {
     let jwks_path = dir.path().join("jwks.json");
     std::fs::write(&jwks_path, jwks().to_string()).unwrap();
     let jwks_flag = jwks_path.to_str().unwrap();
-    let daemon = Daemon::start_with(
+    let daemon = Daemon::start(
         &common::bundled_policies(),
         &[
             "--jwks-file",
@@ -624,6 +629,8 @@ fn the_daemon_verifies_tokens_with_its_flags() {
             "--token-roles-claim",
             "realm_access.roles",
             "--require-token",
+            "--http-listen",
+            "127.0.0.1:0",
         ],
     );
     let keycloak = with(
@@ -672,18 +679,63 @@ fn the_daemon_verifies_tokens_with_its_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires a token"));
 
+    // The HTTP/JSON API takes `token` in the body, with the same rules.
+    let base = format!("http://{}", daemon.http_addr.as_deref().unwrap());
+    let body = |token: &str| {
+        json!({"token": token, "resources": [{"resource": {"kind": "Patient", "id": "123",
+               "attr": {"practice_id": "7", "patient_id": "123", "celebrity": false}},
+               "actions": ["read"]}]})
+    };
+    let answer: Json = ureq::post(&format!("{base}/v1/check"))
+        .send_json(body(&sign(Signer::Ed, None, &keycloak)))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(
+        answer["results"][0]["actions"]["read"]["effect"],
+        "EFFECT_ALLOW"
+    );
+    assert!(answer.get("token_error").is_none(), "{answer}");
+    let answer: Json = ureq::post(&format!("{base}/v1/check"))
+        .send_json(body(&sign(
+            Signer::Ed,
+            None,
+            &with(keycloak.clone(), json!({"aud": "billing-only"})),
+        )))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(answer["token_error"], "audience not accepted");
+    assert_eq!(
+        answer["results"][0]["actions"]["read"]["reason"],
+        "token rejected: audience not accepted"
+    );
+    let planned: Json = ureq::post(&format!("{base}/v1/plan"))
+        .send_json(json!({"token": "not-a-token", "resource_kind": "Patient", "action": "read"}))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(planned["kind"], "PLAN_KIND_ALWAYS_DENIED");
+    assert_eq!(planned["token_error"], "not a well-formed signed JWT");
+    // --require-token holds over HTTP too: a bare principal is a 400.
+    let bare = json!({"principal": {"id": "dr-house", "roles": ["physician"]},
+                      "resources": [{"resource": {"kind": "Patient", "id": "123"}, "actions": ["read"]}]});
+    match ureq::post(&format!("{base}/v1/check")).send_json(bare) {
+        Err(ureq::Error::StatusCode(400)) => {}
+        other => panic!("expected 400, got {other:?}"),
+    }
+    match ureq::post(&format!("{base}/v1/check")).send_json(json!({"token": 5, "resources": []})) {
+        Err(ureq::Error::StatusCode(400)) => {}
+        other => panic!("expected 400, got {other:?}"),
+    }
+
     // SIGHUP re-reads the JWKS file at once.
     let rotated = json!({"keys": [ec_jwk("ec-2", &keys().ec_rotated)]});
     write_atomically(&jwks_path, &rotated.to_string());
-    #[cfg(unix)]
-    {
-        let pid = daemon.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
+    daemon.signal("HUP");
     let token = sign(Signer::Ec(&keys().ec_rotated), Some("ec-2"), &keycloak);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -695,12 +747,16 @@ fn the_daemon_verifies_tokens_with_its_flags() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // Without --token-issuer the daemon refuses to start.
+    // Without an issuer the daemon refuses to start.
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--jwks-file", jwks_flag])
         .args(["--token-audience", AUDIENCE])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-issuer"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tokens.jwks_file needs tokens.issuer"),
+        "{stderr}"
+    );
 }

@@ -5,18 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{Config, Endpoint, LogFormat};
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
-use crate::server::convert::{json_to_value, Limits};
+use crate::server::convert::json_to_value;
 use crate::server::proto;
-use crate::store::watch::{ReloadOptions, Reloader};
-use crate::store::PolicyStore;
-use crate::token::{ClaimMapping, TokenConfig, Verifier};
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the decision daemon (gRPC: verdict.v1.Authorizer, verdict.v1.Admin, grpc.health.v1,
     /// reflection). Reloads the policies when their directory changes and on SIGHUP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Ask a running daemon for a decision and print it.
     Check(CheckArgs),
     /// Ask a running daemon for a row filter (PlanFilter) and print the tree and the SQL.
@@ -85,112 +81,216 @@ pub struct PlanArgs {
     pub columns: Vec<String>,
 }
 
-#[derive(Args)]
+/// Flags of `verdict serve`. Every flag is optional: unset, it takes the value from the
+/// environment variable, then from `--config`, then the default shown.
+#[derive(Args, Default)]
 pub struct ServeArgs {
-    /// Directory of policy files (*.yaml), read recursively.
-    #[arg(long, env = "VERDICT_POLICIES", default_value = "policies")]
-    pub policies: PathBuf,
-    /// Address to listen on for gRPC.
-    #[arg(long, env = "VERDICT_LISTEN", default_value = "127.0.0.1:50051")]
-    pub listen: SocketAddr,
-    /// Most resources one Check may carry.
-    #[arg(long, env = "VERDICT_MAX_RESOURCES", default_value_t = Limits::default().max_resources)]
-    pub max_resources: usize,
-    /// Most actions one resource of a Check may carry.
-    #[arg(long, env = "VERDICT_MAX_ACTIONS", default_value_t = Limits::default().max_actions)]
-    pub max_actions: usize,
-    /// Deepest nesting of attribute values accepted.
-    #[arg(long, env = "VERDICT_MAX_ATTR_DEPTH", default_value_t = Limits::default().max_attr_depth)]
-    pub max_attr_depth: usize,
-    /// Watch the policy directory and reload when it changes (the default).
+    /// YAML config file with any of the settings below (see docs/configuration.md).
+    #[arg(long, env = "VERDICT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory of policy files (*.yaml), read recursively. [default: policies]
+    #[arg(long, env = "VERDICT_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// gRPC listen address. [default: 127.0.0.1:50051]
+    #[arg(long, env = "VERDICT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Watch the policy directory and reload when it changes. [default]
     #[arg(long, overrides_with = "no_watch")]
     pub watch: bool,
     /// Do not watch the policy directory: reload only on SIGHUP and on the poll.
     #[arg(long, env = "VERDICT_NO_WATCH", overrides_with = "watch")]
     pub no_watch: bool,
-    /// Quiet period after a burst of file changes before reloading, in milliseconds.
-    #[arg(long, env = "VERDICT_RELOAD_DEBOUNCE_MS", default_value_t = 200)]
-    pub reload_debounce_ms: u64,
-    /// Reload every this many seconds even without file events (a fallback for missed events;
-    /// unchanged files are read and hashed, not parsed or compiled); 0 turns it off.
-    #[arg(long, env = "VERDICT_RELOAD_POLL_SECS", default_value_t = 30)]
-    pub reload_poll_secs: u64,
-    #[command(flatten)]
-    pub tokens: TokenArgs,
-}
-
-/// Token verification: requests may carry the caller's JWT instead of a principal.
-#[derive(Args)]
-#[command(next_help_heading = "Token verification")]
-pub struct TokenArgs {
-    /// JWKS file (JSON Web Key Set) with the token issuer's public keys (RS256, ES256, EdDSA).
-    /// Turns token verification on; the file is re-read when it changes and on SIGHUP.
-    #[arg(long, env = "VERDICT_JWKS_FILE")]
+    /// Quiet period after a burst of file changes before reloading, in ms. [default: 200]
+    #[arg(long, env = "VERDICT_RELOAD_DEBOUNCE_MS")]
+    pub reload_debounce_ms: Option<u64>,
+    /// Reload every this many seconds even without file events (unchanged files are only hashed);
+    /// 0 turns it off. [default: 30]
+    #[arg(long, env = "VERDICT_RELOAD_POLL_SECS")]
+    pub reload_poll_secs: Option<u64>,
+    /// Most resources one Check may carry. [default: 1000]
+    #[arg(long, env = "VERDICT_MAX_RESOURCES")]
+    pub max_resources: Option<usize>,
+    /// Most actions one resource of a Check may carry. [default: 100]
+    #[arg(long, env = "VERDICT_MAX_ACTIONS")]
+    pub max_actions: Option<usize>,
+    /// Deepest nesting of attribute values accepted. [default: 16]
+    #[arg(long, env = "VERDICT_MAX_ATTR_DEPTH")]
+    pub max_attr_depth: Option<usize>,
+    /// Largest request message accepted, in bytes. [default: 4194304]
+    #[arg(long, env = "VERDICT_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Server-side deadline of a request in ms (a shorter client deadline wins); 0 = none.
+    /// [default: 5000]
+    #[arg(long, env = "VERDICT_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// PEM certificate chain: with --tls-key, the listeners speak TLS only. [default: off]
+    #[arg(long, env = "VERDICT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "VERDICT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: clients must present a certificate it signed (mutual TLS). [default: off]
+    #[arg(long, env = "VERDICT_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for changes, in seconds. [default: 10]
+    #[arg(long, env = "VERDICT_TLS_RELOAD_SECS")]
+    pub tls_reload_secs: Option<u64>,
+    /// Prometheus endpoint address (GET /metrics), or `off`. [default: off]
+    #[arg(long, env = "VERDICT_METRICS_LISTEN")]
+    pub metrics_listen: Option<Endpoint>,
+    /// HTTP/JSON API address (POST /v1/check, /v1/plan), or `off`. [default: off]
+    #[arg(long, env = "VERDICT_HTTP_LISTEN")]
+    pub http_listen: Option<Endpoint>,
+    /// Log format. [default: text]
+    #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `verdict=debug` (VERDICT_LOG overrides it). [default: info]
+    #[arg(long, env = "VERDICT_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Write the decision log (one JSON line per decision). [default: off]
+    #[arg(long, env = "VERDICT_AUDIT", num_args = 0..=1, default_missing_value = "true")]
+    pub audit: Option<bool>,
+    /// Where the decision log goes: `stdout` or a file path. [default: stdout]
+    #[arg(long, env = "VERDICT_AUDIT_OUTPUT")]
+    pub audit_output: Option<String>,
+    /// Put principal and resource attributes (patient data) in the decision log. [default: false]
+    #[arg(long, env = "VERDICT_AUDIT_INCLUDE_ATTRIBUTES", num_args = 0..=1, default_missing_value = "true")]
+    pub audit_include_attributes: Option<bool>,
+    /// Decisions queued for the log writer; beyond, lines are dropped and counted. [default: 10000]
+    #[arg(long, env = "VERDICT_AUDIT_BUFFER")]
+    pub audit_buffer: Option<usize>,
+    /// After SIGTERM, seconds of NOT_SERVING health before new connections are refused.
+    /// [default: 0]
+    #[arg(long, env = "VERDICT_SHUTDOWN_DRAIN_SECS")]
+    pub shutdown_drain_secs: Option<u64>,
+    /// Then, the longest wait for in-flight requests, in seconds. [default: 30]
+    #[arg(long, env = "VERDICT_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// JWKS file with the token issuer's public keys (RS256, ES256, EdDSA): requests may then
+    /// carry a JWT instead of a principal. [default: off]
+    #[arg(long, env = "VERDICT_JWKS_FILE", help_heading = "Token verification")]
     pub jwks_file: Option<PathBuf>,
     /// The `iss` every token must carry (required with --jwks-file).
-    #[arg(long, env = "VERDICT_TOKEN_ISSUER", requires = "jwks_file")]
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_ISSUER",
+        help_heading = "Token verification"
+    )]
     pub token_issuer: Option<String>,
     /// An audience of this deployment: a token's `aud` must name one. Repeat, or separate with
-    /// commas (at least one is required with --jwks-file).
+    /// commas (required with --jwks-file).
     #[arg(
         long,
         env = "VERDICT_TOKEN_AUDIENCE",
         value_delimiter = ',',
-        requires = "jwks_file"
+        help_heading = "Token verification"
     )]
     pub token_audience: Vec<String>,
-    /// Claim holding the roles, as a dotted path (e.g. `realm_access.roles`).
-    #[arg(long, env = "VERDICT_TOKEN_ROLES_CLAIM", default_value = "roles")]
-    pub token_roles_claim: String,
-    /// Claim holding the capabilities, as a dotted path.
+    /// Claim holding the roles, as a dotted path (`realm_access.roles`). [default: roles]
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_ROLES_CLAIM",
+        help_heading = "Token verification"
+    )]
+    pub token_roles_claim: Option<String>,
+    /// Claim holding the capabilities, as a dotted path. [default: capabilities]
     #[arg(
         long,
         env = "VERDICT_TOKEN_CAPABILITIES_CLAIM",
-        default_value = "capabilities"
+        help_heading = "Token verification"
     )]
-    pub token_capabilities_claim: String,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-    #[arg(long, env = "VERDICT_TOKEN_LEEWAY_SECS", default_value_t = 30)]
-    pub token_leeway_secs: u64,
-    /// Refuse requests without a token (INVALID_ARGUMENT): principals are only ever taken from
-    /// verified tokens.
-    #[arg(long, env = "VERDICT_REQUIRE_TOKEN", requires = "jwks_file")]
-    pub require_token: bool,
-}
-
-impl TokenArgs {
-    /// The token verification the flags ask for; `None` without --jwks-file.
-    pub fn config(&self) -> Result<Option<TokenConfig>> {
-        let Some(jwks_file) = &self.jwks_file else {
-            return Ok(None);
-        };
-        let Some(issuer) = &self.token_issuer else {
-            bail!("--jwks-file needs --token-issuer: the `iss` tokens must carry");
-        };
-        if self.token_audience.is_empty() {
-            bail!("--jwks-file needs --token-audience: the `aud` tokens must name");
-        }
-        Ok(Some(TokenConfig {
-            audiences: self.token_audience.clone(),
-            mapping: ClaimMapping {
-                roles: self.token_roles_claim.clone(),
-                capabilities: self.token_capabilities_claim.clone(),
-            },
-            leeway: Duration::from_secs(self.token_leeway_secs),
-            required: self.require_token,
-            ..TokenConfig::new(jwks_file, issuer, &[])
-        }))
-    }
+    pub token_capabilities_claim: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds. [default: 30]
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_LEEWAY_SECS",
+        help_heading = "Token verification"
+    )]
+    pub token_leeway_secs: Option<u64>,
+    /// Refuse requests without a token: principals come only from verified tokens.
+    /// [default: false]
+    #[arg(long, env = "VERDICT_REQUIRE_TOKEN", num_args = 0..=1, default_missing_value = "true", help_heading = "Token verification")]
+    pub require_token: Option<bool>,
+    /// How often the JWKS file is checked for changes, in seconds (SIGHUP checks at once).
+    /// [default: 2]
+    #[arg(
+        long,
+        env = "VERDICT_JWKS_RELOAD_SECS",
+        help_heading = "Token verification"
+    )]
+    pub jwks_reload_secs: Option<u64>,
 }
 
 impl ServeArgs {
-    /// How the daemon reloads its policies.
-    pub fn reload_options(&self) -> ReloadOptions {
-        ReloadOptions {
-            watch: !self.no_watch,
-            debounce: Duration::from_millis(self.reload_debounce_ms),
-            poll: (self.reload_poll_secs > 0).then(|| Duration::from_secs(self.reload_poll_secs)),
+    /// The settings: defaults, overridden by the config file, then by environment and flags.
+    pub fn config(&self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?,
+            None => Config::default(),
+        };
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
         }
+        set(&mut c.policies, &self.policies);
+        set(&mut c.listen, &self.listen);
+        if self.no_watch {
+            c.reload.watch = false;
+        } else if self.watch {
+            c.reload.watch = true;
+        }
+        set(&mut c.reload.debounce_ms, &self.reload_debounce_ms);
+        set(&mut c.reload.poll_secs, &self.reload_poll_secs);
+        set(&mut c.limits.max_resources, &self.max_resources);
+        set(&mut c.limits.max_actions, &self.max_actions);
+        set(&mut c.limits.max_attr_depth, &self.max_attr_depth);
+        set(&mut c.limits.max_message_bytes, &self.max_message_bytes);
+        set(&mut c.limits.request_timeout_ms, &self.request_timeout_ms);
+        if self.tls_cert.is_some() {
+            c.tls.cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            c.tls.key = self.tls_key.clone();
+        }
+        if self.tls_client_ca.is_some() {
+            c.tls.client_ca = self.tls_client_ca.clone();
+        }
+        set(&mut c.tls.reload_secs, &self.tls_reload_secs);
+        set(&mut c.metrics.listen, &self.metrics_listen);
+        set(&mut c.http.listen, &self.http_listen);
+        set(&mut c.log.format, &self.log_format);
+        set(&mut c.log.level, &self.log_level);
+        set(&mut c.audit.enabled, &self.audit);
+        set(&mut c.audit.output, &self.audit_output);
+        set(
+            &mut c.audit.include_attributes,
+            &self.audit_include_attributes,
+        );
+        set(&mut c.audit.buffer, &self.audit_buffer);
+        set(&mut c.shutdown.drain_secs, &self.shutdown_drain_secs);
+        set(&mut c.shutdown.timeout_secs, &self.shutdown_timeout_secs);
+        if self.jwks_file.is_some() {
+            c.tokens.jwks_file = self.jwks_file.clone();
+        }
+        if self.token_issuer.is_some() {
+            c.tokens.issuer = self.token_issuer.clone();
+        }
+        if !self.token_audience.is_empty() {
+            c.tokens.audiences = self.token_audience.clone();
+        }
+        set(&mut c.tokens.roles_claim, &self.token_roles_claim);
+        set(
+            &mut c.tokens.capabilities_claim,
+            &self.token_capabilities_claim,
+        );
+        set(&mut c.tokens.leeway_secs, &self.token_leeway_secs);
+        set(&mut c.tokens.required, &self.require_token);
+        set(&mut c.tokens.reload_secs, &self.jwks_reload_secs);
+        c.validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Ok(c)
     }
 }
 
@@ -235,7 +335,7 @@ pub struct ValidateArgs {
 
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Check(args) => check(args).await,
         Command::Plan(args) => plan(args).await,
         Command::Validate(args) => validate(args),
@@ -244,117 +344,9 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let store = PolicyStore::open(&args.policies).map_err(|e| {
-        anyhow::anyhow!(
-            "refusing to start: the policy set in {} is broken:\n{e}",
-            args.policies.display()
-        )
-    })?;
-    let store = Arc::new(store);
-    let tokens = match args.tokens.config()? {
-        None => None,
-        Some(config) => Some(Arc::new(Verifier::start(config).map_err(|e| {
-            anyhow::anyhow!("refusing to start: token verification: {e}")
-        })?)),
-    };
-    let set = store.current();
-    tracing::info!(
-        policies = %args.policies.display(),
-        version = %set.version,
-        policy_count = set.policy_count,
-        rules = set.rules.len(),
-        "policy set loaded"
-    );
-    for warning in &set.warnings {
-        tracing::warn!("policy warning: {warning}");
-    }
-    // Before the listener is announced: from then on, SIGHUP must reload and SIGTERM drain, not
-    // kill.
-    let hangups = hangup_signals()?;
-    let shutdown = shutdown_signal()?;
-    let reloader = Reloader::start(Arc::clone(&store), args.reload_options())
-        .context("cannot start the policy reload thread")?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving gRPC");
-    let limits = Limits {
-        max_resources: args.max_resources,
-        max_actions: args.max_actions,
-        max_attr_depth: args.max_attr_depth,
-    };
-    let reloader = Arc::new(reloader);
-    let on_hangup = tokio::spawn(reload_on_hangup(
-        hangups,
-        Arc::clone(&reloader),
-        tokens.clone(),
-    ));
-    crate::server::serve(listener, store, limits, tokens, shutdown).await?;
-    on_hangup.abort();
-    drop(reloader);
-    tracing::info!("stopped");
-    Ok(())
-}
-
-#[cfg(unix)]
-type Hangups = tokio::signal::unix::Signal;
-#[cfg(not(unix))]
-type Hangups = ();
-
-#[cfg(unix)]
-fn hangup_signals() -> Result<Hangups> {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot listen for SIGHUP")
-}
-
-#[cfg(not(unix))]
-fn hangup_signals() -> Result<Hangups> {
-    Ok(())
-}
-
-/// Each SIGHUP asks the reload threads for an immediate reload (policies, and the JWKS file).
-#[cfg(unix)]
-async fn reload_on_hangup(
-    mut hangups: Hangups,
-    reloader: Arc<Reloader>,
-    tokens: Option<Arc<Verifier>>,
-) {
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP received; reloading policies");
-        reloader.reload_now();
-        if let Some(tokens) = &tokens {
-            tokens.reload_now();
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn reload_on_hangup(
-    _hangups: Hangups,
-    _reloader: Arc<Reloader>,
-    _tokens: Option<Arc<Verifier>>,
-) {
-}
-
-/// Registers SIGTERM and Ctrl-C handlers now (before the daemon says it is ready, so a signal
-/// sent right after never kills it uncleanly) and returns the future that resolves on either.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
-    #[cfg(unix)]
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot install the SIGINT handler")?;
-    Ok(async move {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = terminate.recv() => {},
-            _ = interrupt.recv() => {},
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutdown signal received; draining");
-    })
+    let config = args.config()?;
+    crate::telemetry::init_logging(&config.log);
+    crate::daemon::run(config).await
 }
 
 fn read_json_arg(what: &str, text: &str) -> Result<serde_json::Value> {
@@ -712,33 +704,82 @@ mod tests {
     fn serve_args(flags: &[&str]) -> ServeArgs {
         let argv = ["verdict", "serve"].iter().chain(flags);
         match Cli::try_parse_from(argv).expect("flags parse").command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             _ => unreachable!(),
         }
     }
 
     #[test]
     fn reload_flags() {
-        let defaults = serve_args(&[]).reload_options();
-        assert_eq!(defaults, ReloadOptions::default());
-        assert!(defaults.watch);
-        assert_eq!(defaults.debounce, Duration::from_millis(200));
-        assert_eq!(defaults.poll, Some(Duration::from_secs(30)));
-
-        assert!(!serve_args(&["--no-watch"]).reload_options().watch);
+        let defaults = serve_args(&[]).config().unwrap();
+        assert!(defaults.reload.watch);
+        assert_eq!(defaults.reload.debounce_ms, 200);
+        assert_eq!(defaults.reload.poll_secs, 30);
+        assert!(!serve_args(&["--no-watch"]).config().unwrap().reload.watch);
         assert!(
             serve_args(&["--no-watch", "--watch"])
-                .reload_options()
+                .config()
+                .unwrap()
+                .reload
                 .watch
         );
         assert!(
             !serve_args(&["--watch", "--no-watch"])
-                .reload_options()
+                .config()
+                .unwrap()
+                .reload
                 .watch
         );
-        let tuned = serve_args(&["--reload-debounce-ms", "50", "--reload-poll-secs", "0"]);
-        let options = tuned.reload_options();
-        assert_eq!(options.debounce, Duration::from_millis(50));
-        assert_eq!(options.poll, None);
+        let tuned = serve_args(&["--reload-debounce-ms", "50", "--reload-poll-secs", "0"])
+            .config()
+            .unwrap();
+        assert_eq!((tuned.reload.debounce_ms, tuned.reload.poll_secs), (50, 0));
+    }
+
+    #[test]
+    fn flags_override_the_config_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("verdict.yaml");
+        std::fs::write(
+            &file,
+            "listen: 0.0.0.0:6000
+limits: {max_resources: 7, max_actions: 8}
+audit: {enabled: true}
+",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let c = serve_args(&[
+            "--config",
+            path,
+            "--max-actions",
+            "9",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+            "--audit=false",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:6000", "from the file");
+        assert_eq!(c.limits.max_resources, 7, "from the file");
+        assert_eq!(c.limits.max_actions, 9, "the flag wins");
+        assert_eq!(c.limits.max_attr_depth, 16, "the default");
+        assert_eq!(c.metrics.listen.0.unwrap().port(), 9464);
+        assert!(!c.audit.enabled, "--audit=false overrides the file");
+        assert!(serve_args(&["--audit"]).config().unwrap().audit.enabled);
+        let err = serve_args(&["--tls-key", "k.pem"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.cert and tls.key go together"), "{err}");
+        std::fs::write(&file, "listen: [oops\n").unwrap();
+        let err = serve_args(&["--config", path])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid configuration") && err.contains("verdict.yaml"),
+            "{err}"
+        );
     }
 }

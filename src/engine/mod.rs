@@ -14,6 +14,7 @@
 //! action; every candidate rule is evaluated in the same context.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cel::{principal_value, resource_value, Activation, EvalContext, EvalError, Value};
 use crate::compile::{CompiledRule, PolicySet};
@@ -84,39 +85,68 @@ pub struct ResourceDecisions {
 
 /// Decides every (resource, action) of `request` against `set`.
 pub fn check(set: &PolicySet, request: &CheckRequest) -> Vec<ResourceDecisions> {
+    match check_until(set, request, None) {
+        Ok(results) => results,
+        Err(DeadlineExceeded { .. }) => unreachable!("no deadline was given"),
+    }
+}
+
+/// The deadline passed before every decision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineExceeded {
+    pub decided: usize,
+    pub requested: usize,
+}
+
+/// How many decisions are made between two looks at the clock.
+const DEADLINE_STRIDE: usize = 32;
+
+/// Like [`check`], but gives up once `deadline` has passed (looking at the clock every few
+/// decisions), so that a huge request cannot hold a worker past its deadline.
+pub fn check_until(
+    set: &PolicySet,
+    request: &CheckRequest,
+    deadline: Option<Instant>,
+) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
     let principal = principal_value(&request.principal);
     let context = Value::from_json_object(&request.context);
     let mut scopes = GrantedScopes::new(&request.principal.scopes);
-    request
-        .resources
-        .iter()
-        .map(|check| {
-            let resource = &check.resource;
-            let resource_value = resource_value(resource);
-            let actions = check
-                .actions
-                .iter()
-                .map(|action| {
-                    let decision = decide(
-                        set,
-                        &request.principal,
-                        &principal,
-                        resource,
-                        &resource_value,
-                        action,
-                        &context,
-                        &mut scopes,
-                    );
-                    (action.clone(), decision)
-                })
-                .collect();
-            ResourceDecisions {
-                kind: resource.kind.clone(),
-                id: resource.id.clone(),
-                actions,
+    let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
+    let mut decided = 0usize;
+    let mut results = Vec::with_capacity(request.resources.len());
+    for check in &request.resources {
+        let resource = &check.resource;
+        let resource_value = resource_value(resource);
+        let mut actions = Vec::with_capacity(check.actions.len());
+        for action in &check.actions {
+            if let Some(deadline) = deadline {
+                if decided.is_multiple_of(DEADLINE_STRIDE)
+                    && decided > 0
+                    && Instant::now() >= deadline
+                {
+                    return Err(DeadlineExceeded { decided, requested });
+                }
             }
-        })
-        .collect()
+            let decision = decide(
+                set,
+                &request.principal,
+                &principal,
+                resource,
+                &resource_value,
+                action,
+                &context,
+                &mut scopes,
+            );
+            actions.push((action.clone(), decision));
+            decided += 1;
+        }
+        results.push(ResourceDecisions {
+            kind: resource.kind.clone(),
+            id: resource.id.clone(),
+            actions,
+        });
+    }
+    Ok(results)
 }
 
 /// The principal's SMART scopes, parsed on first use.

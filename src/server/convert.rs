@@ -1,5 +1,5 @@
-//! Protobuf <-> engine types. Validation of request shape happens here, so the engine only ever
-//! sees well-formed requests; every problem is an INVALID_ARGUMENT with a message naming the field.
+//! Protobuf <-> engine types. Converted requests go through [`super::validate`], so the engine only
+//! ever sees well-formed requests; every problem is an INVALID_ARGUMENT naming the field.
 
 use std::collections::HashMap;
 
@@ -113,16 +113,6 @@ pub fn json_to_value(j: &Json) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-/// Whether a principal says nothing (every field empty): what a caller sending a token leaves.
-pub fn is_empty(p: &proto::Principal) -> bool {
-    p.id.is_empty()
-        && p.roles.is_empty()
-        && p.capabilities.is_empty()
-        && p.scopes.is_empty()
-        && p.client_id.is_empty()
-        && p.attr.as_ref().is_none_or(|a| a.fields.is_empty())
-}
-
 pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Principal, Status> {
     let p = p.unwrap_or_default();
     Ok(Principal {
@@ -135,15 +125,12 @@ pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Princip
     })
 }
 
+/// protobuf -> engine request, then the same validation the HTTP/JSON API applies.
 pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckRequest, Status> {
-    if r.resources.is_empty() {
-        return Err(invalid("resources: at least one resource is required"));
-    }
     if r.resources.len() > limits.max_resources {
-        return Err(invalid(format!(
-            "resources: {} resources exceed the limit of {} per request",
+        return Err(invalid(super::validate::too_many_resources(
             r.resources.len(),
-            limits.max_resources
+            limits,
         )));
     }
     let mut resources = Vec::with_capacity(r.resources.len());
@@ -151,28 +138,6 @@ pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckReq
         let Some(resource) = check.resource else {
             return Err(invalid(format!("resources[{i}].resource is required")));
         };
-        if resource.kind.trim().is_empty() {
-            return Err(invalid(format!(
-                "resources[{i}].resource.kind must not be empty"
-            )));
-        }
-        if check.actions.is_empty() {
-            return Err(invalid(format!(
-                "resources[{i}].actions: at least one action is required"
-            )));
-        }
-        if check.actions.len() > limits.max_actions {
-            return Err(invalid(format!(
-                "resources[{i}].actions: {} actions exceed the limit of {}",
-                check.actions.len(),
-                limits.max_actions
-            )));
-        }
-        if let Some(j) = check.actions.iter().position(|a| a.trim().is_empty()) {
-            return Err(invalid(format!(
-                "resources[{i}].actions[{j}] must not be empty"
-            )));
-        }
         let field = format!("resources[{i}].resource.attr");
         resources.push(ResourceCheck {
             resource: Resource {
@@ -183,12 +148,14 @@ pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckReq
             actions: check.actions,
         });
     }
-    Ok(CheckRequest {
+    let request = CheckRequest {
         principal: principal(r.principal, limits)?,
         context: struct_to_json(r.context.as_ref(), "context", limits.max_attr_depth)?,
         request_id: r.request_id,
         resources,
-    })
+    };
+    super::validate::check_request(&request, limits).map_err(invalid)?;
+    Ok(request)
 }
 
 pub fn action_decision(d: &Decision) -> proto::ActionDecision {
@@ -230,32 +197,44 @@ pub fn check_response(
 }
 
 pub fn plan_request(r: proto::PlanFilterRequest, limits: &Limits) -> Result<PlanRequest, Status> {
-    if r.resource_kind.trim().is_empty() {
-        return Err(invalid("resource_kind must not be empty"));
-    }
-    if r.action.trim().is_empty() {
-        return Err(invalid("action must not be empty"));
-    }
-    Ok(PlanRequest {
+    let request = PlanRequest {
         principal: principal(r.principal, limits)?,
         kind: r.resource_kind,
         action: r.action,
         context: struct_to_json(r.context.as_ref(), "context", limits.max_attr_depth)?,
         known_attr: struct_to_json(r.known_attr.as_ref(), "known_attr", limits.max_attr_depth)?,
-    })
+    };
+    super::validate::plan_request(&request, limits).map_err(invalid)?;
+    Ok(request)
 }
 
-/// The SQL dialect asked for, if any.
-pub fn sql_dialect(sql: &Option<proto::SqlRequest>) -> Result<Option<Dialect>, Status> {
+/// The SQL rendering asked for, if any: dialect and columns.
+pub fn sql_request(
+    sql: &Option<proto::SqlRequest>,
+) -> Result<Option<super::authority::SqlSpec>, Status> {
     match sql {
         None => Ok(None),
         Some(s) => match proto::SqlDialect::try_from(s.dialect) {
-            Ok(proto::SqlDialect::Postgres) => Ok(Some(Dialect::Postgres)),
-            Ok(proto::SqlDialect::Sqlite) => Ok(Some(Dialect::Sqlite)),
+            Ok(proto::SqlDialect::Postgres) => Ok(Some((Dialect::Postgres, s.columns.clone()))),
+            Ok(proto::SqlDialect::Sqlite) => Ok(Some((Dialect::Sqlite, s.columns.clone()))),
             _ => Err(invalid(
                 "sql.dialect must be SQL_DIALECT_POSTGRES or SQL_DIALECT_SQLITE",
             )),
         },
+    }
+}
+
+pub fn plan_response(p: &super::authority::Planned) -> proto::PlanFilterResponse {
+    proto::PlanFilterResponse {
+        request_id: p.request_id.clone(),
+        policy_version: p.policy_version.clone(),
+        kind: plan_kind(&p.plan) as i32,
+        filter: match &p.plan {
+            Plan::Conditional(f) => Some(filter(f)),
+            _ => None,
+        },
+        sql: p.sql.as_ref().map(sql_filter),
+        token_error: p.token_error.clone().unwrap_or_default(),
     }
 }
 

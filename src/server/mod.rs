@@ -1,12 +1,18 @@
-//! The gRPC face of Verdict: the `verdict.v1.Authorizer` service, the `verdict.v1.Admin` status
-//! service, `grpc.health.v1` and server reflection (v1 and v1alpha), on one listener.
+//! The faces of Verdict on the network: gRPC (`verdict.v1.Authorizer`, `verdict.v1.Admin`,
+//! `grpc.health.v1`, reflection v1 and v1alpha) on one listener, optionally over TLS or mutual TLS
+//! ([`tls`]); the HTTP/JSON API and the Prometheus endpoint ([`http`]).
 //!
-//! The only module that knows protobuf types. Handlers convert protobuf into engine types
-//! ([`convert`]), resolve who asks (the request's principal, or the principal its token proves,
-//! through the [`Verifier`]), take one policy-set snapshot from the [`PolicyStore`], call the
-//! synchronous engine, and convert back. No locks and no I/O on the request path.
+//! The only module that knows wire types (protobuf, HTTP). Handlers convert the request into
+//! engine types ([`convert`], [`validate`]), and the shared [`authority`] resolves who asks (the
+//! request's principal, or the one its token proves), takes one policy-set snapshot, calls the
+//! synchronous engine or planner, and records metrics and the decision log. No locks and no I/O
+//! on the request path.
 
+pub mod authority;
 pub mod convert;
+pub mod http;
+pub mod tls;
+pub mod validate;
 
 /// Generated protobuf and gRPC code for `verdict.v1`.
 pub mod proto {
@@ -19,98 +25,85 @@ pub mod proto {
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-use crate::engine::Decision;
-use crate::policy::Effect;
-use crate::request::Principal;
 use crate::store::PolicyStore;
-use crate::token::{TokenError, Verifier};
-use crate::{engine, filter, plan};
+use crate::telemetry::audit::AuditLog;
+use crate::token::Verifier;
+use authority::{Authority, Refusal, Subject};
 use convert::Limits;
 use proto::admin_server::{Admin, AdminServer};
 use proto::authorizer_server::{Authorizer, AuthorizerServer};
 
-/// The Authorizer service over a policy store.
-pub struct AuthorizerService {
-    store: Arc<PolicyStore>,
-    limits: Limits,
-    /// Token verification, when the operator configured a JWKS file.
-    tokens: Option<Arc<Verifier>>,
+/// How the servers behave, beyond the policy store they answer from.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    pub limits: Limits,
+    /// Server-side deadline of one request (a shorter `grpc-timeout` from the client wins).
+    pub request_timeout: Option<Duration>,
+    /// Largest request message accepted; 0 = tonic's default (4 MiB).
+    pub max_message_bytes: usize,
+    pub audit: Option<Arc<AuditLog>>,
+    /// TLS for the gRPC listener (h2 ALPN).
+    pub tls: Option<Arc<tls::ReloadingTls>>,
+    /// Health reports SERVING while this is true, NOT_SERVING while false (draining). `None`:
+    /// always SERVING.
+    pub serving: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Token verification: requests may carry a JWT instead of a principal.
+    pub tokens: Option<Arc<Verifier>>,
 }
 
-/// Who a request is about.
-enum Subject {
-    /// The principal the request carried, or the one its token proved.
-    Principal(Principal),
-    /// The request's token failed verification: every answer is a deny.
-    Rejected(TokenError),
+impl ServerOptions {
+    pub fn authority(&self, store: Arc<PolicyStore>) -> Arc<Authority> {
+        Arc::new(
+            Authority::new(store, self.limits, self.request_timeout, self.audit.clone())
+                .with_tokens(self.tokens.clone()),
+        )
+    }
+}
+
+impl From<Limits> for ServerOptions {
+    fn from(limits: Limits) -> Self {
+        ServerOptions {
+            limits,
+            ..Default::default()
+        }
+    }
+}
+
+/// The Authorizer service.
+pub struct AuthorizerService {
+    authority: Arc<Authority>,
 }
 
 impl AuthorizerService {
-    pub fn new(store: Arc<PolicyStore>, limits: Limits, tokens: Option<Arc<Verifier>>) -> Self {
-        AuthorizerService {
-            store,
-            limits,
-            tokens,
-        }
-    }
-
-    /// The principal a request is decided for: its token's, verified, or the one it carried.
-    /// A token without verification configured, a token next to a non-empty principal, and no
-    /// token when one is required are INVALID_ARGUMENT; a token that fails verification is a
-    /// [`Subject::Rejected`].
-    fn subject(
-        &self,
-        request_id: &str,
-        token: &str,
-        principal: Option<proto::Principal>,
-    ) -> Result<Subject, Status> {
-        if token.is_empty() {
-            if self.tokens.as_ref().is_some_and(|t| t.required()) {
-                return Err(Status::invalid_argument(
-                    "token: this server requires a token (--require-token); a principal alone \
-                     is not accepted",
-                ));
-            }
-            return Ok(Subject::Principal(convert::principal(
-                principal,
-                &self.limits,
-            )?));
-        }
-        let Some(verifier) = &self.tokens else {
-            return Err(Status::invalid_argument(
-                "token: given, but token verification is not configured on this server \
-                 (--jwks-file)",
-            ));
-        };
-        if principal.as_ref().is_some_and(|p| !convert::is_empty(p)) {
-            return Err(Status::invalid_argument(
-                "send either token or principal, not both: the token's claims are the principal",
-            ));
-        }
-        match verifier.verify(token) {
-            Ok(principal) => Ok(Subject::Principal(principal)),
-            Err(e) => {
-                tracing::info!(request_id = %request_id, reason = %e, "token rejected");
-                Ok(Subject::Rejected(e))
-            }
-        }
+    pub fn new(authority: Arc<Authority>) -> Self {
+        AuthorizerService { authority }
     }
 }
 
-/// The decision for every action of a request whose token was rejected.
-fn token_rejected(e: &TokenError) -> Decision {
-    Decision {
-        effect: Effect::Deny,
-        policy: "".into(),
-        rule: "".into(),
-        reason: format!("token rejected: {e}").into(),
-        evaluation_error: false,
-    }
+/// The caller's deadline from the `grpc-timeout` header (`100m` = 100 ms, `5S`, `1H`...).
+fn client_deadline<T>(request: &Request<T>) -> Option<Duration> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn header<'a, T>(request: &'a Request<T>, name: &str) -> Option<&'a str> {
+    request.metadata().get(name).and_then(|v| v.to_str().ok())
 }
 
 #[tonic::async_trait]
@@ -119,115 +112,74 @@ impl Authorizer for AuthorizerService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        let mut request = request.into_inner();
-        let token = std::mem::take(&mut request.token);
-        let principal = request.principal.take();
+        let started = Instant::now();
+        let deadline = client_deadline(&request);
+        let request_id = header(&request, "x-request-id").map(str::to_string);
+        let mut message = request.into_inner();
+        let token = std::mem::take(&mut message.token);
         // The request's shape is checked first: it is cheap, and a signature check is not.
-        let mut request = convert::check_request(request, &self.limits)?;
-        let set = self.store.current();
-        match self.subject(&request.request_id, &token, principal)? {
-            Subject::Principal(principal) => request.principal = principal,
-            Subject::Rejected(e) => {
-                let denied = token_rejected(&e);
-                let results: Vec<engine::ResourceDecisions> = request
-                    .resources
-                    .iter()
-                    .map(|check| engine::ResourceDecisions {
-                        kind: check.resource.kind.clone(),
-                        id: check.resource.id.clone(),
-                        actions: check
-                            .actions
-                            .iter()
-                            .map(|a| (a.clone(), denied.clone()))
-                            .collect(),
-                    })
-                    .collect();
-                let mut response =
-                    convert::check_response(request.request_id, &set.version, &results);
-                response.token_error = e.to_string();
-                return Ok(Response::new(response));
+        let mut checked = convert::check_request(message, self.authority.limits())
+            .map_err(|status| refused("Check", started, status))?;
+        checked.request_id = self
+            .authority
+            .request_id(&checked.request_id, request_id.as_deref());
+        let principal = std::mem::take(&mut checked.principal);
+        let answer = match self
+            .authority
+            .subject(&token, principal)
+            .map_err(|r| refused("Check", started, r.into()))?
+        {
+            Subject::Principal(principal) => {
+                checked.principal = principal;
+                self.authority.check("Check", checked, deadline)?
             }
-        }
-        let results = engine::check(&set, &request);
-        for result in &results {
-            for (action, decision) in &result.actions {
-                if decision.evaluation_error {
-                    tracing::warn!(
-                        request_id = %request.request_id,
-                        kind = %result.kind,
-                        id = %result.id,
-                        action = %action,
-                        policy = %decision.policy,
-                        rule = %decision.rule,
-                        reason = %decision.reason,
-                        "condition failed to evaluate; denied"
-                    );
-                }
-            }
-        }
-        Ok(Response::new(convert::check_response(
-            request.request_id,
-            &set.version,
-            &results,
-        )))
+            Subject::Rejected(e) => self.authority.check_rejected("Check", checked, &e),
+        };
+        let mut response =
+            convert::check_response(answer.request_id, &answer.policy_version, &answer.results);
+        response.token_error = answer.token_error.unwrap_or_default();
+        Ok(Response::new(response))
     }
 
     async fn plan_filter(
         &self,
         request: Request<proto::PlanFilterRequest>,
     ) -> Result<Response<proto::PlanFilterResponse>, Status> {
+        let started = Instant::now();
+        let header_id = header(&request, "x-request-id").map(str::to_string);
         let mut request = request.into_inner();
-        let request_id = request.request_id.clone();
         let token = std::mem::take(&mut request.token);
-        let principal = request.principal.take();
-        let dialect = convert::sql_dialect(&request.sql)?;
-        let columns = request
-            .sql
-            .as_ref()
-            .map(|s| s.columns.clone())
-            .unwrap_or_default();
-        let mut plan_request = convert::plan_request(request, &self.limits)?;
-        let set = self.store.current();
-        match self.subject(&request_id, &token, principal)? {
-            Subject::Principal(principal) => plan_request.principal = principal,
-            Subject::Rejected(e) => {
-                return Ok(Response::new(proto::PlanFilterResponse {
-                    request_id,
-                    policy_version: set.version.clone(),
-                    kind: proto::PlanKind::AlwaysDenied as i32,
-                    filter: None,
-                    sql: dialect.map(|_| proto::SqlFilter {
-                        r#where: "FALSE".into(),
-                        params: Vec::new(),
-                    }),
-                    token_error: e.to_string(),
-                }));
+        let request_id = self
+            .authority
+            .request_id(&request.request_id, header_id.as_deref());
+        let sql =
+            convert::sql_request(&request.sql).map_err(|s| refused("PlanFilter", started, s))?;
+        let mut plan_request = convert::plan_request(request, self.authority.limits())
+            .map_err(|s| refused("PlanFilter", started, s))?;
+        let principal = std::mem::take(&mut plan_request.principal);
+        let planned = match self
+            .authority
+            .subject(&token, principal)
+            .map_err(|r| refused("PlanFilter", started, r.into()))?
+        {
+            Subject::Principal(principal) => {
+                plan_request.principal = principal;
+                self.authority
+                    .plan("PlanFilter", request_id, plan_request, sql)?
             }
-        }
-        let planned = plan::plan(&set, &plan_request).map_err(|e| {
-            tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
-            Status::failed_precondition(e.to_string())
-        })?;
-        let sql = match dialect {
-            None => None,
-            Some(dialect) => {
-                let rendered = filter::sql::render(&planned.filter(), dialect, &columns)
-                    .map_err(|e| Status::invalid_argument(format!("sql: {e}")))?;
-                Some(convert::sql_filter(&rendered))
-            }
+            Subject::Rejected(e) => self
+                .authority
+                .plan_rejected("PlanFilter", request_id, sql, &e),
         };
-        Ok(Response::new(proto::PlanFilterResponse {
-            request_id,
-            policy_version: set.version.clone(),
-            kind: convert::plan_kind(&planned) as i32,
-            filter: match &planned {
-                plan::Plan::Conditional(f) => Some(convert::filter(f)),
-                _ => None,
-            },
-            sql,
-            token_error: String::new(),
-        }))
+        Ok(Response::new(convert::plan_response(&planned)))
     }
+}
+
+/// A request refused before reaching the authority: counted like any other.
+fn refused(method: &'static str, started: Instant, status: Status) -> Status {
+    let refusal = Refusal::new(status.code(), status.message());
+    authority::finish(method, started, Some(&refusal));
+    status
 }
 
 /// The Admin service: the store's reload status, read without locking.
@@ -262,7 +214,7 @@ impl Admin for AdminService {
 }
 
 /// Accepted connections with Nagle's algorithm off: small gRPC frames must not wait for ACKs.
-fn incoming(
+fn plain_incoming(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;
@@ -273,22 +225,58 @@ fn incoming(
     })
 }
 
-/// Serves Authorizer, Admin, health and reflection on `listener` until `shutdown` resolves.
-/// With `tokens`, requests may carry a JWT instead of a principal.
+/// Sets every service's health: SERVING or NOT_SERVING.
+async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(
+            <AuthorizerServer<AuthorizerService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    reporter
+        .set_service_status(
+            <AdminServer<AdminService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}
+
+/// Serves Authorizer, Admin, health and reflection on `listener` until `shutdown` resolves, then
+/// waits for in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<PolicyStore>,
-    limits: Limits,
-    tokens: Option<Arc<Verifier>>,
+    options: impl Into<ServerOptions>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let options = options.into();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AuthorizerServer<AuthorizerService>>()
-        .await;
-    health_reporter
-        .set_serving::<AdminServer<AdminService>>()
-        .await;
+    // NOT_SERVING until serving starts (a policy set is loaded by then), and while draining.
+    set_health(&health_reporter, false).await;
+    let follow_health = match options.serving.clone() {
+        None => {
+            set_health(&health_reporter, true).await;
+            None
+        }
+        Some(mut serving) => {
+            let reporter = health_reporter.clone();
+            Some(tokio::spawn(async move {
+                loop {
+                    let now = *serving.borrow_and_update();
+                    set_health(&reporter, now).await;
+                    if serving.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }))
+        }
+    };
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -299,16 +287,39 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid");
-    tonic::transport::Server::builder()
+    let mut authorizer = AuthorizerServer::new(AuthorizerService::new(
+        options.authority(Arc::clone(&store)),
+    ));
+    if options.max_message_bytes > 0 {
+        authorizer = authorizer.max_decoding_message_size(options.max_message_bytes);
+    }
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(timeout) = options.request_timeout {
+        builder = builder.timeout(timeout);
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AuthorizerServer::new(AuthorizerService::new(
-            Arc::clone(&store),
-            limits,
-            tokens,
-        )))
-        .add_service(AdminServer::new(AdminService::new(store)))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await
+        .add_service(authorizer)
+        .add_service(AdminServer::new(AdminService::new(store)));
+    let result = match &options.tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(plain_incoming(listener), shutdown)
+                .await
+        }
+        Some(tls) => {
+            let (incoming, accept) = tls::incoming(listener, Arc::clone(tls));
+            let result = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await;
+            accept.abort();
+            result
+        }
+    };
+    if let Some(task) = follow_health {
+        task.abort();
+    }
+    result
 }

@@ -40,6 +40,9 @@ use crate::request::Principal;
 pub use claims::ClaimMapping;
 pub use jwks::{JwksError, KeySet};
 
+/// Metric: JWKS file reloads by `result` (`ok`, `failed`).
+pub const JWKS_RELOADS_TOTAL: &str = "verdict_jwks_reloads_total";
+
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
 
@@ -142,6 +145,29 @@ impl fmt::Display for TokenError {
 }
 
 impl std::error::Error for TokenError {}
+
+impl TokenError {
+    /// A short, fixed name of the failure, for metric labels.
+    pub fn label(&self) -> &'static str {
+        use TokenError::*;
+        match self {
+            TooLarge => "too_large",
+            Malformed | CriticalHeader => "malformed",
+            Unsigned => "unsigned",
+            Symmetric(_) => "symmetric",
+            UnsupportedAlgorithm(_) => "algorithm",
+            UnknownKeyId | NoKeyForAlgorithm(_) => "unknown_key",
+            AlgorithmMismatch => "algorithm_mismatch",
+            SignatureInvalid => "signature",
+            Expired => "expired",
+            NotYetValid => "not_yet_valid",
+            IssuerRejected => "issuer",
+            AudienceRejected => "audience",
+            MissingClaim(_) | MalformedClaim(_) => "claims",
+            Unverifiable => "unverifiable",
+        }
+    }
+}
 
 /// Registered JWS algorithm names (RFC 7518, RFC 8037, RFC 8812), so a reason can name the
 /// algorithm without echoing whatever the header said.
@@ -448,7 +474,7 @@ impl Poller {
                 log_loaded(&self.path, &set, "JWKS reloaded");
                 self.keys.store(Arc::new(set));
                 self.failed = None;
-                metrics::counter!("verdict_jwks_reloads_total", "result" => "ok").increment(1);
+                metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "ok").increment(1);
             }
             Err(e) => self.fail(format!("{}: {e}", self.path.display())),
         }
@@ -457,7 +483,7 @@ impl Poller {
     fn fail(&mut self, message: String) {
         if self.failed.as_deref() != Some(message.as_str()) {
             tracing::error!("JWKS not reloaded, keeping the last good keys: {message}");
-            metrics::counter!("verdict_jwks_reloads_total", "result" => "failed").increment(1);
+            metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "failed").increment(1);
             self.failed = Some(message);
         }
     }

@@ -1,21 +1,18 @@
 //! Test support: a real Verdict server on an ephemeral loopback port, and its gRPC client; the
-//! real `verdict` binary as a daemon; the rule for tests that need an outside tool.
+//! real binary as a daemon; the rule for tests that need an outside tool (skip, or fail in CI).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use verdict::server::convert::Limits;
 use verdict::server::proto::admin_client::AdminClient;
 use verdict::server::proto::authorizer_client::AuthorizerClient;
+use verdict::server::ServerOptions;
 use verdict::store::watch::{ReloadOptions, Reloader};
 use verdict::store::PolicyStore;
-use verdict::token::Verifier;
 
 pub fn bundled_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
@@ -37,26 +34,17 @@ impl TestServer {
     }
 
     pub async fn start_with(policies: &Path, limits: Limits) -> TestServer {
-        Self::start_full(policies, limits, None).await
+        Self::start_with_options(policies, ServerOptions::from(limits)).await
     }
 
-    /// A server that verifies tokens with `tokens`.
-    pub async fn start_with_tokens(policies: &Path, tokens: Arc<Verifier>) -> TestServer {
-        Self::start_full(policies, Limits::default(), Some(tokens)).await
-    }
-
-    pub async fn start_full(
-        policies: &Path,
-        limits: Limits,
-        tokens: Option<Arc<Verifier>>,
-    ) -> TestServer {
+    pub async fn start_with_options(policies: &Path, options: ServerOptions) -> TestServer {
         let store = Arc::new(PolicyStore::open(policies).expect("policies load"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let served = Arc::clone(&store);
         let handle = tokio::spawn(async move {
-            verdict::server::serve(listener, served, limits, tokens, async {
+            verdict::server::serve(listener, served, options, async {
                 let _ = stopped.await;
             })
             .await
@@ -116,55 +104,133 @@ impl Drop for TestServer {
     }
 }
 
-/// The `verdict` binary built for these tests.
+/// The real `verdict` binary.
 pub const BIN: &str = env!("CARGO_BIN_EXE_verdict");
 
-/// A `verdict serve` process on an ephemeral port; killed when dropped.
+/// A `verdict serve` process on ephemeral ports; killed when dropped. Knows the addresses it
+/// announced and keeps every log line it wrote.
 pub struct Daemon {
-    pub child: Child,
-    /// `127.0.0.1:PORT`, as the daemon announced it.
+    pub child: std::process::Child,
+    /// The gRPC address.
     pub addr: String,
+    /// The Prometheus address, when `--metrics-listen` was given.
+    pub metrics_addr: Option<String>,
+    /// The HTTP/JSON address, when `--http-listen` was given.
+    pub http_addr: Option<String>,
+    logs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// A field of a log line, text (`name=value`) or JSON (`"fields": {"name": "value"}`).
+fn field(line: &str, name: &str) -> Option<String> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["fields"][name].as_str().map(str::to_string);
+    }
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    Some(
+        line[at..]
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_matches('"')
+            .to_string(),
+    )
 }
 
 impl Daemon {
-    pub fn start(policies: &Path) -> Daemon {
-        Self::start_with(policies, &[])
+    /// Starts `verdict serve --listen 127.0.0.1:0 --policies DIR FLAGS...` with text logs at info,
+    /// and waits until it serves gRPC.
+    pub fn start(policies: &Path, flags: &[&str]) -> Daemon {
+        Self::start_with_env(policies, flags, &[("VERDICT_LOG", "info")])
     }
 
-    /// Starts the daemon with extra `serve` flags, and waits (30 s at most) until it announces
-    /// its address.
-    pub fn start_with(policies: &Path, flags: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
+    #[allow(clippy::zombie_processes)] // on a failed start the process is killed; Drop waits otherwise
+    pub fn start_with_env(policies: &Path, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(BIN);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
             .arg(policies)
             .args(flags)
-            .env("VERDICT_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("daemon starts");
+            .env_remove("VERDICT_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("daemon starts");
         let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = Arc::clone(&logs);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("addr=") {
-                    let _ = tx.send(
-                        line[i + 5..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
+                kept.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("daemon reports its address");
-        Daemon { child, addr }
+        let (mut metrics_addr, mut http_addr) = (None, None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "the daemon did not start; it said:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    );
+                }
+            };
+            let addr = field(&line, "addr");
+            if line.contains("serving metrics") {
+                metrics_addr = addr;
+            } else if line.contains("serving HTTP/JSON") {
+                http_addr = addr;
+            } else if line.contains("serving gRPC") {
+                let addr = addr.expect("the gRPC line names its address");
+                return Daemon {
+                    child,
+                    addr,
+                    metrics_addr,
+                    http_addr,
+                    logs,
+                };
+            }
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (`TERM`, `HUP`...).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits for the process to exit; `None` if it has not within `limit`.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

@@ -1,0 +1,302 @@
+//! `verdict serve`, wired: from a [`Config`] to running servers, and back down on a signal.
+//!
+//! Startup refuses anything broken (config, policies, certificates, ports) before it announces
+//! the gRPC address; SIGHUP reloads policies (and the JWKS file); SIGTERM (or Ctrl-C) drains: health turns
+//! NOT_SERVING, the listeners keep serving for `shutdown.drain_secs`, then stop accepting and
+//! in-flight requests get up to `shutdown.timeout_secs` to finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::server::convert::Limits;
+use crate::server::tls::{ReloadingTls, TlsFiles};
+use crate::server::{http, ServerOptions};
+use crate::store::watch::{ReloadOptions, Reloader};
+use crate::store::PolicyStore;
+use crate::telemetry::audit::AuditLog;
+use crate::token::{ClaimMapping, TokenConfig, Verifier};
+
+/// Runs the daemon until it is told to stop.
+pub async fn run(config: Config) -> Result<()> {
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+
+    let metrics = match config.metrics.listen.0 {
+        None => None,
+        Some(addr) => {
+            let handle = crate::telemetry::install_metrics().map_err(anyhow::Error::msg)?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?;
+            Some((handle, listener))
+        }
+    };
+
+    let audit = if config.audit.enabled {
+        Some(
+            AuditLog::start(
+                &config.audit.output,
+                config.audit.buffer,
+                config.audit.include_attributes,
+            )
+            .with_context(|| format!("cannot open the decision log {}", config.audit.output))?,
+        )
+    } else {
+        None
+    };
+
+    let store = PolicyStore::open(&config.policies).map_err(|e| {
+        anyhow::anyhow!(
+            "refusing to start: the policy set in {} is broken:\n{e}",
+            config.policies.display()
+        )
+    })?;
+    let store = Arc::new(store);
+    let set = store.current();
+    tracing::info!(
+        policies = %config.policies.display(),
+        version = %set.version,
+        policy_count = set.policy_count,
+        rules = set.rules.len(),
+        "policy set loaded"
+    );
+    for warning in &set.warnings {
+        tracing::warn!("policy warning: {warning}");
+    }
+    drop(set);
+
+    let tokens = match &config.tokens.jwks_file {
+        None => None,
+        Some(jwks_file) => {
+            let t = &config.tokens;
+            let verifier = Verifier::start(TokenConfig {
+                jwks_file: jwks_file.clone(),
+                issuer: t.issuer.clone().unwrap_or_default(),
+                audiences: t.audiences.clone(),
+                mapping: ClaimMapping {
+                    roles: t.roles_claim.clone(),
+                    capabilities: t.capabilities_claim.clone(),
+                },
+                leeway: Duration::from_secs(t.leeway_secs),
+                required: t.required,
+                poll: Duration::from_secs(t.reload_secs.max(1)),
+            })
+            .map_err(|e| anyhow::anyhow!("refusing to start: token verification: {e}"))?;
+            Some(Arc::new(verifier))
+        }
+    };
+
+    let (grpc_tls, http_tls) = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.tls.client_ca.clone(),
+            };
+            let grpc = ReloadingTls::load(files.clone(), vec![b"h2".to_vec()]).context("TLS")?;
+            let http = ReloadingTls::load(files, vec![b"http/1.1".to_vec()]).context("TLS")?;
+            (Some(grpc), Some(http))
+        }
+        _ => (None, None),
+    };
+    let tls_watchers: Vec<_> = [&grpc_tls, &http_tls]
+        .into_iter()
+        .flatten()
+        .map(|t| t.watch(config.tls.reload_interval()))
+        .collect();
+
+    // Before the listener is announced: from then on, SIGHUP must reload and SIGTERM drain.
+    let hangups = signals::hangups()?;
+    let shutdown_requested = signals::shutdown()?;
+    let reloader = Arc::new(
+        Reloader::start(
+            Arc::clone(&store),
+            ReloadOptions {
+                watch: config.reload.watch,
+                debounce: Duration::from_millis(config.reload.debounce_ms),
+                poll: (config.reload.poll_secs > 0)
+                    .then(|| Duration::from_secs(config.reload.poll_secs)),
+            },
+        )
+        .context("cannot start the policy reload thread")?,
+    );
+    let on_hangup = tokio::spawn(signals::reload_on_hangup(
+        hangups,
+        Arc::clone(&reloader),
+        tokens.clone(),
+    ));
+
+    let grpc_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (listen)", config.listen))?;
+    let http_listener = match config.http.listen.0 {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (http.listen)"))?,
+        ),
+    };
+
+    let (serving, serving_rx) = tokio::sync::watch::channel(true);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let limits = Limits {
+        max_resources: config.limits.max_resources,
+        max_actions: config.limits.max_actions,
+        max_attr_depth: config.limits.max_attr_depth,
+    };
+    let options = ServerOptions {
+        limits,
+        request_timeout: (config.limits.request_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.limits.request_timeout_ms)),
+        max_message_bytes: config.limits.max_message_bytes,
+        audit,
+        tls: grpc_tls,
+        serving: Some(serving_rx.clone()),
+        tokens,
+    };
+
+    let mut tasks = Vec::new();
+    if let Some((handle, listener)) = metrics {
+        tracing::info!(addr = %listener.local_addr()?, "serving metrics on /metrics");
+        let router = http::metrics_router(handle);
+        // Metrics stay up until the very end, to be scraped while draining.
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, router, None, std::future::pending()).await {
+                tracing::error!("metrics server failed: {e}");
+            }
+        }));
+    }
+    if let Some(listener) = http_listener {
+        tracing::info!(addr = %listener.local_addr()?, tls = http_tls.is_some(), "serving HTTP/JSON");
+        let router = http::api_router(
+            options.authority(Arc::clone(&store)),
+            config.limits.max_message_bytes,
+            Some(serving_rx),
+        );
+        let done = stopped();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, router, http_tls, done).await {
+                tracing::error!("HTTP/JSON server failed: {e}");
+            }
+        }));
+    }
+
+    let drain = Duration::from_secs(config.shutdown.drain_secs);
+    let grace = Duration::from_secs(config.shutdown.timeout_secs);
+    tokio::spawn(async move {
+        shutdown_requested.await;
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "shutdown requested: health is NOT_SERVING"
+        );
+        let _ = serving.send(false);
+        tokio::time::sleep(drain).await;
+        tracing::info!("no longer accepting connections; finishing in-flight requests");
+        let _ = stop.send(true);
+    });
+
+    tracing::info!(addr = %grpc_listener.local_addr()?, tls = options.tls.is_some(), "serving gRPC");
+    let served = crate::server::serve(grpc_listener, Arc::clone(&store), options, stopped());
+    let mut served = std::pin::pin!(served);
+    // Once stopping has begun, in-flight requests get `grace` to finish.
+    let result = tokio::select! {
+        result = &mut served => result.map_err(anyhow::Error::from),
+        _ = async {
+            stopped().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(timeout_secs = grace.as_secs(), "in-flight requests did not finish in time; exiting");
+            Ok(())
+        }
+    };
+    on_hangup.abort();
+    for task in tasks.into_iter().chain(tls_watchers) {
+        task.abort();
+    }
+    drop(reloader);
+    tracing::info!("stopped");
+    result
+}
+
+mod signals {
+    //! Signal handlers, registered before the daemon announces itself.
+    use std::sync::Arc;
+
+    use anyhow::{Context as _, Result};
+
+    use crate::store::watch::Reloader;
+    use crate::token::Verifier;
+
+    #[cfg(unix)]
+    pub type Hangups = tokio::signal::unix::Signal;
+    #[cfg(not(unix))]
+    pub type Hangups = ();
+
+    #[cfg(unix)]
+    pub fn hangups() -> Result<Hangups> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")
+    }
+
+    #[cfg(not(unix))]
+    pub fn hangups() -> Result<Hangups> {
+        Ok(())
+    }
+
+    /// Each SIGHUP asks the reload threads for an immediate reload: policies, and the JWKS file.
+    #[cfg(unix)]
+    pub async fn reload_on_hangup(
+        mut hangups: Hangups,
+        reloader: Arc<Reloader>,
+        tokens: Option<Arc<Verifier>>,
+    ) {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading policies");
+            reloader.reload_now();
+            if let Some(tokens) = &tokens {
+                tokens.reload_now();
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub async fn reload_on_hangup(
+        _hangups: Hangups,
+        _reloader: Arc<Reloader>,
+        _tokens: Option<Arc<Verifier>>,
+    ) {
+    }
+
+    /// Registers SIGTERM and SIGINT handlers now and returns the future that resolves on either.
+    pub fn shutdown() -> Result<impl std::future::Future<Output = ()>> {
+        #[cfg(unix)]
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?;
+        #[cfg(unix)]
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("cannot install the SIGINT handler")?;
+        Ok(async move {
+            #[cfg(unix)]
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}

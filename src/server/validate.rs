@@ -1,0 +1,101 @@
+//! The shape every request must have before it reaches the engine, the same for gRPC and the
+//! HTTP/JSON API. Each problem is a message naming the field, for INVALID_ARGUMENT / 400.
+
+use serde_json::Value as Json;
+
+use super::convert::Limits;
+use crate::plan::PlanRequest;
+use crate::request::CheckRequest;
+
+pub fn too_many_resources(n: usize, limits: &Limits) -> String {
+    format!(
+        "resources: {n} resources exceed the limit of {} per request",
+        limits.max_resources
+    )
+}
+
+/// Nesting depth of a JSON value: a scalar is 0, `{"a": 1}` is 1.
+pub fn depth(value: &Json) -> usize {
+    match value {
+        Json::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Json::Object(members) => 1 + members.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Attributes are objects whose values nest at most `max` levels.
+fn attributes(value: &Json, field: &str, max: usize) -> Result<(), String> {
+    match value {
+        Json::Null => Ok(()),
+        Json::Object(_) if depth(value) <= max => Ok(()),
+        Json::Object(_) => Err(format!("{field}: attributes nest deeper than {max} levels")),
+        _ => Err(format!("{field} must be an object")),
+    }
+}
+
+pub fn check_request(r: &CheckRequest, limits: &Limits) -> Result<(), String> {
+    if r.resources.is_empty() {
+        return Err("resources: at least one resource is required".into());
+    }
+    if r.resources.len() > limits.max_resources {
+        return Err(too_many_resources(r.resources.len(), limits));
+    }
+    attributes(&r.principal.attr, "principal.attr", limits.max_attr_depth)?;
+    attributes(&r.context, "context", limits.max_attr_depth)?;
+    for (i, check) in r.resources.iter().enumerate() {
+        if check.resource.kind.trim().is_empty() {
+            return Err(format!("resources[{i}].resource.kind must not be empty"));
+        }
+        if check.actions.is_empty() {
+            return Err(format!(
+                "resources[{i}].actions: at least one action is required"
+            ));
+        }
+        if check.actions.len() > limits.max_actions {
+            return Err(format!(
+                "resources[{i}].actions: {} actions exceed the limit of {}",
+                check.actions.len(),
+                limits.max_actions
+            ));
+        }
+        if let Some(j) = check.actions.iter().position(|a| a.trim().is_empty()) {
+            return Err(format!("resources[{i}].actions[{j}] must not be empty"));
+        }
+        attributes(
+            &check.resource.attr,
+            &format!("resources[{i}].resource.attr"),
+            limits.max_attr_depth,
+        )?;
+    }
+    Ok(())
+}
+
+pub fn plan_request(r: &PlanRequest, limits: &Limits) -> Result<(), String> {
+    if r.kind.trim().is_empty() {
+        return Err("resource_kind must not be empty".into());
+    }
+    if r.action.trim().is_empty() {
+        return Err("action must not be empty".into());
+    }
+    attributes(&r.principal.attr, "principal.attr", limits.max_attr_depth)?;
+    attributes(&r.context, "context", limits.max_attr_depth)?;
+    attributes(&r.known_attr, "known_attr", limits.max_attr_depth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn depth_counts_nesting() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({"a": 1})), 1);
+        assert_eq!(depth(&json!({"a": [{"b": 1}]})), 3);
+        assert!(attributes(&json!({"a": {"b": 1}}), "x", 2).is_ok());
+        assert!(attributes(&json!({"a": {"b": 1}}), "x", 1).is_err());
+        assert!(attributes(&json!([1]), "x", 4)
+            .unwrap_err()
+            .contains("must be an object"));
+    }
+}

@@ -1,0 +1,664 @@
+//! What an operator relies on, through the real binary and real sockets: configuration
+//! (file, environment, flags, errors), TLS and mutual TLS with certificate rotation, Prometheus
+//! metrics, JSON logs with request ids, the decision log and its redaction, limits and deadlines,
+//! health while draining, graceful shutdown, and the HTTP/JSON API with the README's curl lines.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, BIN};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use serde_json::{json, Value as Json};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use verdict::request::CheckRequest;
+use verdict::server::proto::authorizer_client::AuthorizerClient;
+use verdict::server::proto::{self, Effect};
+
+fn physician_reads_patient(request_id: &str) -> CheckRequest {
+    serde_json::from_value(json!({
+        "request_id": request_id,
+        "principal": {"id": "dr-house", "roles": ["physician"], "attr": {"practice_id": "7", "ssn": "123-45-6789"}},
+        "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "celebrity": false, "name": "Alice Secret"}}, "actions": ["read", "delete"]}]
+    }))
+    .unwrap()
+}
+
+async fn check(url: &str, request: &CheckRequest) -> Result<proto::CheckResponse, tonic::Status> {
+    let mut client = AuthorizerClient::connect(url.to_string())
+        .await
+        .expect("connects");
+    client
+        .check(verdict::cli::to_proto(request))
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn http_get(url: &str) -> (u16, String) {
+    match ureq::get(url).call() {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap()),
+        Err(ureq::Error::StatusCode(code)) => (code, String::new()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_scraped_with_requests_decisions_latency_reloads_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&common::bundled_policies(), dir.path());
+    let daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--no-watch",
+            "--reload-poll-secs",
+            "0",
+        ],
+    );
+    let metrics = format!(
+        "http://{}/metrics",
+        daemon
+            .metrics_addr
+            .as_ref()
+            .expect("metrics address announced")
+    );
+    let answer = check(&daemon.url(), &physician_reads_patient("m-1"))
+        .await
+        .unwrap();
+    let bad = check(&daemon.url(), &CheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    // A reload, so that the reload counter has a sample.
+    std::fs::write(
+        dir.path().join("clinic/extra.yaml"),
+        "capabilities:\n  name: extra\n  capabilities: []\n",
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (status, text) = http_get(&metrics);
+        assert_eq!(status, 200);
+        if text.contains("verdict_policy_reloads_total{result=\"ok\"} 1")
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for expected in [
+        "verdict_requests_total{method=\"Check\",status=\"OK\"} 1",
+        "verdict_requests_total{method=\"Check\",status=\"INVALID_ARGUMENT\"} 1",
+        "verdict_decisions_total{effect=\"allow\"} 1",
+        "verdict_decisions_total{effect=\"deny\"} 1",
+        "verdict_decision_duration_seconds_bucket",
+        "verdict_request_duration_seconds_count{method=\"Check\"} 2",
+        "verdict_policy_reloads_total{result=\"ok\"} 1",
+        &format!(
+            "verdict_policy_info{{version=\"{}\"}} 0",
+            answer.policy_version
+        ),
+        "# HELP verdict_decisions_total Decisions by effect.",
+    ] {
+        assert!(
+            text.contains(expected),
+            "/metrics lacks {expected:?}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_latency() {
+    let daemon = Daemon::start_with_env(
+        &common::bundled_policies(),
+        &["--log-format", "json"],
+        &[("VERDICT_LOG", "verdict=debug")],
+    );
+    check(&daemon.url(), &physician_reads_patient("trace-me-42"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let found = daemon
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("request finished") && l.contains("trace-me-42"));
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request line in:\n{}",
+            daemon.logs().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let parsed: Json = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(parsed["span"]["request_id"], "trace-me-42", "{line}");
+    assert_eq!(parsed["fields"]["method"], "Check", "{line}");
+    assert!(parsed["fields"]["elapsed_us"].is_u64(), "{line}");
+    assert!(
+        daemon
+            .logs()
+            .iter()
+            .all(|l| serde_json::from_str::<Json>(l).is_ok()),
+        "every line is JSON"
+    );
+}
+
+// Multi-threaded: the test blocks while the daemon drains, and the client's connection task must
+// still run to close its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_log_has_one_line_per_decision_and_redacts_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let daemon = Daemon::start(
+        &common::bundled_policies(),
+        &["--audit", "--audit-output", log.to_str().unwrap()],
+    );
+    let answer = check(&daemon.url(), &physician_reads_patient("audit-1"))
+        .await
+        .unwrap();
+    let lines = wait_for_lines(&log, 2);
+    let read = lines
+        .iter()
+        .find(|l| l["action"] == "read")
+        .expect("a line for read");
+    assert_eq!(read["request_id"], "audit-1");
+    assert_eq!(read["principal_id"], "dr-house");
+    assert_eq!(
+        (read["kind"].as_str(), read["id"].as_str()),
+        (Some("Patient"), Some("123"))
+    );
+    assert_eq!(
+        (
+            read["effect"].as_str(),
+            read["policy"].as_str(),
+            read["rule"].as_str()
+        ),
+        (Some("allow"), Some("physician"), Some("clinical-care"))
+    );
+    assert_eq!(read["policy_version"], json!(answer.policy_version));
+    assert!(read["time"].as_str().unwrap().ends_with('Z'));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("Alice Secret") && !text.contains("123-45-6789"),
+        "attributes must not leak by default:\n{text}"
+    );
+    drop(daemon);
+
+    // Opted in, to stdout.
+    let mut daemon = Daemon::start(
+        &common::bundled_policies(),
+        &["--audit", "--audit-include-attributes"],
+    );
+    check(&daemon.url(), &physician_reads_patient("audit-2"))
+        .await
+        .unwrap();
+    daemon.signal("TERM");
+    assert!(daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits")
+        .success());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(daemon.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let lines: Vec<Json> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0]["resource_attr"]["name"], "Alice Secret");
+    assert_eq!(lines[0]["principal_attr"]["ssn"], "123-45-6789");
+}
+
+fn wait_for_lines(path: &Path, n: usize) -> Vec<Json> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<Json> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A CA and certificates it signs, written as PEM files.
+struct Pki {
+    issuer: Issuer<'static, KeyPair>,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let ca = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate PEM, key PEM) for a server (localhost, 127.0.0.1) or a client.
+    fn leaf(&self, server: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let names = if server {
+            vec!["localhost".to_string(), "127.0.0.1".to_string()]
+        } else {
+            vec!["client.verdict.test".to_string()]
+        };
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn tls_channel(
+    addr: &str,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+async fn allowed(channel: Channel) -> Result<bool, tonic::Status> {
+    let mut client = AuthorizerClient::new(channel);
+    let r = client
+        .check(verdict::cli::to_proto(&physician_reads_patient("tls")))
+        .await?
+        .into_inner();
+    Ok(r.results[0].actions["read"].effect == Effect::Allow as i32)
+}
+
+#[tokio::test]
+async fn tls_and_mutual_tls_refuse_what_they_must_and_rotate_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("Verdict test CA");
+    let (cert, key) = pki.leaf(true);
+    let cert_path = write(dir.path(), "server.pem", &cert);
+    let key_path = write(dir.path(), "server.key", &key);
+    let clients = Pki::new("Verdict client CA");
+    let ca_path = write(dir.path(), "clients.pem", &clients.ca_pem);
+    let (client_cert, client_key) = clients.leaf(false);
+    let stranger = Pki::new("Someone else");
+    let (stranger_cert, stranger_key) = stranger.leaf(false);
+
+    let daemon = Daemon::start(
+        &common::bundled_policies(),
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--tls-client-ca",
+            ca_path.to_str().unwrap(),
+            "--tls-reload-secs",
+            "1",
+        ],
+    );
+    // Plaintext is refused.
+    assert!(check(&daemon.url(), &physician_reads_patient("plain"))
+        .await
+        .is_err());
+    // TLS without a client certificate is refused under mutual TLS.
+    let no_identity = match tls_channel(&daemon.addr, &pki.ca_pem, None).await {
+        Ok(channel) => allowed(channel).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(
+        no_identity,
+        "a client without a certificate must be refused"
+    );
+    // A certificate from another CA is refused.
+    let wrong = match tls_channel(
+        &daemon.addr,
+        &pki.ca_pem,
+        Some((&stranger_cert, &stranger_key)),
+    )
+    .await
+    {
+        Ok(channel) => allowed(channel).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(
+        wrong,
+        "a client certificate from an unknown CA must be refused"
+    );
+    // The right certificate is served.
+    let channel = tls_channel(&daemon.addr, &pki.ca_pem, Some((&client_cert, &client_key)))
+        .await
+        .unwrap();
+    assert!(allowed(channel).await.unwrap());
+
+    // Rotate the server certificate to one from a new CA: new connections get it.
+    let rotated = Pki::new("Rotated CA");
+    let (cert, key) = rotated.leaf(true);
+    write(dir.path(), "server.key", &key);
+    write(dir.path(), "server.pem", &cert);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(channel) = tls_channel(
+            &daemon.addr,
+            &rotated.ca_pem,
+            Some((&client_cert, &client_key)),
+        )
+        .await
+        {
+            if allowed(channel).await.unwrap_or(false) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        tls_channel(&daemon.addr, &pki.ca_pem, Some((&client_cert, &client_key)))
+            .await
+            .is_err(),
+        "the old certificate is gone"
+    );
+}
+
+#[tokio::test]
+async fn oversized_messages_and_deadlines_are_clear_statuses() {
+    let daemon = Daemon::start(
+        &common::bundled_policies(),
+        &[
+            "--max-message-bytes",
+            "2000",
+            "--request-timeout-ms",
+            "1",
+            "--max-resources",
+            "5000",
+        ],
+    );
+    let mut big = physician_reads_patient("big");
+    big.resources[0].resource.attr["note"] = json!("x".repeat(5000));
+    let status = check(&daemon.url(), &big).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("the limit is: 2000 bytes"),
+        "{}",
+        status.message()
+    );
+    drop(daemon);
+
+    let daemon = Daemon::start(
+        &common::bundled_policies(),
+        &["--request-timeout-ms", "1", "--max-resources", "5000"],
+    );
+    let mut many = physician_reads_patient("many");
+    let template = many.resources[0].clone();
+    many.resources = vec![template; 4000];
+    let status = check(&daemon.url(), &many).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("deadline exceeded after"),
+        "{}",
+        status.message()
+    );
+    // Small requests still pass.
+    assert!(check(&daemon.url(), &physician_reads_patient("small"))
+        .await
+        .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_requests() {
+    let mut daemon = Daemon::start(
+        &common::bundled_policies(),
+        &[
+            "--shutdown-drain-secs",
+            "2",
+            "--max-resources",
+            "5000",
+            "--request-timeout-ms",
+            "0",
+        ],
+    );
+    let channel = Endpoint::from_shared(daemon.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let serving =
+        |s: i32| s == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "verdict.v1.Authorizer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert!(serving(status));
+
+    // A large request in flight when SIGTERM arrives still gets its answer.
+    let mut many = physician_reads_patient("in-flight");
+    let template = many.resources[0].clone();
+    many.resources = vec![template; 3000];
+    let mut client = AuthorizerClient::new(channel.clone());
+    let in_flight = tokio::spawn(async move { client.check(verdict::cli::to_proto(&many)).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    daemon.signal("TERM");
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
+    assert_eq!(answer.into_inner().results.len(), 3000);
+
+    // While draining: NOT_SERVING, yet still answering.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "verdict.v1.Authorizer".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if !serving(status) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = AuthorizerClient::new(channel);
+    assert!(client
+        .check(verdict::cli::to_proto(&physician_reads_patient("draining")))
+        .await
+        .is_ok());
+    drop(client);
+    drop(health);
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("the daemon exits after draining");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn bad_configuration_fails_at_start_with_a_clear_message_and_help_lists_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "verdict.yaml",
+        "listen: 127.0.0.1:0\nmetrics:\n  listn: 127.0.0.1:9464\n",
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid configuration")
+            && stderr.contains("verdict.yaml:3")
+            && stderr.contains("listn"),
+        "{stderr}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["serve", "--tls-cert", "/nonexistent.pem"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls.cert and tls.key go together"));
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VERDICT_METRICS_LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an address"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--config",
+        "--policies",
+        "--listen",
+        "--tls-cert",
+        "--tls-client-ca",
+        "--metrics-listen",
+        "--http-listen",
+        "--log-format",
+        "--audit",
+        "--audit-include-attributes",
+        "--max-message-bytes",
+        "--request-timeout-ms",
+        "--shutdown-drain-secs",
+        "VERDICT_LISTEN",
+        "[default: 127.0.0.1:50051]",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_work() {
+    let daemon = Daemon::start(
+        &common::bundled_policies(),
+        &["--http-listen", "127.0.0.1:0"],
+    );
+    let base = format!(
+        "http://{}",
+        daemon.http_addr.as_ref().expect("HTTP address announced")
+    );
+    let body = serde_json::to_value(physician_reads_patient("http-1")).unwrap();
+    let mut response = ureq::post(&format!("{base}/v1/check"))
+        .send_json(&body)
+        .unwrap();
+    assert_eq!(response.headers().get("x-request-id").unwrap(), "http-1");
+    let answer: Json = response.body_mut().read_json().unwrap();
+    assert_eq!(
+        answer["results"][0]["actions"]["read"]["effect"],
+        "EFFECT_ALLOW"
+    );
+    assert_eq!(
+        answer["results"][0]["actions"]["delete"]["effect"],
+        "EFFECT_DENY"
+    );
+    assert_eq!(answer["results"][0]["resource"]["id"], "123");
+
+    let plan = json!({"principal": {"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
+                      "sql": {"dialect": "SQL_DIALECT_POSTGRES", "columns": {"practice_id": "practice_id", "celebrity": "celebrity", "primary_physician_id": "primary_physician_id"}}});
+    let planned: Json = ureq::post(&format!("{base}/v1/plan"))
+        .send_json(&plan)
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(planned["kind"], "PLAN_KIND_CONDITIONAL");
+    assert_eq!(planned["filter"]["op"], "FILTER_OP_AND");
+    assert!(
+        planned["sql"]["where"]
+            .as_str()
+            .unwrap()
+            .contains("practice_id = $"),
+        "{planned}"
+    );
+
+    // Errors are JSON with the gRPC code, and HTTP statuses that fit.
+    match ureq::post(&format!("{base}/v1/check")).send_json(json!({"resources": []})) {
+        Err(ureq::Error::StatusCode(400)) => {}
+        other => panic!("expected 400, got {other:?}"),
+    }
+    let (status, _) = http_get(&format!("{base}/healthz"));
+    assert_eq!(status, 200);
+
+    // Every curl line of README.md, run against this daemon.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let curls: Vec<&str> = readme.lines().filter(|l| l.starts_with("curl ")).collect();
+    assert!(curls.len() >= 2, "README.md shows curl examples");
+    for line in curls {
+        let line = line.replace("127.0.0.1:8080", daemon.http_addr.as_ref().unwrap());
+        let out = Command::new("sh")
+            .args(["-c", &format!("{line} --fail --silent --show-error")])
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{line}: not JSON ({e})"));
+        assert!(answer.get("policy_version").is_some(), "{line}: {answer}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
