@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cel::{principal_value, resource_value, Activation, EvalContext, EvalError, Value};
+use crate::cel::{Activation, EvalContext, EvalError, Value};
 use crate::compile::{CompiledRule, PolicySet};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource};
@@ -108,7 +108,7 @@ pub fn check_until(
     request: &CheckRequest,
     deadline: Option<Instant>,
 ) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
-    let principal = principal_value(&request.principal);
+    let principal = set.projection.principal(&request.principal);
     let context = Value::from_json_object(&request.context);
     let mut scopes = GrantedScopes::new(&request.principal.scopes);
     let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
@@ -116,7 +116,7 @@ pub fn check_until(
     let mut results = Vec::with_capacity(request.resources.len());
     for check in &request.resources {
         let resource = &check.resource;
-        let resource_value = resource_value(resource);
+        let resource_value = set.projection.resource(resource);
         let mut actions = Vec::with_capacity(check.actions.len());
         for action in &check.actions {
             if let Some(deadline) = deadline {
