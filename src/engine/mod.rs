@@ -50,18 +50,25 @@ impl Decision {
         }
     }
 
-    fn failed_deny(rule: &CompiledRule, error: &EvalError) -> Decision {
+    /// A deny caused by `rule` failing to evaluate.
+    fn failed(rule: &CompiledRule, reason: String) -> Decision {
         Decision {
             effect: Effect::Deny,
             policy: Arc::clone(&rule.policy),
             rule: Arc::clone(&rule.name),
-            reason: format!(
-                "denied: deny rule \"{}\" of policy \"{}\" could not be evaluated (fail closed): {error}",
-                rule.name, rule.policy
-            )
-            .into(),
+            reason: reason.into(),
             evaluation_error: true,
         }
+    }
+
+    fn failed_deny(rule: &CompiledRule, error: &EvalError) -> Decision {
+        Decision::failed(
+            rule,
+            format!(
+                "denied: deny rule \"{}\" of policy \"{}\" could not be evaluated (fail closed): {error}",
+                rule.name, rule.policy
+            ),
+        )
     }
 
     fn default_deny(reason: String) -> Decision {
@@ -216,17 +223,13 @@ fn decide(
     }
     let kind = &resource.kind;
     match failed_allow {
-        Some((rule, error)) => Decision {
-            effect: Effect::Deny,
-            policy: Arc::clone(&rule.policy),
-            rule: Arc::clone(&rule.name),
-            reason: format!(
+        Some((rule, error)) => Decision::failed(
+            rule,
+            format!(
                 "denied: no rule allows {kind}:{action}; allow rule \"{}\" of policy \"{}\" could not be evaluated: {error}",
                 rule.name, rule.policy
-            )
-            .into(),
-            evaluation_error: true,
-        },
+            ),
+        ),
         None if !set.knows_kind(kind) => Decision::default_deny(format!(
             "denied by default: no policy names kind \"{kind}\" and no rule allows {kind}:{action} for this principal"
         )),
