@@ -92,10 +92,10 @@ fn bench(c: &mut Criterion) {
 
     let p = physician();
     let r = patient(1);
-    c.bench_function("values/build P and R", |b| {
+    c.bench_function("values/build P and R (projected)", |b| {
         b.iter(|| {
-            let pv = verdict::cel::principal_value(black_box(&p));
-            let rv = verdict::cel::resource_value(black_box(&r));
+            let pv = set.projection.principal(black_box(&p));
+            let rv = set.projection.resource(black_box(&r));
             black_box((pv, rv));
         })
     });

@@ -244,7 +244,14 @@ async fn check(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respo
 
 /// `CheckResponse` in the protobuf JSON mapping.
 pub fn check_json(c: &Checked) -> Json {
-    let response = convert::check_response(c.request_id.clone(), &c.policy_version, &c.results);
+    let mut response = convert::check_response(c.request_id.clone(), &c.policy_version, &c.results);
+    response.token_error = c.token_error.clone().unwrap_or_default();
+    check_response_json(&response)
+}
+
+/// A `CheckResponse` in the protobuf JSON mapping (also what `verdict check --json` prints).
+/// `token_error` appears only when set.
+pub fn check_response_json(response: &proto::CheckResponse) -> Json {
     let mut out = json!({
         "request_id": response.request_id,
         "policy_version": response.policy_version,
@@ -258,8 +265,8 @@ pub fn check_json(c: &Checked) -> Json {
             }))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
     });
-    if let Some(e) = &c.token_error {
-        out["token_error"] = json!(e);
+    if !response.token_error.is_empty() {
+        out["token_error"] = json!(response.token_error);
     }
     out
 }
