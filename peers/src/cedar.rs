@@ -1,0 +1,333 @@
+//! Cedar through `cedar-policy` 4: `cedar/clinic.cedar`, one `Authorizer::is_authorized` per
+//! (resource, action), over entities built from Verdict's request types:
+//!
+//! - the principal is `User::"<id>"` whose parents are `Role::"<role>"`, with attributes `id`,
+//!   `client_id`, `capabilities` (a set), `claims` (the token's other claims, a record) and `smart`
+//!   (its SMART scopes, pre-parsed here with Verdict's own parser, see [`smart_record`]);
+//! - each resource is `<Kind>::"<id>"` with its attributes at top level;
+//! - the action is `Action::"<action>"`; the context is empty (no clinic policy reads one).
+//!
+//! JSON values become Cedar values: null is absent (as in Verdict), integral numbers are longs,
+//! other numbers `decimal`s (four places), arrays sets, objects records.
+//!
+//! Errors: Cedar skips a policy whose condition errors, a forbid included. Verdict fails closed.
+//! [`ForbidErrors::Deny`] (what [`Cedar::check`] uses) restores Verdict's semantics by denying when
+//! the response's diagnostics name an erroring forbid; [`ForbidErrors::Skip`] is plain Cedar.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+
+use cedar_policy::{
+    AuthorizationError, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression,
+};
+use serde_json::Value as Json;
+use verdict::request::{CheckRequest, Principal, Resource};
+use verdict::smart::{Compartment, Permission, SmartScope};
+
+use crate::Effects;
+
+/// What a forbid policy whose condition errors does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForbidErrors {
+    /// Verdict's semantics: the request is denied.
+    Deny,
+    /// Cedar's own semantics: the policy is skipped.
+    Skip,
+}
+
+/// The clinic in Cedar, parsed once.
+pub struct Cedar {
+    authorizer: Authorizer,
+    policies: PolicySet,
+    forbids: HashSet<PolicyId>,
+    user: EntityTypeName,
+    role: EntityTypeName,
+    /// Entity types of the kinds the clinic names, parsed once; others are parsed per request.
+    kinds: HashMap<String, EntityTypeName>,
+    /// `Action::"<action>"` for the actions the clinic names; others are built per request.
+    actions: HashMap<String, EntityUid>,
+}
+
+/// A request's entities, built once for all its (resource, action) pairs.
+pub struct Prepared {
+    entities: Entities,
+    principal: EntityUid,
+    /// `None` for a resource that cannot be an entity (a kind that is no Cedar type name).
+    resources: Vec<Option<EntityUid>>,
+}
+
+const KINDS: [&str; 5] = [
+    "Patient",
+    "Note",
+    "Observation",
+    "MedicationRequest",
+    "Invoice",
+];
+const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "sign"];
+/// SMART permission letters, in the order of `cruds`.
+const LETTERS: [&str; 5] = ["c", "r", "u", "d", "s"];
+
+impl Cedar {
+    /// `peers/cedar/clinic.cedar`.
+    pub fn clinic() -> Cedar {
+        Cedar::load(&crate::repository().join("peers/cedar/clinic.cedar")).expect("clinic.cedar")
+    }
+
+    pub fn load(path: &Path) -> Result<Cedar, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let policies =
+            PolicySet::from_str(&text).map_err(|e| format!("{}: {e:?}", path.display()))?;
+        let forbids = policies
+            .policies()
+            .filter(|p| p.effect() == Effect::Forbid)
+            .map(|p| p.id().clone())
+            .collect();
+        let type_name = |name: &str| EntityTypeName::from_str(name).expect("a type name");
+        let action = type_name("Action");
+        Ok(Cedar {
+            authorizer: Authorizer::new(),
+            policies,
+            forbids,
+            user: type_name("User"),
+            role: type_name("Role"),
+            kinds: KINDS
+                .iter()
+                .map(|k| (k.to_string(), type_name(k)))
+                .collect(),
+            actions: ACTIONS
+                .iter()
+                .map(|a| {
+                    let uid = EntityUid::from_type_name_and_id(action.clone(), EntityId::new(a));
+                    (a.to_string(), uid)
+                })
+                .collect(),
+        })
+    }
+
+    /// The policy text's Verdict annotation (`@verdict("policy/rule")`) of a policy.
+    pub fn verdict_rule(&self, id: &PolicyId) -> Option<&str> {
+        self.policies.annotation(id, "verdict")
+    }
+
+    /// Decides a whole request with Verdict's semantics (an erroring forbid denies).
+    pub fn check(&self, request: &CheckRequest) -> Effects {
+        self.check_with(request, ForbidErrors::Deny)
+    }
+
+    pub fn check_with(&self, request: &CheckRequest, errors: ForbidErrors) -> Effects {
+        match self.prepare(request) {
+            Ok(prepared) => self.decide(&prepared, request, errors),
+            Err(_) => crate::all_denied(request),
+        }
+    }
+
+    /// Builds the principal and resource entities of a request.
+    pub fn prepare(&self, request: &CheckRequest) -> Result<Prepared, String> {
+        let (principal, principal_entity) = self.principal_entity(&request.principal)?;
+        let mut entities = Vec::with_capacity(request.resources.len() + 1);
+        entities.push(principal_entity);
+        let mut resources = Vec::with_capacity(request.resources.len());
+        for check in &request.resources {
+            match self.resource_entity(&check.resource) {
+                Ok((uid, entity)) => {
+                    entities.push(entity);
+                    resources.push(Some(uid));
+                }
+                Err(_) => resources.push(None),
+            }
+        }
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        Ok(Prepared {
+            entities,
+            principal,
+            resources,
+        })
+    }
+
+    /// Decides every (resource, action) of a request over prepared entities.
+    pub fn decide(
+        &self,
+        prepared: &Prepared,
+        request: &CheckRequest,
+        errors: ForbidErrors,
+    ) -> Effects {
+        request
+            .resources
+            .iter()
+            .zip(&prepared.resources)
+            .map(|(check, uid)| {
+                check
+                    .actions
+                    .iter()
+                    .map(|action| match uid {
+                        Some(resource) => self.allows(prepared, resource, action, errors),
+                        None => false,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn allows(
+        &self,
+        prepared: &Prepared,
+        resource: &EntityUid,
+        action: &str,
+        errors: ForbidErrors,
+    ) -> bool {
+        let action = match self.actions.get(action) {
+            Some(uid) => uid.clone(),
+            None => EntityUid::from_type_name_and_id(
+                self.actions["read"].type_name().clone(),
+                EntityId::new(action),
+            ),
+        };
+        let Ok(request) = Request::new(
+            prepared.principal.clone(),
+            action,
+            resource.clone(),
+            Context::empty(),
+            None,
+        ) else {
+            return false;
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &prepared.entities);
+        if response.decision() != Decision::Allow {
+            return false;
+        }
+        errors == ForbidErrors::Skip
+            || !response.diagnostics().errors().any(|error| match error {
+                AuthorizationError::PolicyEvaluationError(e) => {
+                    self.forbids.contains(e.policy_id())
+                }
+            })
+    }
+
+    fn principal_entity(&self, principal: &Principal) -> Result<(EntityUid, Entity), String> {
+        let uid = EntityUid::from_type_name_and_id(self.user.clone(), EntityId::new(&principal.id));
+        let parents = principal
+            .roles
+            .iter()
+            .map(|role| EntityUid::from_type_name_and_id(self.role.clone(), EntityId::new(role)))
+            .collect();
+        let strings = |values: &[String]| {
+            RestrictedExpression::new_set(
+                values
+                    .iter()
+                    .map(|v| RestrictedExpression::new_string(v.clone())),
+            )
+        };
+        let attrs = HashMap::from([
+            (
+                "id".to_string(),
+                RestrictedExpression::new_string(principal.id.clone()),
+            ),
+            (
+                "client_id".to_string(),
+                RestrictedExpression::new_string(principal.client_id.clone()),
+            ),
+            ("capabilities".to_string(), strings(&principal.capabilities)),
+            ("claims".to_string(), record(&principal.attr)?),
+            ("smart".to_string(), smart_record(principal)?),
+        ]);
+        let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?;
+        Ok((uid, entity))
+    }
+
+    fn resource_entity(&self, resource: &Resource) -> Result<(EntityUid, Entity), String> {
+        let kind = match self.kinds.get(&resource.kind) {
+            Some(kind) => kind.clone(),
+            None => EntityTypeName::from_str(&resource.kind).map_err(|e| e.to_string())?,
+        };
+        let uid = EntityUid::from_type_name_and_id(kind, EntityId::new(&resource.id));
+        let attrs = match &resource.attr {
+            Json::Object(object) => object
+                .iter()
+                .filter_map(|(k, v)| expression(v).map(|e| (k.clone(), e)))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        let entity = Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
+        Ok((uid, entity))
+    }
+}
+
+/// A JSON value as a Cedar value; `None` for null (absent).
+fn expression(value: &Json) -> Option<RestrictedExpression> {
+    Some(match value {
+        Json::Null => return None,
+        Json::Bool(b) => RestrictedExpression::new_bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => RestrictedExpression::new_long(i),
+            None => {
+                let f = n.as_f64()?;
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    RestrictedExpression::new_long(f as i64)
+                } else {
+                    RestrictedExpression::new_decimal(format!("{f:.4}"))
+                }
+            }
+        },
+        Json::String(s) => RestrictedExpression::new_string(s.clone()),
+        Json::Array(items) => RestrictedExpression::new_set(items.iter().filter_map(expression)),
+        Json::Object(_) => record(value).ok()?,
+    })
+}
+
+/// A JSON object (or null, as an empty record) as a Cedar record.
+fn record(value: &Json) -> Result<RestrictedExpression, String> {
+    let fields: Vec<(String, RestrictedExpression)> = match value {
+        Json::Object(object) => object
+            .iter()
+            .filter_map(|(k, v)| expression(v).map(|e| (k.clone(), e)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
+}
+
+/// The principal's SMART scopes, flattened for Cedar (which has no quantifier over a set of
+/// records): `user` holds `"<Kind or *>.<letter>"` for every user/ and system/ scope, `patient`
+/// the same for patient/ scopes, and `launch_patient` the `patient` claim when it is a string.
+/// Parsed by Verdict's own parser (`verdict::smart`). Scopes with v2 granular parameters
+/// (`?category=...`) are left out: Cedar cannot compare a resource attribute named at run time,
+/// so such a scope never covers anything here (Verdict and Rego honor them).
+pub fn smart_record(principal: &Principal) -> Result<RestrictedExpression, String> {
+    let mut user = Vec::new();
+    let mut patient = Vec::new();
+    for scope in principal.scopes.iter().filter_map(|s| SmartScope::parse(s)) {
+        if !scope.params.is_empty() {
+            continue;
+        }
+        let kind = scope.kind.as_deref().unwrap_or("*");
+        let grants = if scope.compartment == Compartment::Patient {
+            &mut patient
+        } else {
+            &mut user
+        };
+        for letter in LETTERS {
+            let permission = Permission::from_letter(letter).expect("a SMART letter");
+            if scope.allows(permission) {
+                grants.push(RestrictedExpression::new_string(format!("{kind}.{letter}")));
+            }
+        }
+    }
+    let mut fields = vec![
+        ("user".to_string(), RestrictedExpression::new_set(user)),
+        (
+            "patient".to_string(),
+            RestrictedExpression::new_set(patient),
+        ),
+    ];
+    if let Some(Json::String(launch)) = verdict::request::attribute(&principal.attr, "patient") {
+        fields.push((
+            "launch_patient".to_string(),
+            RestrictedExpression::new_string(launch.clone()),
+        ));
+    }
+    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
+}

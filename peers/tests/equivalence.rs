@@ -1,0 +1,294 @@
+//! Verdict, Cedar and Rego give the same decision on every request of a corpus: each
+//! (principal, resource, action) of `policies/clinic/clinic_test.yaml`, then every fixture
+//! principal (plus a few with more SMART scope forms) x every fixture resource x the actions
+//! read, search, create, update, delete and sign. See README.md for what the translations change.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use verdict::engine;
+use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
+use verdict::suite::{self, ExpectedEffect};
+use verdict_peers::cedar::{Cedar, ForbidErrors};
+use verdict_peers::rego::Rego;
+use verdict_peers::{repository, verdict_effects, verdict_policies};
+
+const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "sign"];
+
+fn fixtures() -> suite::Suite {
+    suite::load(&repository().join("policies/clinic/clinic_test.yaml")).expect("the clinic suite")
+}
+
+/// Principals beyond the suite's, for the SMART scope forms the suite does not use.
+fn more_principals() -> BTreeMap<String, Principal> {
+    let staff = |id: &str, role: &str, scopes: &[&str]| Principal {
+        id: id.into(),
+        roles: vec![role.into()],
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        attr: json!({"practice_id": "7", "licensed_states": ["CA"]}),
+        ..Default::default()
+    };
+    BTreeMap::from([
+        (
+            "v1-write".into(),
+            staff("dr-w", "physician", &["user/Observation.write"]),
+        ),
+        (
+            "v1-star".into(),
+            staff("dr-s", "physician", &["system/*.*"]),
+        ),
+        (
+            "v2-cu".into(),
+            staff("n-cu", "nurse", &["user/Observation.cu"]),
+        ),
+        // malformed or non-resource scopes cover nothing
+        (
+            "v2-bad-order".into(),
+            staff(
+                "dr-b",
+                "physician",
+                &[
+                    "user/Observation.sr",
+                    "user/Obs.er.r",
+                    "launch/patient",
+                    "openid",
+                ],
+            ),
+        ),
+        (
+            "wrong-kind".into(),
+            staff("dr-k", "physician", &["user/Patient.cruds"]),
+        ),
+        (
+            "patient-v2".into(),
+            Principal {
+                id: "alice".into(),
+                roles: vec!["patient".into()],
+                scopes: vec!["patient/*.rs".into()],
+                attr: json!({"patient_id": "123", "patient": "123"}),
+                ..Default::default()
+            },
+        ),
+        (
+            "launch-not-a-string".into(),
+            Principal {
+                id: "dr-n".into(),
+                roles: vec!["physician".into()],
+                scopes: vec!["patient/Observation.cruds".into()],
+                attr: json!({"practice_id": "7", "patient": 123}),
+                ..Default::default()
+            },
+        ),
+        (
+            "null-claims".into(),
+            Principal {
+                id: "dr-null".into(),
+                roles: vec!["physician".into()],
+                scopes: vec!["user/*.cruds".into()],
+                attr: json!({"practice_id": null, "licensed_states": null}),
+                ..Default::default()
+            },
+        ),
+    ])
+}
+
+/// Resources beyond the suite's: null attributes count as absent.
+fn more_resources() -> BTreeMap<String, Resource> {
+    BTreeMap::from([
+        (
+            "patient-null-celebrity".into(),
+            Resource {
+                kind: "Patient".into(),
+                id: "791".into(),
+                attr: json!({"practice_id": "7", "patient_id": "791", "celebrity": null}),
+            },
+        ),
+        (
+            "celebrity-no-physician".into(),
+            Resource {
+                kind: "Patient".into(),
+                id: "792".into(),
+                attr: json!({"practice_id": "7", "patient_id": "792", "celebrity": true}),
+            },
+        ),
+        (
+            "obs-no-patient".into(),
+            Resource {
+                kind: "Observation".into(),
+                id: "o3".into(),
+                attr: json!({"practice_id": "7", "category": "laboratory"}),
+            },
+        ),
+        (
+            "invoice-no-practice".into(),
+            Resource {
+                kind: "Invoice".into(),
+                id: "i2".into(),
+                attr: json!({"patient_id": "123", "amount": 12.5}),
+            },
+        ),
+    ])
+}
+
+/// One request per (principal, resource) with its actions: the suite's cases, then the
+/// generated combinations.
+fn corpus() -> Vec<(String, CheckRequest)> {
+    let fixtures = fixtures();
+    let mut requests = Vec::new();
+    for case in &fixtures.tests {
+        let request = fixtures.check_request(case).expect("a valid case");
+        requests.push((format!("suite: {}", case.name), request));
+    }
+    let mut principals = fixtures.principals.clone();
+    principals.extend(more_principals());
+    let mut resources = fixtures.resources.clone();
+    resources.extend(more_resources());
+    for (p, principal) in &principals {
+        for (r, resource) in &resources {
+            let request = CheckRequest {
+                principal: principal.clone(),
+                resources: vec![ResourceCheck {
+                    resource: resource.clone(),
+                    actions: ACTIONS.iter().map(|a| a.to_string()).collect(),
+                }],
+                ..Default::default()
+            };
+            requests.push((format!("{p} x {r}"), request));
+        }
+    }
+    requests
+}
+
+#[test]
+fn verdict_cedar_and_rego_agree_on_every_decision() {
+    let set = verdict_policies();
+    let cedar = Cedar::clinic();
+    let mut rego = Rego::clinic();
+    let mut decisions = 0;
+    let mut allows = 0;
+    let mut disagreements = Vec::new();
+    let mut plain_cedar_differs = Vec::new();
+    for (name, request) in corpus() {
+        let verdict = engine::check(&set, &request);
+        let by_verdict = verdict_effects(&set, &request);
+        let by_cedar = cedar.check(&request);
+        let by_plain_cedar = cedar.check_with(&request, ForbidErrors::Skip);
+        let by_rego = rego.check(&request);
+        let actions = &request.resources[0].actions;
+        for (i, action) in actions.iter().enumerate() {
+            let (v, c, r) = (by_verdict[0][i], by_cedar[0][i], by_rego[0][i]);
+            decisions += 1;
+            allows += usize::from(v);
+            if v != c || v != r {
+                disagreements.push(format!(
+                    "{name} / {action}: verdict {v}, cedar {c}, rego {r} ({})",
+                    verdict[0].actions[i].1.reason
+                ));
+            }
+            if by_plain_cedar[0][i] != v {
+                plain_cedar_differs.push((
+                    name.clone(),
+                    action.clone(),
+                    verdict[0].actions[i].1.clone(),
+                ));
+            }
+        }
+    }
+    println!(
+        "corpus: {decisions} decisions ({allows} allow, {} deny); plain Cedar (erroring forbids skipped) differs on {}",
+        decisions - allows,
+        plain_cedar_differs.len()
+    );
+    assert!(
+        disagreements.is_empty(),
+        "{} of {decisions} decisions differ:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    // The corpus is not trivially one-sided.
+    assert!(
+        allows > 100 && decisions - allows > 100,
+        "{allows} allows of {decisions}"
+    );
+    // Where plain Cedar differs, it is only because a forbid errored: Verdict denied, failing
+    // closed on an evaluation error, and Cedar skipped the forbid and allowed.
+    assert!(!plain_cedar_differs.is_empty());
+    for (name, action, decision) in &plain_cedar_differs {
+        assert!(
+            !decision.is_allow() && decision.evaluation_error,
+            "{name} / {action}: plain Cedar differs without an evaluation error: {}",
+            decision.reason
+        );
+    }
+}
+
+#[test]
+fn verdict_meets_the_suite_expectations_the_corpus_starts_from() {
+    let set = verdict_policies();
+    let fixtures = fixtures();
+    for case in &fixtures.tests {
+        let request = fixtures.check_request(case).unwrap();
+        let effects = verdict_effects(&set, &request);
+        for (i, action) in request.resources[0].actions.iter().enumerate() {
+            let expected = case.expect[action] == ExpectedEffect::Allow;
+            assert_eq!(effects[0][i], expected, "{} / {action}", case.name);
+        }
+    }
+}
+
+#[test]
+fn granular_scope_parameters_agree_in_rego_and_are_not_translated_to_cedar() {
+    let set = verdict_policies();
+    let cedar = Cedar::clinic();
+    let mut rego = Rego::clinic();
+    let app = Principal {
+        id: "alice".into(),
+        roles: vec!["patient".into()],
+        scopes: vec!["patient/Observation.rs?category=laboratory".into()],
+        attr: json!({"patient_id": "123", "patient": "123"}),
+        ..Default::default()
+    };
+    let observation = |category: &str| ResourceCheck {
+        resource: Resource {
+            kind: "Observation".into(),
+            id: "o1".into(),
+            attr: json!({"practice_id": "7", "patient_id": "123", "category": category}),
+        },
+        actions: vec!["read".into(), "update".into()],
+    };
+    let request = CheckRequest {
+        principal: app,
+        resources: vec![observation("laboratory"), observation("vital-signs")],
+        ..Default::default()
+    };
+    let expected = vec![vec![true, false], vec![false, false]];
+    assert_eq!(verdict_effects(&set, &request), expected);
+    assert_eq!(rego.check(&request), expected);
+    // Documented difference: Cedar drops scopes with parameters, so it denies.
+    assert_eq!(cedar.check(&request), vec![vec![false, false]; 2]);
+}
+
+#[test]
+fn a_batch_request_gets_the_same_answers_as_one_request_per_resource() {
+    let set = verdict_policies();
+    let cedar = Cedar::clinic();
+    let mut rego = Rego::clinic();
+    let fixtures = fixtures();
+    let principal = fixtures.principals["dr-house"].clone();
+    let request = CheckRequest {
+        principal,
+        resources: fixtures
+            .resources
+            .values()
+            .map(|resource| ResourceCheck {
+                resource: resource.clone(),
+                actions: ACTIONS.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let by_verdict = verdict_effects(&set, &request);
+    assert_eq!(cedar.check(&request), by_verdict);
+    assert_eq!(rego.check(&request), by_verdict);
+    assert!(by_verdict.iter().flatten().any(|&allow| allow));
+}
