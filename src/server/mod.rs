@@ -295,7 +295,10 @@ pub async fn serve(
     }
     let mut builder = tonic::transport::Server::builder();
     if let Some(timeout) = options.request_timeout {
-        builder = builder.timeout(timeout);
+        // The engine checks the deadline itself and answers DEADLINE_EXCEEDED with what it
+        // decided; tonic's own timeout is only a backstop for time spent elsewhere (receiving,
+        // decoding), set later so that the engine's clearer answer comes first.
+        builder = builder.timeout(timeout * 2 + Duration::from_millis(100));
     }
     let router = builder
         .add_service(health_service)
