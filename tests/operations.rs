@@ -448,8 +448,13 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
             "5000",
             "--request-timeout-ms",
             "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
+    // The plain-HTTP probe endpoint on the metrics listener (what kubelet probes when TLS is on).
+    let probe = format!("http://{}/healthz", daemon.metrics_addr.as_ref().unwrap());
+    assert_eq!(http_get(&probe), (200, "SERVING\n".to_string()));
     let channel = Endpoint::from_shared(daemon.url())
         .unwrap()
         .connect()
@@ -499,6 +504,11 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
         assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        http_get(&probe).0,
+        503,
+        "the metrics /healthz follows gRPC health"
+    );
     let mut client = AuthorizerClient::new(channel);
     assert!(client
         .check(verdict::cli::to_proto(&physician_reads_patient("draining")))
