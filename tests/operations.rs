@@ -638,10 +638,13 @@ fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_
     let (status, _) = http_get(&format!("{base}/healthz"));
     assert_eq!(status, 200);
 
-    // Every curl line of README.md, run against this daemon.
+    // Every curl line of README.md for the HTTP/JSON API, run against this daemon.
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let curls: Vec<&str> = readme.lines().filter(|l| l.starts_with("curl ")).collect();
+    let curls: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("curl ") && l.contains("127.0.0.1:8080/v1/"))
+        .collect();
     assert!(curls.len() >= 2, "README.md shows curl examples");
     for line in curls {
         let line = line.replace("127.0.0.1:8080", daemon.http_addr.as_ref().unwrap());
