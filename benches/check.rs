@@ -1,5 +1,8 @@
-//! In-process Check over the bundled clinic policies: one resource x one action, and one request
-//! of 100 resources. Run: `cargo bench --bench check`.
+//! In-process Check over the bundled clinic policies: one resource x one action, 100 resources,
+//! 100 resources x 3 actions, building the request values, loading the set; and the scaling
+//! curve: one Check against generated sets of 10 to 10,000 rules over many kinds, which stays
+//! flat because rules are indexed by (kind, action) at load. Run: `cargo bench --bench check`,
+//! then `python3 scripts/bench-medians.py` for the medians.
 use std::hint::black_box;
 use std::path::Path;
 
@@ -89,10 +92,10 @@ fn bench(c: &mut Criterion) {
 
     let p = physician();
     let r = patient(1);
-    c.bench_function("values/build P and R", |b| {
+    c.bench_function("values/build P and R (projected)", |b| {
         b.iter(|| {
-            let pv = verdict::cel::principal_value(black_box(&p));
-            let rv = verdict::cel::resource_value(black_box(&r));
+            let pv = set.projection.principal(black_box(&p));
+            let rv = set.projection.resource(black_box(&r));
             black_box((pv, rv));
         })
     });
@@ -102,5 +105,55 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A generated set: `rules` rules over `rules / 10` kinds (at least one), each a CEL condition
+/// comparing practice ids, plus the clinic's own files.
+fn generated_set(rules: usize) -> (tempfile::TempDir, PolicySet) {
+    let dir = tempfile::tempdir().unwrap();
+    let kinds = (rules / 10).max(1);
+    let mut text = String::new();
+    for i in 0..rules {
+        let kind = i % kinds;
+        text.push_str(&format!(
+            "---\nagent_policy:\n  name: generated-{i}\n  principals: {{roles: [role-{}]}}\n  rules:\n    - name: rule\n      effect: allow\n      actions: [read, update]\n      kinds: [Kind{kind}]\n      when: R.attr.practice_id == P.attr.practice_id && R.attr.level <= {}\n",
+            i % 50,
+            i % 7 + 3
+        ));
+    }
+    std::fs::write(dir.path().join("generated.yaml"), text).unwrap();
+    let set = PolicySet::load(dir.path()).unwrap();
+    assert_eq!(set.rules.len(), rules);
+    (dir, set)
+}
+
+fn scaling(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scaling");
+    for rules in [10, 100, 1_000, 10_000] {
+        let (_dir, set) = generated_set(rules);
+        // Kind0 holds about 10 rules whatever the size of the set; the principal matches 1 in 50.
+        let request = CheckRequest {
+            principal: Principal {
+                id: "u".into(),
+                roles: vec!["role-0".into()],
+                attr: json!({"practice_id": "7"}),
+                ..Default::default()
+            },
+            resources: vec![ResourceCheck {
+                resource: Resource {
+                    kind: "Kind0".into(),
+                    id: "1".into(),
+                    attr: json!({"practice_id": "7", "level": 3}),
+                },
+                actions: vec!["read".into()],
+            }],
+            ..Default::default()
+        };
+        assert!(engine::check(&set, &request)[0].actions[0].1.is_allow());
+        group.bench_function(format!("check with {rules} rules in the set"), |b| {
+            b.iter(|| engine::check(&set, black_box(&request)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, scaling);
 criterion_main!(benches);

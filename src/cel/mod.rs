@@ -25,6 +25,7 @@ use ::cel::{Context, Env, Program};
 use crate::request::{Principal, Resource};
 
 pub mod partial;
+pub mod projection;
 
 /// The names conditions use for the request: principal, resource, action, context.
 pub const VARIABLES: [&str; 4] = ["P", "R", "A", "C"];
@@ -430,6 +431,25 @@ impl<'r> Value<'r> {
         }
     }
 
+    /// Like [`Value::from_json_object`], keeping only `keys` of the top level (all if `None`).
+    pub fn from_json_object_keys(
+        json: &'r serde_json::Value,
+        keys: Option<&std::collections::BTreeSet<String>>,
+    ) -> Value<'r> {
+        let (Some(keys), serde_json::Value::Object(members)) = (keys, json) else {
+            return Value::from_json_object(json);
+        };
+        let mut map: HashMap<CelMapKey<'r>, Box<dyn Val + 'r>> = HashMap::with_capacity(keys.len());
+        for key in keys {
+            if let Some((k, v)) = members.get_key_value(key.as_str()) {
+                if !v.is_null() {
+                    map.insert(CelMapKey::from(k.as_str()), json_to_val(v));
+                }
+            }
+        }
+        Value(Box::new(CelMap::from(map)))
+    }
+
     /// A CEL string.
     pub fn string(s: &'r str) -> Value<'r> {
         Value(Box::new(CelString::from(s)))
@@ -478,23 +498,12 @@ fn json_to_val(json: &serde_json::Value) -> Box<dyn Val + '_> {
 
 /// The CEL value of `P`: `id`, `roles`, `capabilities`, `scopes`, `client_id`, `attr`.
 pub fn principal_value(p: &Principal) -> Value<'_> {
-    Value::map([
-        ("id", Value::string(&p.id)),
-        ("roles", Value::string_list(&p.roles)),
-        ("capabilities", Value::string_list(&p.capabilities)),
-        ("scopes", Value::string_list(&p.scopes)),
-        ("client_id", Value::string(&p.client_id)),
-        ("attr", Value::from_json_object(&p.attr)),
-    ])
+    projection::Projection::all().principal(p)
 }
 
 /// The CEL value of `R`: `kind`, `id`, `attr`.
 pub fn resource_value(r: &Resource) -> Value<'_> {
-    Value::map([
-        ("kind", Value::string(&r.kind)),
-        ("id", Value::string(&r.id)),
-        ("attr", Value::from_json_object(&r.attr)),
-    ])
+    projection::Projection::all().resource(r)
 }
 
 /// The four variables a condition sees, borrowed for one evaluation.

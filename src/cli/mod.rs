@@ -364,7 +364,7 @@ async fn check(args: CheckArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&response_json(&response))?
+            serde_json::to_string_pretty(&crate::server::http::check_response_json(&response))?
         );
         return Ok(());
     }
@@ -493,22 +493,6 @@ fn print_filter(f: &proto::Filter, depth: usize) {
             println!("{indent}{} {name} {value}{origin}", f.attribute);
         }
     }
-}
-
-fn response_json(r: &proto::CheckResponse) -> serde_json::Value {
-    serde_json::json!({
-        "request_id": r.request_id,
-        "policy_version": r.policy_version,
-        "results": r.results.iter().map(|res| serde_json::json!({
-            "resource": res.resource.as_ref().map(|i| serde_json::json!({"kind": i.kind, "id": i.id})),
-            "actions": res.actions.iter().map(|(a, d)| (a.clone(), serde_json::json!({
-                "effect": proto::Effect::try_from(d.effect).map(|e| e.as_str_name()).unwrap_or("EFFECT_UNSPECIFIED"),
-                "policy": d.policy,
-                "rule": d.rule,
-                "reason": d.reason,
-            }))).collect::<serde_json::Map<_, _>>(),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn test(args: TestArgs) -> Result<()> {

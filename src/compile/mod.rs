@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cel::projection::Projection;
 use crate::cel::{Condition, Environment, NamedConditions, VARIABLES};
 use crate::policy::{self, Document, Effect, LoadError, LoadErrors, Located, PolicySource};
 use crate::request::Principal;
@@ -108,6 +109,8 @@ pub struct PolicySet {
     pub policy_count: usize,
     /// Problems that do not stop the set from loading (rules that can never apply, unused names).
     pub warnings: Vec<LoadError>,
+    /// The parts of `P` and `R` the conditions can read: all a request needs to build.
+    pub projection: Projection,
 }
 
 impl PolicySet {
@@ -232,6 +235,17 @@ impl Compiler {
         }
         self.warn(&gates);
         let (by_kind, other_kinds) = build_index(&self.rules);
+        let mut projection = Projection::default();
+        for rule in &self.rules {
+            for condition in rule
+                .target
+                .as_deref()
+                .into_iter()
+                .chain(rule.condition.as_ref())
+            {
+                projection.add(condition);
+            }
+        }
         Ok(PolicySet {
             version: source.version.clone(),
             environment: self.environment,
@@ -242,6 +256,7 @@ impl Compiler {
             any_kind_gate,
             policy_count: self.policy_names.len(),
             warnings: self.warnings,
+            projection,
         })
     }
 

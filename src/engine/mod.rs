@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cel::{principal_value, resource_value, Activation, EvalContext, EvalError, Value};
+use crate::cel::{Activation, EvalContext, EvalError, Value};
 use crate::compile::{CompiledRule, PolicySet};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource};
@@ -50,18 +50,25 @@ impl Decision {
         }
     }
 
-    fn failed_deny(rule: &CompiledRule, error: &EvalError) -> Decision {
+    /// A deny caused by `rule` failing to evaluate.
+    fn failed(rule: &CompiledRule, reason: String) -> Decision {
         Decision {
             effect: Effect::Deny,
             policy: Arc::clone(&rule.policy),
             rule: Arc::clone(&rule.name),
-            reason: format!(
-                "denied: deny rule \"{}\" of policy \"{}\" could not be evaluated (fail closed): {error}",
-                rule.name, rule.policy
-            )
-            .into(),
+            reason: reason.into(),
             evaluation_error: true,
         }
+    }
+
+    fn failed_deny(rule: &CompiledRule, error: &EvalError) -> Decision {
+        Decision::failed(
+            rule,
+            format!(
+                "denied: deny rule \"{}\" of policy \"{}\" could not be evaluated (fail closed): {error}",
+                rule.name, rule.policy
+            ),
+        )
     }
 
     fn default_deny(reason: String) -> Decision {
@@ -108,7 +115,7 @@ pub fn check_until(
     request: &CheckRequest,
     deadline: Option<Instant>,
 ) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
-    let principal = principal_value(&request.principal);
+    let principal = set.projection.principal(&request.principal);
     let context = Value::from_json_object(&request.context);
     let mut scopes = GrantedScopes::new(&request.principal.scopes);
     let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
@@ -116,7 +123,7 @@ pub fn check_until(
     let mut results = Vec::with_capacity(request.resources.len());
     for check in &request.resources {
         let resource = &check.resource;
-        let resource_value = resource_value(resource);
+        let resource_value = set.projection.resource(resource);
         let mut actions = Vec::with_capacity(check.actions.len());
         for action in &check.actions {
             if let Some(deadline) = deadline {
@@ -216,17 +223,13 @@ fn decide(
     }
     let kind = &resource.kind;
     match failed_allow {
-        Some((rule, error)) => Decision {
-            effect: Effect::Deny,
-            policy: Arc::clone(&rule.policy),
-            rule: Arc::clone(&rule.name),
-            reason: format!(
+        Some((rule, error)) => Decision::failed(
+            rule,
+            format!(
                 "denied: no rule allows {kind}:{action}; allow rule \"{}\" of policy \"{}\" could not be evaluated: {error}",
                 rule.name, rule.policy
-            )
-            .into(),
-            evaluation_error: true,
-        },
+            ),
+        ),
         None if !set.knows_kind(kind) => Decision::default_deny(format!(
             "denied by default: no policy names kind \"{kind}\" and no rule allows {kind}:{action} for this principal"
         )),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::cel::partial::{Known, Truth};
-use crate::cel::{principal_value, Condition, Value};
+use crate::cel::{Condition, Value};
 use crate::compile::{CompiledRule, PolicySet, ScopeGate};
 use crate::filter::{CmpOp, Filter};
 use crate::policy::Effect;
@@ -80,7 +80,7 @@ impl std::error::Error for PlanError {}
 
 /// Plans `request` against `set`.
 pub fn plan(set: &PolicySet, request: &PlanRequest) -> Result<Plan, PlanError> {
-    let principal = principal_value(&request.principal);
+    let principal = set.projection.principal(&request.principal);
     let action = Value::string(&request.action);
     let context = Value::from_json_object(&request.context);
     let empty = Json::Object(Default::default());

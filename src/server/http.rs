@@ -222,7 +222,15 @@ async fn check(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respo
 
 /// `CheckResponse` in the protobuf JSON mapping.
 pub fn check_json(c: &Checked) -> Json {
-    let response = convert::check_response(c.request_id.clone(), &c.policy_version, &c.results);
+    check_response_json(&convert::check_response(
+        c.request_id.clone(),
+        &c.policy_version,
+        &c.results,
+    ))
+}
+
+/// A `CheckResponse` in the protobuf JSON mapping (also what `verdict check --json` prints).
+pub fn check_response_json(response: &proto::CheckResponse) -> Json {
     json!({
         "request_id": response.request_id,
         "policy_version": response.policy_version,

@@ -1,0 +1,414 @@
+//! Over the wire: Check throughput and latency of the real daemon, next to the framework's ceiling
+//! (a tonic server on the same proto that returns a constant response without deciding), in one
+//! run; then the daemon's memory.
+//!
+//! The servers run on CPU 0 (`taskset`), this load generator on CPU 1, over several HTTP/2
+//! connections. For each server: the maximum rate (closed loop, many requests in flight), then
+//! latency at a fixed rate of half the daemon's maximum (open loop: latency counts from the moment
+//! a request was due, so a stall shows up instead of hiding). Every loop is bounded in time.
+//!
+//! Run: `cargo bench --bench grpc` (`-- --seconds 5 --connections 4 --in-flight 64` to change the
+//! defaults). Prints a table; figures go to BENCHMARKS.md with this command.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use verdict::server::proto::{self, authorizer_client::AuthorizerClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_verdict");
+
+struct Options {
+    seconds: u64,
+    connections: usize,
+    in_flight: usize,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str, default: u64| -> u64 {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Options {
+        seconds: value("--seconds", 5),
+        connections: value("--connections", 4) as usize,
+        in_flight: value("--in-flight", 64) as usize,
+    }
+}
+
+/// The ceiling: the same service, answering a constant response.
+struct Constant(proto::CheckResponse);
+
+#[tonic::async_trait]
+impl proto::authorizer_server::Authorizer for Constant {
+    async fn check(
+        &self,
+        _request: Request<proto::CheckRequest>,
+    ) -> Result<Response<proto::CheckResponse>, Status> {
+        Ok(Response::new(self.0.clone()))
+    }
+
+    async fn plan_filter(
+        &self,
+        _request: Request<proto::PlanFilterRequest>,
+    ) -> Result<Response<proto::PlanFilterResponse>, Status> {
+        Err(Status::unimplemented("ceiling server"))
+    }
+}
+
+fn run_ceiling_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("serving gRPC addr={}", listener.local_addr().unwrap());
+        let response = proto::CheckResponse {
+            request_id: String::new(),
+            policy_version: "constant".into(),
+            results: vec![proto::ResourceResult {
+                resource: Some(proto::ResourceIdentity {
+                    kind: "Patient".into(),
+                    id: "123".into(),
+                }),
+                actions: [(
+                    "read".to_string(),
+                    proto::ActionDecision {
+                        effect: proto::Effect::Allow as i32,
+                        policy: "physician".into(),
+                        rule: "clinical-care".into(),
+                        reason: "allowed by rule \"clinical-care\" of policy \"physician\"".into(),
+                    },
+                )]
+                .into(),
+            }],
+        };
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(proto::authorizer_server::AuthorizerServer::new(Constant(
+                response,
+            )))
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+}
+
+/// A server process pinned to CPU 0; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(mut command: Command) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for reader in [
+            Box::new(stderr) as Box<dyn std::io::Read + Send>,
+            Box::new(stdout),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    if let Some(i) = line.find("serving gRPC addr=") {
+                        let addr = line[i + 18..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
+                        let _ = tx.send(addr);
+                    }
+                }
+            });
+        }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server announces its address");
+        Server { child, addr }
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        kib / 1024.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pinned(cpu: &str, program: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", cpu]).arg(program);
+    command
+}
+
+fn daemon(policies: &Path) -> Server {
+    let mut command = pinned("0", Path::new(BIN));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-watch",
+            "--request-timeout-ms",
+            "0",
+            "--policies",
+        ])
+        .arg(policies)
+        .env("VERDICT_LOG", "info");
+    Server::start(command)
+}
+
+fn check_request() -> proto::CheckRequest {
+    let request: verdict::request::CheckRequest = serde_json::from_value(serde_json::json!({
+        "principal": {"id": "dr-house", "roles": ["physician"], "scopes": ["user/*.cruds"], "attr": {"practice_id": "7", "licensed_states": ["CA", "NY"]}},
+        "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "state": "CA", "celebrity": false, "primary_physician_id": "dr-wilson"}}, "actions": ["read"]}]
+    }))
+    .unwrap();
+    verdict::cli::to_proto(&request)
+}
+
+async fn channels(addr: &str, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        // One channel per connection: each connect() is its own HTTP/2 connection.
+        out.push(
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+struct Measured {
+    completed: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64
+    }
+}
+
+/// Closed loop: `in_flight` workers over the channels, each sending as soon as the last answer came.
+async fn max_rate(addr: &str, o: &Options) -> Measured {
+    let channels = channels(addr, o.connections).await;
+    let request = Arc::new(check_request());
+    // Warm up.
+    let mut warm = AuthorizerClient::new(channels[0].clone());
+    for _ in 0..200 {
+        warm.check((*request).clone()).await.unwrap();
+    }
+    let started = Instant::now();
+    let until = started + Duration::from_secs(o.seconds);
+    let mut workers = Vec::new();
+    for w in 0..o.in_flight {
+        let mut client = AuthorizerClient::new(channels[w % channels.len()].clone());
+        let request = Arc::clone(&request);
+        workers.push(tokio::spawn(async move {
+            let (mut done, mut failed, mut latencies) =
+                (0usize, 0usize, Vec::with_capacity(1 << 16));
+            while Instant::now() < until {
+                let sent = Instant::now();
+                match client.check((*request).clone()).await {
+                    Ok(_) => {
+                        done += 1;
+                        latencies.push(sent.elapsed().as_micros() as u32);
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (done, failed, latencies)
+        }));
+    }
+    let mut m = Measured {
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    for w in workers {
+        let (done, failed, latencies) = w.await.unwrap();
+        m.completed += done;
+        m.failed += failed;
+        m.latencies_us.extend(latencies);
+    }
+    m.elapsed = started.elapsed();
+    m
+}
+
+/// Open loop at `rate` requests per second for `seconds`: latency from when each request was due.
+async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> Measured {
+    let channels = channels(addr, o.connections).await;
+    let request = Arc::new(check_request());
+    let total = (rate * o.seconds as f64) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let mut client = AuthorizerClient::new(channels[i % channels.len()].clone());
+        let request = Arc::clone(&request);
+        tasks.push(tokio::spawn(async move {
+            let ok = client.check((*request).clone()).await.is_ok();
+            (ok, due.elapsed().as_micros() as u32)
+        }));
+    }
+    let mut m = Measured {
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::with_capacity(total),
+    };
+    for t in tasks {
+        let (ok, latency) = t.await.unwrap();
+        if ok {
+            m.completed += 1;
+            m.latencies_us.push(latency);
+        } else {
+            m.failed += 1;
+        }
+    }
+    m.elapsed = started.elapsed();
+    m
+}
+
+fn row(name: &str, m: &mut Measured) {
+    println!(
+        "{name:<44} {:>10.0} req/s  p50 {:>7.0} us  p90 {:>7.0} us  p99 {:>7.0} us  p999 {:>7.0} us  failed {}",
+        m.rate(),
+        m.percentile(0.50),
+        m.percentile(0.90),
+        m.percentile(0.99),
+        m.percentile(0.999),
+        m.failed
+    );
+}
+
+fn generated_policies(rules: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..rules {
+        text.push_str(&format!(
+            "---\nagent_policy:\n  name: generated-{i}\n  principals: {{roles: [role-{}]}}\n  rules:\n    - name: rule\n      effect: allow\n      actions: [read, update]\n      kinds: [Kind{}]\n      when: R.attr.practice_id == P.attr.practice_id\n",
+            i % 50,
+            i % 1000
+        ));
+    }
+    std::fs::write(dir.path().join("generated.yaml"), text).unwrap();
+    dir
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--ceiling-server") {
+        run_ceiling_server();
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo bench` probing the harness: nothing to list.
+        return;
+    }
+    let o = options();
+    // This process generates the load on CPU 1; the servers run on CPU 0.
+    let _ = Command::new("taskset")
+        .args(["-cp", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    println!(
+        "grpc bench: {} s per phase, {} connections, {} requests in flight; servers on CPU 0, load on CPU 1 ({} CPUs)",
+        o.seconds,
+        o.connections,
+        o.in_flight,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    runtime.block_on(async {
+        let ceiling = Server::start({
+            let mut c = pinned("0", &std::env::current_exe().unwrap());
+            c.arg("--ceiling-server");
+            c
+        });
+        let mut ceiling_max = max_rate(&ceiling.addr, &o).await;
+        drop(ceiling);
+        let verdict = daemon(&policies);
+        let mut verdict_max = max_rate(&verdict.addr, &o).await;
+        let half = verdict_max.rate() / 2.0;
+        let mut verdict_half = fixed_rate(&verdict.addr, &o, half).await;
+        let rss_bundled = verdict.rss_mib();
+        drop(verdict);
+        let ceiling = Server::start({
+            let mut c = pinned("0", &std::env::current_exe().unwrap());
+            c.arg("--ceiling-server");
+            c
+        });
+        let mut ceiling_half = fixed_rate(&ceiling.addr, &o, half).await;
+        drop(ceiling);
+
+        println!();
+        row("ceiling (constant response), max rate", &mut ceiling_max);
+        row("verdict Check 1x1, max rate", &mut verdict_max);
+        row(&format!("ceiling at {half:.0} req/s"), &mut ceiling_half);
+        row(&format!("verdict at {half:.0} req/s (half its max)"), &mut verdict_half);
+        println!("verdict throughput / ceiling: {:.1}%", 100.0 * verdict_max.rate() / ceiling_max.rate());
+
+        let generated = generated_policies(10_000);
+        let big = daemon(generated.path());
+        let mut client = AuthorizerClient::new(channels(&big.addr, 1).await.remove(0));
+        for _ in 0..1000 {
+            client.check(check_request()).await.unwrap();
+        }
+        let rss_big = big.rss_mib();
+        drop(big);
+        println!("daemon RSS: {rss_bundled:.1} MiB with the bundled policies (after the load above), {rss_big:.1} MiB with 10,000 generated rules");
+    });
+}
