@@ -448,8 +448,13 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
             "5000",
             "--request-timeout-ms",
             "0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
+    // The plain-HTTP probe endpoint on the metrics listener (what kubelet probes when TLS is on).
+    let probe = format!("http://{}/healthz", daemon.metrics_addr.as_ref().unwrap());
+    assert_eq!(http_get(&probe), (200, "SERVING\n".to_string()));
     let channel = Endpoint::from_shared(daemon.url())
         .unwrap()
         .connect()
@@ -499,6 +504,11 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
         assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        http_get(&probe).0,
+        503,
+        "the metrics /healthz follows gRPC health"
+    );
     let mut client = AuthorizerClient::new(channel);
     assert!(client
         .check(verdict::cli::to_proto(&physician_reads_patient("draining")))
@@ -628,10 +638,13 @@ fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_
     let (status, _) = http_get(&format!("{base}/healthz"));
     assert_eq!(status, 200);
 
-    // Every curl line of README.md, run against this daemon.
+    // Every curl line of README.md for the HTTP/JSON API, run against this daemon.
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let curls: Vec<&str> = readme.lines().filter(|l| l.starts_with("curl ")).collect();
+    let curls: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("curl ") && l.contains("127.0.0.1:8080/v1/"))
+        .collect();
     assert!(curls.len() >= 2, "README.md shows curl examples");
     for line in curls {
         let line = line.replace("127.0.0.1:8080", daemon.http_addr.as_ref().unwrap());

@@ -170,7 +170,7 @@ pub async fn run(config: Config) -> Result<()> {
     let mut tasks = Vec::new();
     if let Some((handle, listener)) = metrics {
         tracing::info!(addr = %listener.local_addr()?, "serving metrics on /metrics");
-        let router = http::metrics_router(handle);
+        let router = http::metrics_router(handle, Some(serving_rx.clone()));
         // Metrics stay up until the very end, to be scraped while draining.
         tasks.push(tokio::spawn(async move {
             if let Err(e) = http::serve(listener, router, None, std::future::pending()).await {

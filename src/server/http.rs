@@ -1,7 +1,8 @@
 //! HTTP endpoints: the HTTP/JSON API for callers without gRPC tooling (`POST /v1/check`,
-//! `POST /v1/plan`, `GET /healthz`) and the Prometheus endpoint (`GET /metrics`, on its own
-//! listener). The JSON follows the protobuf JSON mapping of `proto/verdict/v1` (field names as in
-//! the proto, enums by name), so answers read the same as grpcurl's.
+//! `POST /v1/plan`, `GET /healthz`) and the Prometheus endpoint (`GET /metrics`, plus `GET /healthz`
+//! for probes, on its own plain-HTTP listener). The JSON follows the protobuf JSON mapping of
+//! `proto/verdict/v1` (field names as in the proto, enums by name), so answers read the same as
+//! grpcurl's.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,23 +48,36 @@ pub fn api_router(
         .with_state(Api { authority, serving })
 }
 
-/// `GET /metrics` in the Prometheus text format.
-pub fn metrics_router(handle: PrometheusHandle) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || {
-            let handle = handle.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    handle.render(),
-                )
-            }
-        }),
-    )
+/// `GET /metrics` in the Prometheus text format, and `GET /healthz` as on the API listener. The
+/// metrics listener never speaks TLS, so this `/healthz` is what kubelet's HTTP probes can reach
+/// when the gRPC and HTTP listeners require TLS or client certificates.
+pub fn metrics_router(
+    handle: PrometheusHandle,
+    serving: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let serving = serving.clone();
+                async move { health_answer(serving.as_ref()) }
+            }),
+        )
 }
 
 /// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` resolves.
@@ -125,7 +139,12 @@ impl axum::serve::Listener for TlsListener {
 }
 
 async fn healthz(State(api): State<Api>) -> Response {
-    let serving = api.serving.as_ref().is_none_or(|s| *s.borrow());
+    health_answer(api.serving.as_ref())
+}
+
+/// 200 `SERVING` until shutdown begins, then 503 `NOT_SERVING`.
+fn health_answer(serving: Option<&tokio::sync::watch::Receiver<bool>>) -> Response {
+    let serving = serving.is_none_or(|s| *s.borrow());
     if serving {
         (StatusCode::OK, "SERVING\n").into_response()
     } else {

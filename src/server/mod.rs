@@ -39,6 +39,9 @@ use convert::Limits;
 use proto::admin_server::{Admin, AdminServer};
 use proto::authorizer_server::{Authorizer, AuthorizerServer};
 
+/// How long past the request deadline tonic's own timer cancels a request.
+const TIMEOUT_BACKSTOP_MARGIN: Duration = Duration::from_secs(1);
+
 /// How the servers behave, beyond the policy store they answer from.
 #[derive(Clone, Default)]
 pub struct ServerOptions {
@@ -294,11 +297,12 @@ pub async fn serve(
         authorizer = authorizer.max_decoding_message_size(options.max_message_bytes);
     }
     let mut builder = tonic::transport::Server::builder();
+    // The deadline is the Authority's: it answers DEADLINE_EXCEEDED, naming how far deciding got.
+    // tonic's timer is only a backstop for requests that never get there (a body still arriving):
+    // set at the deadline itself it would race the Authority and, when it won (a large request
+    // still being decoded), answer CANCELLED "Timeout expired".
     if let Some(timeout) = options.request_timeout {
-        // The engine checks the deadline itself and answers DEADLINE_EXCEEDED with what it
-        // decided; tonic's own timeout is only a backstop for time spent elsewhere (receiving,
-        // decoding), set later so that the engine's clearer answer comes first.
-        builder = builder.timeout(timeout * 2 + Duration::from_millis(100));
+        builder = builder.timeout(timeout + TIMEOUT_BACKSTOP_MARGIN);
     }
     let router = builder
         .add_service(health_service)

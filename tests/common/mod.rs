@@ -258,3 +258,58 @@ pub fn tool_available(available: bool, what: &str) -> bool {
     eprintln!("skipping: {what} is missing (CI installs it; see .ci/run)");
     false
 }
+
+/// What kubelet does to a ConfigMap volume: every key is a symlink `key -> ..data/key`, `..data`
+/// a symlink to a timestamped directory; an update writes a new timestamped directory, points a
+/// temp symlink at it, renames the temp symlink over `..data`, removes the old directory, and
+/// adjusts the key symlinks for keys added or removed.
+#[cfg(unix)]
+pub struct ConfigMapVolume {
+    pub dir: PathBuf,
+    generation: u32,
+    keys: Vec<String>,
+}
+
+#[cfg(unix)]
+impl ConfigMapVolume {
+    pub fn create(dir: &Path, files: &[(&str, &str)]) -> ConfigMapVolume {
+        let mut volume = ConfigMapVolume {
+            dir: dir.to_path_buf(),
+            generation: 0,
+            keys: Vec::new(),
+        };
+        volume.update(files);
+        volume
+    }
+
+    fn timestamped(generation: u32) -> String {
+        format!("..2026_11_23_01_02_03.{generation:09}")
+    }
+
+    pub fn update(&mut self, files: &[(&str, &str)]) {
+        use std::os::unix::fs::symlink;
+        self.generation += 1;
+        let new = Self::timestamped(self.generation);
+        std::fs::create_dir(self.dir.join(&new)).unwrap();
+        for (name, text) in files {
+            std::fs::write(self.dir.join(&new).join(name), text).unwrap();
+        }
+        symlink(&new, self.dir.join("..data_tmp")).unwrap();
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).unwrap();
+        if self.generation > 1 {
+            std::fs::remove_dir_all(self.dir.join(Self::timestamped(self.generation - 1))).unwrap();
+        }
+        let keys: Vec<String> = files.iter().map(|(name, _)| name.to_string()).collect();
+        for key in &keys {
+            if !self.keys.contains(key) {
+                symlink(format!("..data/{key}"), self.dir.join(key)).unwrap();
+            }
+        }
+        for key in &self.keys {
+            if !keys.contains(key) {
+                std::fs::remove_file(self.dir.join(key)).unwrap();
+            }
+        }
+        self.keys = keys;
+    }
+}

@@ -1,0 +1,52 @@
+{{/* The daemon's config file (docs/configuration.md), every setting spelled out. */}}
+{{- define "verdict.configContent" -}}
+policies: {{ include "verdict.policiesDir" . | toJson }}
+listen: {{ include "verdict.address" (list .Values.bindAddress .Values.grpc.port) | toJson }}
+reload:
+  watch: {{ .Values.reload.watch }}
+  debounce_ms: {{ .Values.reload.debounceMs | int64 }}
+  poll_secs: {{ .Values.reload.pollSecs | int64 }}
+limits:
+  max_resources: {{ .Values.limits.maxResources | int64 }}
+  max_actions: {{ .Values.limits.maxActions | int64 }}
+  max_attr_depth: {{ .Values.limits.maxAttrDepth | int64 }}
+  max_message_bytes: {{ .Values.limits.maxMessageBytes | int64 }}
+  request_timeout_ms: {{ .Values.limits.requestTimeoutMs | int64 }}
+tls:
+{{- if .Values.tls.enabled }}
+  cert: {{ printf "%s/tls.crt" (include "verdict.tlsDir" .) | toJson }}
+  key: {{ printf "%s/tls.key" (include "verdict.tlsDir" .) | toJson }}
+{{- else }}
+  cert: null
+  key: null
+{{- end }}
+{{- if .Values.tls.clientCA.enabled }}
+  client_ca: {{ printf "%s/%s" (include "verdict.clientCADir" .) .Values.tls.clientCA.key | toJson }}
+{{- else }}
+  client_ca: null
+{{- end }}
+  reload_secs: {{ .Values.tls.reloadSecs | int64 }}
+metrics:
+{{- if .Values.metrics.enabled }}
+  listen: {{ include "verdict.address" (list .Values.bindAddress .Values.metrics.port) | toJson }}
+{{- else }}
+  listen: null
+{{- end }}
+http:
+{{- if .Values.http.enabled }}
+  listen: {{ include "verdict.address" (list .Values.bindAddress .Values.http.port) | toJson }}
+{{- else }}
+  listen: null
+{{- end }}
+log:
+  format: {{ .Values.log.format | toJson }}
+  level: {{ .Values.log.level | toJson }}
+audit:
+  enabled: {{ .Values.audit.enabled }}
+  output: {{ .Values.audit.output | toJson }}
+  include_attributes: {{ .Values.audit.includeAttributes }}
+  buffer: {{ .Values.audit.buffer | int64 }}
+shutdown:
+  drain_secs: {{ .Values.shutdown.drainSecs | int64 }}
+  timeout_secs: {{ .Values.shutdown.timeoutSecs | int64 }}
+{{- end }}
