@@ -26,6 +26,22 @@ tls:
   client_ca: null
 {{- end }}
   reload_secs: {{ .Values.tls.reloadSecs | int64 }}
+tokens:
+{{- if .Values.tokens.enabled }}
+  jwks_file: {{ printf "%s/%s" (include "verdict.jwksDir" .) .Values.tokens.jwks.key | toJson }}
+  issuer: {{ .Values.tokens.issuer | toJson }}
+  audiences: {{ .Values.tokens.audiences | toJson }}
+  required: {{ .Values.tokens.required }}
+{{- else }}
+  jwks_file: null
+  issuer: null
+  audiences: []
+  required: false
+{{- end }}
+  roles_claim: {{ .Values.tokens.rolesClaim | toJson }}
+  capabilities_claim: {{ .Values.tokens.capabilitiesClaim | toJson }}
+  leeway_secs: {{ .Values.tokens.leewaySecs | int64 }}
+  reload_secs: {{ .Values.tokens.reloadSecs | int64 }}
 metrics:
 {{- if .Values.metrics.enabled }}
   listen: {{ include "verdict.address" (list .Values.bindAddress .Values.metrics.port) | toJson }}

@@ -72,6 +72,7 @@ app.kubernetes.io/component: policy-decision-point
 {{- define "verdict.configFile" -}}{{ include "verdict.configDir" . }}/verdict.yaml{{- end }}
 {{- define "verdict.tlsDir" -}}/etc/verdict/tls{{- end }}
 {{- define "verdict.clientCADir" -}}/etc/verdict/client-ca{{- end }}
+{{- define "verdict.jwksDir" -}}/etc/verdict/jwks{{- end }}
 {{- define "verdict.gitRoot" -}}/git{{- end }}
 
 {{/* The policy directory the daemon reads: the ConfigMap mount, or git-sync's link. */}}
@@ -180,6 +181,22 @@ grpc:
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.metrics.enabled) }}
 {{- fail "tls.enabled needs metrics.enabled: kubelet cannot speak TLS to gRPC probes, so the probes use GET /healthz on the (plain HTTP) metrics port" }}
+{{- end }}
+{{- if .Values.tokens.enabled }}
+{{- if and .Values.tokens.jwks.configMapName .Values.tokens.jwks.secretName }}
+{{- fail "tokens.jwks: set one of configMapName and secretName, not both" }}
+{{- end }}
+{{- if not (or .Values.tokens.jwks.configMapName .Values.tokens.jwks.secretName) }}
+{{- fail "tokens.enabled: set tokens.jwks.configMapName or tokens.jwks.secretName (where the JWKS is)" }}
+{{- end }}
+{{- if not .Values.tokens.issuer }}
+{{- fail "tokens.enabled needs tokens.issuer (the iss tokens carry)" }}
+{{- end }}
+{{- if not .Values.tokens.audiences }}
+{{- fail "tokens.enabled needs tokens.audiences (the aud tokens name)" }}
+{{- end }}
+{{- else if .Values.tokens.required }}
+{{- fail "tokens.required needs tokens.enabled" }}
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled" }}
