@@ -190,7 +190,7 @@ impl Authority {
                     .collect(),
             })
             .collect();
-        self.observe_decisions(&set, &mut request, &results);
+        self.observe_decisions(&set, &request, &results);
         finish(method, started, None);
         Checked {
             request_id: std::mem::take(&mut request.request_id),
@@ -265,7 +265,7 @@ impl Authority {
         let result = match outcome {
             Ok(results) => {
                 metrics::histogram!(DECISION_SECONDS).record(decided_in.as_secs_f64());
-                self.observe_decisions(&set, &mut request, &results);
+                self.observe_decisions(&set, &request, &results);
                 Ok(Checked {
                     request_id: std::mem::take(&mut request.request_id),
                     policy_version: set.version.clone(),
@@ -288,7 +288,7 @@ impl Authority {
     fn observe_decisions(
         &self,
         set: &PolicySet,
-        request: &mut CheckRequest,
+        request: &CheckRequest,
         results: &[ResourceDecisions],
     ) {
         let (mut allowed, mut denied) = (0u64, 0u64);
