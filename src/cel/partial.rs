@@ -185,7 +185,7 @@ impl VariableResolver for KnownBindings<'_, '_> {
             "C" => self.context,
             _ => return None,
         };
-        Some(CowVal::Borrowed(value.0.as_ref()))
+        Some(CowVal::Borrowed(value.val()))
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use ::cel::common::ast::{EntryExpr, Expr, IdedExpr};
 
-use super::{Condition, Value};
+use super::{Condition, RecordField, Value};
 use crate::request::{Principal, Resource};
 
 /// What of one variable (`P` or `R`) is needed.
@@ -24,11 +24,39 @@ pub struct Needed {
     pub attr_whole: bool,
     /// `attr` keys read.
     pub attr_keys: BTreeSet<String>,
+    /// `fields` as bits of [`FIELDS`], for the request path.
+    mask: u8,
 }
 
+/// The fields of `P` and `R` a request can supply, as bits of [`Needed`]'s mask.
+const FIELDS: [&str; 7] = [
+    "id",
+    "roles",
+    "capabilities",
+    "scopes",
+    "client_id",
+    "attr",
+    "kind",
+];
+const ID: u8 = 1;
+const ROLES: u8 = 1 << 1;
+const CAPABILITIES: u8 = 1 << 2;
+const SCOPES: u8 = 1 << 3;
+const CLIENT_ID: u8 = 1 << 4;
+const ATTR: u8 = 1 << 5;
+const KIND: u8 = 1 << 6;
+
 impl Needed {
-    fn field(&self, name: &str) -> bool {
-        self.whole || self.fields.contains(name)
+    fn insert_field(&mut self, name: &str) {
+        if let Some(i) = FIELDS.iter().position(|f| *f == name) {
+            self.mask |= 1 << i;
+        }
+        self.fields.insert(name.to_string());
+    }
+
+    /// Whether the field with this bit is needed.
+    fn field(&self, bit: u8) -> bool {
+        self.whole || self.mask & bit != 0
     }
 
     fn attr_filter(&self) -> Option<&BTreeSet<String>> {
@@ -97,16 +125,14 @@ impl Projection {
             match path.as_slice() {
                 [] => needed.whole = true,
                 ["attr"] => {
-                    needed.fields.insert("attr".into());
+                    needed.insert_field("attr");
                     needed.attr_whole = true;
                 }
                 ["attr", key, ..] => {
-                    needed.fields.insert("attr".into());
+                    needed.insert_field("attr");
                     needed.attr_keys.insert(key.to_string());
                 }
-                [field, ..] => {
-                    needed.fields.insert(field.to_string());
-                }
+                [field, ..] => needed.insert_field(field),
             }
             return;
         }
@@ -155,51 +181,66 @@ impl Projection {
         }
     }
 
-    /// The CEL value of `P`, with only what is needed.
+    /// The CEL value of `P`, with only what is needed: a record when conditions only select its
+    /// fields, the `cel` crate's map when some condition uses it whole.
     pub fn principal<'r>(&self, p: &'r Principal) -> Value<'r> {
         let n = &self.principal;
-        let mut fields: Vec<(&'r str, Value<'r>)> = Vec::with_capacity(6);
-        if n.field("id") {
-            fields.push(("id", Value::string(&p.id)));
+        let mut fields: Vec<(&'r str, RecordField<'r>)> = Vec::with_capacity(6);
+        if n.field(ID) {
+            fields.push(("id", RecordField::String(&p.id)));
         }
-        if n.field("roles") {
-            fields.push(("roles", Value::string_list(&p.roles)));
+        if n.field(ROLES) {
+            fields.push(("roles", RecordField::Strings(&p.roles)));
         }
-        if n.field("capabilities") {
-            fields.push(("capabilities", Value::string_list(&p.capabilities)));
+        if n.field(CAPABILITIES) {
+            fields.push(("capabilities", RecordField::Strings(&p.capabilities)));
         }
-        if n.field("scopes") {
-            fields.push(("scopes", Value::string_list(&p.scopes)));
+        if n.field(SCOPES) {
+            fields.push(("scopes", RecordField::Strings(&p.scopes)));
         }
-        if n.field("client_id") {
-            fields.push(("client_id", Value::string(&p.client_id)));
+        if n.field(CLIENT_ID) {
+            fields.push(("client_id", RecordField::String(&p.client_id)));
         }
-        if n.field("attr") {
+        if n.field(ATTR) {
             fields.push((
                 "attr",
-                Value::from_json_object_keys(&p.attr, n.attr_filter()),
+                RecordField::Value(Value::from_json_object_keys(&p.attr, n.attr_filter())),
             ));
         }
-        Value::map(fields)
+        Self::value(n.whole, fields)
     }
 
-    /// The CEL value of `R`, with only what is needed.
+    /// The CEL value of `R`, with only what is needed, like [`principal`](Self::principal).
     pub fn resource<'r>(&self, r: &'r Resource) -> Value<'r> {
         let n = &self.resource;
-        let mut fields: Vec<(&'r str, Value<'r>)> = Vec::with_capacity(3);
-        if n.field("kind") {
-            fields.push(("kind", Value::string(&r.kind)));
+        let mut fields: Vec<(&'r str, RecordField<'r>)> = Vec::with_capacity(3);
+        if n.field(KIND) {
+            fields.push(("kind", RecordField::String(&r.kind)));
         }
-        if n.field("id") {
-            fields.push(("id", Value::string(&r.id)));
+        if n.field(ID) {
+            fields.push(("id", RecordField::String(&r.id)));
         }
-        if n.field("attr") {
+        if n.field(ATTR) {
             fields.push((
                 "attr",
-                Value::from_json_object_keys(&r.attr, n.attr_filter()),
+                RecordField::Value(Value::from_json_object_keys(&r.attr, n.attr_filter())),
             ));
         }
-        Value::map(fields)
+        Self::value(n.whole, fields)
+    }
+
+    fn value<'r>(whole: bool, fields: Vec<(&'r str, RecordField<'r>)>) -> Value<'r> {
+        if !whole {
+            return Value::record(fields);
+        }
+        Value::map(fields.into_iter().map(|(name, field)| {
+            let value = match field {
+                RecordField::String(s) => Value::string(s),
+                RecordField::Strings(items) => Value::string_list(items),
+                RecordField::Value(value) => value,
+            };
+            (name, value)
+        }))
     }
 }
 
