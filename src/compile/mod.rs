@@ -89,10 +89,14 @@ impl ScopeGate {
     }
 }
 
+/// The maps the request path looks kinds and actions up in. Their keys come from the policies,
+/// not from requests, so a fast hash that does not resist crafted collisions is safe.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Rule ids for one kind: per action, and for actions no rule names explicitly.
 #[derive(Debug, Default)]
 struct KindIndex {
-    by_action: HashMap<String, Box<[u32]>>,
+    by_action: FastMap<String, Box<[u32]>>,
     other_actions: Box<[u32]>,
 }
 
@@ -102,9 +106,9 @@ pub struct PolicySet {
     pub version: String,
     pub environment: Environment,
     pub rules: Vec<CompiledRule>,
-    by_kind: HashMap<String, KindIndex>,
+    by_kind: FastMap<String, KindIndex>,
     other_kinds: KindIndex,
-    gates: HashMap<String, Arc<ScopeGate>>,
+    gates: FastMap<String, Arc<ScopeGate>>,
     any_kind_gate: Option<Arc<ScopeGate>>,
     pub policy_count: usize,
     /// Problems that do not stop the set from loading (rules that can never apply, unused names).
@@ -387,7 +391,7 @@ impl Compiler {
     }
 
     /// Finds what compiles but cannot be what the author meant.
-    fn warn(&mut self, gates: &HashMap<String, Arc<ScopeGate>>) {
+    fn warn(&mut self, gates: &FastMap<String, Arc<ScopeGate>>) {
         // Named conditions and derived roles nobody uses (directly or through another name).
         let mut used: HashSet<String> = self.used_names.clone();
         for name in &self.used_derived {
@@ -987,8 +991,8 @@ impl Compiler {
             .push((g.kinds.clone(), Arc::new(gate), doc.file.clone(), line));
     }
 
-    fn gate_index(&mut self) -> (HashMap<String, Arc<ScopeGate>>, Option<Arc<ScopeGate>>) {
-        let mut by_kind: HashMap<String, Arc<ScopeGate>> = HashMap::new();
+    fn gate_index(&mut self) -> (FastMap<String, Arc<ScopeGate>>, Option<Arc<ScopeGate>>) {
+        let mut by_kind: FastMap<String, Arc<ScopeGate>> = FastMap::default();
         let mut any = None;
         let gates = std::mem::take(&mut self.gates);
         for (kinds, gate, file, line) in gates {
@@ -1048,7 +1052,7 @@ fn rule_reason(effect: Effect, policy: &str, rule: &str, description: Option<&st
 
 /// Builds the (kind, action) -> rule ids index. For every kind and action named anywhere, the list
 /// is precomputed from exact and wildcard rules, so a lookup is two hash probes.
-fn build_index(rules: &[CompiledRule]) -> (HashMap<String, KindIndex>, KindIndex) {
+fn build_index(rules: &[CompiledRule]) -> (FastMap<String, KindIndex>, KindIndex) {
     let mut kinds: BTreeSet<&str> = BTreeSet::new();
     let mut actions: BTreeSet<&str> = BTreeSet::new();
     for rule in rules {
