@@ -92,9 +92,17 @@ fn run_ceiling_server() {
             }],
             token_error: String::new(),
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // As the daemon does: no Nagle delay on the accepted connections (the builder's
+        // `tcp_nodelay` applies only to listeners tonic binds itself).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |stream| {
+                let stream = stream?;
+                stream.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(stream)
+            },
+        );
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(proto::authorizer_server::AuthorizerServer::new(Constant(
                 response,
             )))
@@ -213,6 +221,16 @@ async fn channels(addr: &str, n: usize) -> Vec<Channel> {
     out
 }
 
+/// A few hundred requests on every connection before measuring.
+async fn warm_up(channels: &[Channel], request: &proto::CheckRequest) {
+    for channel in channels {
+        let mut client = AuthorizerClient::new(channel.clone());
+        for _ in 0..200 {
+            client.check(request.clone()).await.unwrap();
+        }
+    }
+}
+
 struct Measured {
     completed: usize,
     failed: usize,
@@ -226,24 +244,24 @@ impl Measured {
     }
 
     fn percentile(&mut self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[i] as f64
+        percentile(&mut self.latencies_us, p)
     }
+}
+
+fn percentile(values: &mut [u32], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_unstable();
+    let i = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[i] as f64
 }
 
 /// Closed loop: `in_flight` workers over the channels, each sending as soon as the last answer came.
 async fn max_rate(addr: &str, o: &Options) -> Measured {
     let channels = channels(addr, o.connections).await;
     let request = Arc::new(check_request());
-    // Warm up.
-    let mut warm = AuthorizerClient::new(channels[0].clone());
-    for _ in 0..200 {
-        warm.check((*request).clone()).await.unwrap();
-    }
+    warm_up(&channels, &request).await;
     let started = Instant::now();
     let until = started + Duration::from_secs(o.seconds);
     let mut workers = Vec::new();
@@ -255,12 +273,13 @@ async fn max_rate(addr: &str, o: &Options) -> Measured {
                 (0usize, 0usize, Vec::with_capacity(1 << 16));
             while Instant::now() < until {
                 let sent = Instant::now();
-                match client.check((*request).clone()).await {
-                    Ok(_) => {
+                let call = client.check((*request).clone());
+                match tokio::time::timeout(Duration::from_secs(10), call).await {
+                    Ok(Ok(_)) => {
                         done += 1;
                         latencies.push(sent.elapsed().as_micros() as u32);
                     }
-                    Err(_) => failed += 1,
+                    _ => failed += 1,
                 }
             }
             (done, failed, latencies)
@@ -282,22 +301,40 @@ async fn max_rate(addr: &str, o: &Options) -> Measured {
     m
 }
 
-/// Open loop at `rate` requests per second for `seconds`: latency from when each request was due.
-async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> Measured {
+/// Open loop at `rate` requests per second for `seconds`: latency from when each request was due
+/// (so a stall of the server or of this generator shows up instead of hiding).
+///
+/// Requests go out at their due time, not in bursts: tokio's timer has 1 ms ticks, so the
+/// dispatcher sleeps only until about 2 ms before a request is due and then yields until the
+/// clock reaches it. Yielding (not blocking) lets the tasks of the requests in flight and the
+/// runtime's I/O run meanwhile, on this same thread.
+async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> (Measured, Vec<u32>) {
     let channels = channels(addr, o.connections).await;
     let request = Arc::new(check_request());
+    warm_up(&channels, &request).await;
     let total = (rate * o.seconds as f64) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
+    let interval_ns = 1e9 / rate;
+    let coarse = Duration::from_millis(2);
+    let timeout = Duration::from_secs(10);
+    let started = Instant::now() + Duration::from_millis(10);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        let due = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
+        let due = started + Duration::from_nanos((i as f64 * interval_ns) as u64);
+        if due > Instant::now() + coarse {
+            tokio::time::sleep_until((due - coarse).into()).await;
+        }
+        while Instant::now() < due {
+            tokio::task::yield_now().await;
+        }
         let mut client = AuthorizerClient::new(channels[i % channels.len()].clone());
         let request = Arc::clone(&request);
         tasks.push(tokio::spawn(async move {
-            let ok = client.check((*request).clone()).await.is_ok();
-            (ok, due.elapsed().as_micros() as u32)
+            // How late this request started, from its due time: the generator's own lag.
+            let lag = due.elapsed().as_micros() as u32;
+            let ok = tokio::time::timeout(timeout, client.check((*request).clone()))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            (ok, due.elapsed().as_micros() as u32, lag)
         }));
     }
     let mut m = Measured {
@@ -306,8 +343,10 @@ async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> Measured {
         elapsed: Duration::ZERO,
         latencies_us: Vec::with_capacity(total),
     };
+    let mut lags = Vec::with_capacity(total);
     for t in tasks {
-        let (ok, latency) = t.await.unwrap();
+        let (ok, latency, lag) = t.await.unwrap();
+        lags.push(lag);
         if ok {
             m.completed += 1;
             m.latencies_us.push(latency);
@@ -316,7 +355,7 @@ async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> Measured {
         }
     }
     m.elapsed = started.elapsed();
-    m
+    (m, lags)
 }
 
 fn row(name: &str, m: &mut Measured) {
@@ -345,9 +384,26 @@ fn generated_policies(rules: usize) -> tempfile::TempDir {
     dir
 }
 
+fn ceiling_server() -> Server {
+    let mut command = pinned("0", &std::env::current_exe().unwrap());
+    command.arg("--ceiling-server");
+    Server::start(command)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--ceiling-server") {
         run_ceiling_server();
+        return;
+    }
+    if std::env::args().any(|a| a == "--print-frame") {
+        // For benches/h2load.sh: the request below as one gRPC message on the wire (uncompressed
+        // flag, 4-byte big-endian length, protobuf), the body h2load sends.
+        use std::io::Write;
+        let message = prost::Message::encode_to_vec(&check_request());
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        std::io::stdout().write_all(&frame).unwrap();
         return;
     }
     if std::env::args().any(|a| a == "--list") {
@@ -355,44 +411,33 @@ fn main() {
         return;
     }
     let o = options();
-    // This process generates the load on CPU 1; the servers run on CPU 0.
+    // This process generates the load on CPU 1, on one thread (a current-thread runtime: no
+    // second thread of ours competing for that core); the servers run on CPU 0.
     let _ = Command::new("taskset")
         .args(["-cp", "1", &std::process::id().to_string()])
         .stdout(Stdio::null())
         .status();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     println!(
-        "grpc bench: {} s per phase, {} connections, {} requests in flight; servers on CPU 0, load on CPU 1 ({} CPUs)",
-        o.seconds,
-        o.connections,
-        o.in_flight,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        "grpc bench: {} s per phase, {} connections, {} requests in flight; servers on CPU 0, load on CPU 1 (one thread)",
+        o.seconds, o.connections, o.in_flight,
     );
     runtime.block_on(async {
-        let ceiling = Server::start({
-            let mut c = pinned("0", &std::env::current_exe().unwrap());
-            c.arg("--ceiling-server");
-            c
-        });
+        let ceiling = ceiling_server();
         let mut ceiling_max = max_rate(&ceiling.addr, &o).await;
         drop(ceiling);
         let verdict = daemon(&policies);
         let mut verdict_max = max_rate(&verdict.addr, &o).await;
         let half = verdict_max.rate() / 2.0;
-        let mut verdict_half = fixed_rate(&verdict.addr, &o, half).await;
+        let (mut verdict_half, mut verdict_lag) = fixed_rate(&verdict.addr, &o, half).await;
         let rss_bundled = verdict.rss_mib();
         drop(verdict);
-        let ceiling = Server::start({
-            let mut c = pinned("0", &std::env::current_exe().unwrap());
-            c.arg("--ceiling-server");
-            c
-        });
-        let mut ceiling_half = fixed_rate(&ceiling.addr, &o, half).await;
+        let ceiling = ceiling_server();
+        let (mut ceiling_half, mut ceiling_lag) = fixed_rate(&ceiling.addr, &o, half).await;
         drop(ceiling);
 
         println!();
@@ -400,7 +445,18 @@ fn main() {
         row("verdict Check 1x1, max rate", &mut verdict_max);
         row(&format!("ceiling at {half:.0} req/s"), &mut ceiling_half);
         row(&format!("verdict at {half:.0} req/s (half its max)"), &mut verdict_half);
-        println!("verdict throughput / ceiling: {:.1}%", 100.0 * verdict_max.rate() / ceiling_max.rate());
+        println!(
+            "verdict throughput / ceiling: {:.1}%",
+            100.0 * verdict_max.rate() / ceiling_max.rate()
+        );
+        for (name, lags) in [("ceiling", &mut ceiling_lag), ("verdict", &mut verdict_lag)] {
+            println!(
+                "generator lag at {half:.0} req/s, {name} (request started after its due time): p50 {:.0} us, p99 {:.0} us, p999 {:.0} us",
+                percentile(lags, 0.50),
+                percentile(lags, 0.99),
+                percentile(lags, 0.999)
+            );
+        }
 
         let generated = generated_policies(10_000);
         let big = daemon(generated.path());
