@@ -2,13 +2,19 @@
 //! (a tonic server on the same proto that returns a constant response without deciding), in one
 //! run; then the daemon's memory.
 //!
-//! The servers run on CPU 0 (`taskset`), this load generator on CPU 1, over several HTTP/2
-//! connections. For each server: the maximum rate (closed loop, many requests in flight), then
-//! latency at a fixed rate of half the daemon's maximum (open loop: latency counts from the moment
-//! a request was due, so a stall shows up instead of hiding). Every loop is bounded in time.
+//! The servers run on CPU 0 (`taskset`), this load generator on CPU 1 on one thread, over several
+//! HTTP/2 connections. For each server: the maximum rate (closed loop, many requests in flight),
+//! then latency at a fixed rate of half the daemon's maximum (open loop: each request is sent at
+//! its due time and its latency counts from then, so a stall shows up instead of hiding). The
+//! phases alternate between the two servers for `--rounds` rounds, and the ratio is the median of
+//! the rounds' ratios, so that a busy spell of a shared machine does not fall on one server only.
+//! Each row also says how much of a core the server, the generator and other processes used:
+//! a server near 100% is the bottleneck; "others" is noise. Every loop is bounded in time.
 //!
-//! Run: `cargo bench --bench grpc` (`-- --seconds 5 --connections 4 --in-flight 64` to change the
-//! defaults). Prints a table; figures go to BENCHMARKS.md with this command.
+//! Run: `cargo bench --bench grpc` (`-- --seconds 5 --rounds 3 --connections 4 --in-flight 64`
+//! to change the defaults). Prints a table; figures go to BENCHMARKS.md with this command.
+//! `-- --ceiling-server` runs only the ceiling server and `-- --print-frame` prints the request
+//! as a gRPC message, for benches/h2load.sh.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -24,6 +30,7 @@ struct Options {
     seconds: u64,
     connections: usize,
     in_flight: usize,
+    rounds: usize,
 }
 
 fn options() -> Options {
@@ -39,6 +46,7 @@ fn options() -> Options {
         seconds: value("--seconds", 5),
         connections: value("--connections", 4) as usize,
         in_flight: value("--in-flight", 64) as usize,
+        rounds: value("--rounds", 3).max(1) as usize,
     }
 }
 
@@ -236,6 +244,104 @@ struct Measured {
     failed: usize,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// During the phase, shares of a core: the server, this generator, the rest on CPU 0 and on
+    /// CPU 1 (see `cpu_use`).
+    cpu: [f64; 4],
+}
+
+/// CPU time so far: of the server process, of this process, and busy and total time of CPUs 0
+/// and 1 (from /proc; zeros where unreadable), in clock ticks.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    server: u64,
+    generator: u64,
+    cpus: [(u64, u64); 2],
+}
+
+fn process_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+fn cpu_times(server: &Server) -> CpuTimes {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut cpus = [(0, 0); 2];
+    for (cpu, slot) in cpus.iter_mut().enumerate() {
+        let prefix = format!("cpu{cpu} ");
+        if let Some(line) = stat.lines().find(|l| l.starts_with(&prefix)) {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            let total: u64 = fields.iter().take(8).sum();
+            let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+            *slot = (total - idle, total);
+        }
+    }
+    CpuTimes {
+        server: process_ticks(&server.child.id().to_string()),
+        generator: process_ticks("self"),
+        cpus,
+    }
+}
+
+/// Shares of one core over a phase: the server process, this generator, and everything else on
+/// CPU 0 and on CPU 1 (other processes of the machine: the noise).
+fn cpu_use(server: &Server, before: CpuTimes) -> [f64; 4] {
+    let after = cpu_times(server);
+    let total = |i: usize| (after.cpus[i].1 - before.cpus[i].1) as f64;
+    let busy = |i: usize| (after.cpus[i].0 - before.cpus[i].0) as f64;
+    let server = (after.server - before.server) as f64;
+    let generator = (after.generator - before.generator) as f64;
+    [
+        server / total(0),
+        generator / total(1),
+        ((busy(0) - server) / total(0)).max(0.0),
+        ((busy(1) - generator) / total(1)).max(0.0),
+    ]
+}
+
+impl Measured {
+    fn empty() -> Measured {
+        Measured {
+            completed: 0,
+            failed: 0,
+            elapsed: Duration::ZERO,
+            latencies_us: Vec::new(),
+            cpu: [f64::NAN; 4],
+        }
+    }
+
+    /// Several rounds of one phase as one: counts and latencies pooled, time and CPU summed
+    /// (weighted by time).
+    fn pooled(rounds: Vec<Measured>) -> Measured {
+        let mut m = Measured::empty();
+        let seconds: f64 = rounds.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        m.cpu = [0.0; 4];
+        for r in rounds {
+            m.completed += r.completed;
+            m.failed += r.failed;
+            m.elapsed += r.elapsed;
+            m.latencies_us.extend(r.latencies_us);
+            for i in 0..4 {
+                m.cpu[i] += r.cpu[i] * r.elapsed.as_secs_f64() / seconds;
+            }
+        }
+        m
+    }
 }
 
 impl Measured {
@@ -248,6 +354,12 @@ impl Measured {
     }
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 fn percentile(values: &mut [u32], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
@@ -258,10 +370,11 @@ fn percentile(values: &mut [u32], p: f64) -> f64 {
 }
 
 /// Closed loop: `in_flight` workers over the channels, each sending as soon as the last answer came.
-async fn max_rate(addr: &str, o: &Options) -> Measured {
-    let channels = channels(addr, o.connections).await;
+async fn max_rate(server: &Server, o: &Options) -> Measured {
+    let channels = channels(&server.addr, o.connections).await;
     let request = Arc::new(check_request());
     warm_up(&channels, &request).await;
+    let cpu = cpu_times(server);
     let started = Instant::now();
     let until = started + Duration::from_secs(o.seconds);
     let mut workers = Vec::new();
@@ -285,12 +398,7 @@ async fn max_rate(addr: &str, o: &Options) -> Measured {
             (done, failed, latencies)
         }));
     }
-    let mut m = Measured {
-        completed: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-    };
+    let mut m = Measured::empty();
     for w in workers {
         let (done, failed, latencies) = w.await.unwrap();
         m.completed += done;
@@ -298,6 +406,7 @@ async fn max_rate(addr: &str, o: &Options) -> Measured {
         m.latencies_us.extend(latencies);
     }
     m.elapsed = started.elapsed();
+    m.cpu = cpu_use(server, cpu);
     m
 }
 
@@ -308,14 +417,15 @@ async fn max_rate(addr: &str, o: &Options) -> Measured {
 /// dispatcher sleeps only until about 2 ms before a request is due and then yields until the
 /// clock reaches it. Yielding (not blocking) lets the tasks of the requests in flight and the
 /// runtime's I/O run meanwhile, on this same thread.
-async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> (Measured, Vec<u32>) {
-    let channels = channels(addr, o.connections).await;
+async fn fixed_rate(server: &Server, o: &Options, rate: f64) -> (Measured, Vec<u32>) {
+    let channels = channels(&server.addr, o.connections).await;
     let request = Arc::new(check_request());
     warm_up(&channels, &request).await;
     let total = (rate * o.seconds as f64) as usize;
     let interval_ns = 1e9 / rate;
     let coarse = Duration::from_millis(2);
     let timeout = Duration::from_secs(10);
+    let cpu = cpu_times(server);
     let started = Instant::now() + Duration::from_millis(10);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
@@ -337,12 +447,7 @@ async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> (Measured, Vec<u32>) 
             (ok, due.elapsed().as_micros() as u32, lag)
         }));
     }
-    let mut m = Measured {
-        completed: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::with_capacity(total),
-    };
+    let mut m = Measured::empty();
     let mut lags = Vec::with_capacity(total);
     for t in tasks {
         let (ok, latency, lag) = t.await.unwrap();
@@ -355,18 +460,23 @@ async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> (Measured, Vec<u32>) 
         }
     }
     m.elapsed = started.elapsed();
+    m.cpu = cpu_use(server, cpu);
     (m, lags)
 }
 
 fn row(name: &str, m: &mut Measured) {
     println!(
-        "{name:<44} {:>10.0} req/s  p50 {:>7.0} us  p90 {:>7.0} us  p99 {:>7.0} us  p999 {:>7.0} us  failed {}",
+        "{name:<44} {:>10.0} req/s  p50 {:>7.0} us  p90 {:>7.0} us  p99 {:>7.0} us  p999 {:>7.0} us  failed {}  CPU: server {:.0}%, load {:.0}%, others {:.0}% + {:.0}%",
         m.rate(),
         m.percentile(0.50),
         m.percentile(0.90),
         m.percentile(0.99),
         m.percentile(0.999),
-        m.failed
+        m.failed,
+        100.0 * m.cpu[0],
+        100.0 * m.cpu[1],
+        100.0 * m.cpu[2],
+        100.0 * m.cpu[3],
     );
 }
 
@@ -427,27 +537,62 @@ fn main() {
         o.seconds, o.connections, o.in_flight,
     );
     runtime.block_on(async {
+        // Both servers stay up; the phases alternate between them round by round, so that a
+        // noisy spell of the machine does not land on one server only.
         let ceiling = ceiling_server();
-        let mut ceiling_max = max_rate(&ceiling.addr, &o).await;
-        drop(ceiling);
         let verdict = daemon(&policies);
-        let mut verdict_max = max_rate(&verdict.addr, &o).await;
-        let half = verdict_max.rate() / 2.0;
-        let (mut verdict_half, mut verdict_lag) = fixed_rate(&verdict.addr, &o, half).await;
+        let (mut ceiling_rounds, mut verdict_rounds) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds {
+            ceiling_rounds.push(max_rate(&ceiling, &o).await);
+            verdict_rounds.push(max_rate(&verdict, &o).await);
+        }
+        let rates = |rounds: &[Measured]| -> Vec<f64> { rounds.iter().map(Measured::rate).collect() };
+        let (ceiling_rates, verdict_rates) = (rates(&ceiling_rounds), rates(&verdict_rounds));
+        let ratios: Vec<f64> = ceiling_rates
+            .iter()
+            .zip(&verdict_rates)
+            .map(|(c, v)| v / c)
+            .collect();
+        let half = median(&verdict_rates) / 2.0;
+        let (mut ceiling_fixed, mut verdict_fixed) = (Vec::new(), Vec::new());
+        let (mut ceiling_lag, mut verdict_lag) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds {
+            let (m, lag) = fixed_rate(&ceiling, &o, half).await;
+            ceiling_fixed.push(m);
+            ceiling_lag.extend(lag);
+            let (m, lag) = fixed_rate(&verdict, &o, half).await;
+            verdict_fixed.push(m);
+            verdict_lag.extend(lag);
+        }
         let rss_bundled = verdict.rss_mib();
         drop(verdict);
-        let ceiling = ceiling_server();
-        let (mut ceiling_half, mut ceiling_lag) = fixed_rate(&ceiling.addr, &o, half).await;
         drop(ceiling);
 
+        let mut ceiling_max = Measured::pooled(ceiling_rounds);
+        let mut verdict_max = Measured::pooled(verdict_rounds);
+        let mut ceiling_half = Measured::pooled(ceiling_fixed);
+        let mut verdict_half = Measured::pooled(verdict_fixed);
         println!();
         row("ceiling (constant response), max rate", &mut ceiling_max);
         row("verdict Check 1x1, max rate", &mut verdict_max);
         row(&format!("ceiling at {half:.0} req/s"), &mut ceiling_half);
         row(&format!("verdict at {half:.0} req/s (half its max)"), &mut verdict_half);
+        let list = |values: &[f64], scale: f64| {
+            values
+                .iter()
+                .map(|v| format!("{:.1}", v * scale))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
-            "verdict throughput / ceiling: {:.1}%",
-            100.0 * verdict_max.rate() / ceiling_max.rate()
+            "max rate by round (k req/s): ceiling {}; verdict {}",
+            list(&ceiling_rates, 1e-3),
+            list(&verdict_rates, 1e-3)
+        );
+        println!(
+            "verdict throughput / ceiling: {:.1}% (median of the rounds: {})",
+            100.0 * median(&ratios),
+            list(&ratios, 100.0)
         );
         for (name, lags) in [("ceiling", &mut ceiling_lag), ("verdict", &mut verdict_lag)] {
             println!(
