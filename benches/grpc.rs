@@ -14,7 +14,7 @@
 //! Run: `cargo bench --bench grpc` (`-- --seconds 5 --rounds 3 --connections 4 --in-flight 64`
 //! to change the defaults). Prints a table; figures go to BENCHMARKS.md with this command.
 //! `-- --ceiling-server` runs only the ceiling server and `-- --print-frame` prints the request
-//! as a gRPC message, for benches/h2load.sh.
+//! as a gRPC message (`-- --decode-response` reads a response body), for benches/h2load.sh.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -514,6 +514,33 @@ fn main() {
         frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
         frame.extend_from_slice(&message);
         std::io::stdout().write_all(&frame).unwrap();
+        return;
+    }
+    if std::env::args().any(|a| a == "--decode-response") {
+        // For benches/h2load.sh: the decisions in a Check response body (one gRPC message) read
+        // from standard input, one line each.
+        use std::io::Read;
+        let mut body = Vec::new();
+        std::io::stdin().read_to_end(&mut body).unwrap();
+        assert!(
+            body.len() >= 5 && body[0] == 0,
+            "not one uncompressed gRPC message"
+        );
+        let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        let response: proto::CheckResponse =
+            prost::Message::decode(&body[5..5 + length]).expect("a CheckResponse");
+        for result in &response.results {
+            let resource = result.resource.clone().unwrap_or_default();
+            for (action, decision) in &result.actions {
+                let effect = proto::Effect::try_from(decision.effect)
+                    .map(|e| e.as_str_name())
+                    .unwrap_or("unknown");
+                println!(
+                    "{}/{} {action}: {effect} (policy {:?}, rule {:?})",
+                    resource.kind, resource.id, decision.policy, decision.rule
+                );
+            }
+        }
         return;
     }
     if std::env::args().any(|a| a == "--list") {
