@@ -12,7 +12,7 @@
 //! a server near 100% is the bottleneck; "others" is noise. Every loop is bounded in time.
 //!
 //! Run: `cargo bench --bench grpc` (`-- --seconds 5 --rounds 3 --connections 4 --in-flight 64`
-//! to change the defaults). Prints a table; figures go to BENCHMARKS.md with this command.
+//! to change the defaults; `-- --rates 4000,8000` for only latency at those rates). Prints a table; figures go to BENCHMARKS.md with this command.
 //! `-- --ceiling-server` runs only the ceiling server and `-- --print-frame` prints the request
 //! as a gRPC message (`-- --decode-response` reads a response body), for benches/h2load.sh.
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ struct Options {
     connections: usize,
     in_flight: usize,
     rounds: usize,
+    /// `--rates 4000,8000`: only latency at these fixed rates, no maximum-rate phases.
+    rates: Vec<f64>,
 }
 
 fn options() -> Options {
@@ -47,6 +49,12 @@ fn options() -> Options {
         connections: value("--connections", 4) as usize,
         in_flight: value("--in-flight", 64) as usize,
         rounds: value("--rounds", 3).max(1) as usize,
+        rates: args
+            .iter()
+            .position(|a| a == "--rates")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -249,29 +257,26 @@ struct Measured {
     cpu: [f64; 4],
 }
 
-/// CPU time so far: of the server process, of this process, and busy and total time of CPUs 0
-/// and 1 (from /proc; zeros where unreadable), in clock ticks.
+/// CPU time so far: of the server process and of this process (nanoseconds on a CPU, from the
+/// scheduler's per-thread counters: tick-sampled utime misses short bursts), and busy and total
+/// time of CPUs 0 and 1 (clock ticks, /proc/stat); zeros where unreadable.
 #[derive(Clone, Copy)]
 struct CpuTimes {
-    server: u64,
-    generator: u64,
+    at: Instant,
+    server_ns: u64,
+    generator_ns: u64,
     cpus: [(u64, u64); 2],
 }
 
-fn process_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |n: usize| {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
+/// Time on a CPU of every live thread of a process, from /proc/PID/task/*/schedstat.
+fn process_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
     };
-    field(14) + field(15)
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn cpu_times(server: &Server) -> CpuTimes {
@@ -292,25 +297,29 @@ fn cpu_times(server: &Server) -> CpuTimes {
         }
     }
     CpuTimes {
-        server: process_ticks(&server.child.id().to_string()),
-        generator: process_ticks("self"),
+        at: Instant::now(),
+        server_ns: process_ns(&server.child.id().to_string()),
+        generator_ns: process_ns("self"),
         cpus,
     }
 }
 
 /// Shares of one core over a phase: the server process, this generator, and everything else on
-/// CPU 0 and on CPU 1 (other processes of the machine: the noise).
+/// CPU 0 and on CPU 1 (other processes of the machine: the noise; coarser, from clock ticks).
 fn cpu_use(server: &Server, before: CpuTimes) -> [f64; 4] {
     let after = cpu_times(server);
-    let total = |i: usize| (after.cpus[i].1 - before.cpus[i].1) as f64;
-    let busy = |i: usize| (after.cpus[i].0 - before.cpus[i].0) as f64;
-    let server = (after.server - before.server) as f64;
-    let generator = (after.generator - before.generator) as f64;
+    let wall = after.at.duration_since(before.at).as_nanos() as f64;
+    let server = (after.server_ns - before.server_ns) as f64 / wall;
+    let generator = (after.generator_ns - before.generator_ns) as f64 / wall;
+    let busy = |i: usize| {
+        let total = (after.cpus[i].1 - before.cpus[i].1) as f64;
+        (after.cpus[i].0 - before.cpus[i].0) as f64 / total
+    };
     [
-        server / total(0),
-        generator / total(1),
-        ((busy(0) - server) / total(0)).max(0.0),
-        ((busy(1) - generator) / total(1)).max(0.0),
+        server,
+        generator,
+        (busy(0) - server).max(0.0),
+        (busy(1) - generator).max(0.0),
     ]
 }
 
@@ -568,6 +577,19 @@ fn main() {
         // noisy spell of the machine does not land on one server only.
         let ceiling = ceiling_server();
         let verdict = daemon(&policies);
+        if !o.rates.is_empty() {
+            println!();
+            for &rate in &o.rates {
+                let (mut c, mut v) = (Vec::new(), Vec::new());
+                for _ in 0..o.rounds {
+                    c.push(fixed_rate(&ceiling, &o, rate).await.0);
+                    v.push(fixed_rate(&verdict, &o, rate).await.0);
+                }
+                row(&format!("ceiling at {rate:.0} req/s"), &mut Measured::pooled(c));
+                row(&format!("verdict at {rate:.0} req/s"), &mut Measured::pooled(v));
+            }
+            return;
+        }
         let (mut ceiling_rounds, mut verdict_rounds) = (Vec::new(), Vec::new());
         for _ in 0..o.rounds {
             ceiling_rounds.push(max_rate(&ceiling, &o).await);
