@@ -9,13 +9,20 @@
 # Run: bash benches/h2load.sh
 # Settings (environment): SECONDS_PER_PHASE (5), CONNECTIONS (4), STREAMS (16 per connection at
 # the maximum rate: 64 in flight, as benches/grpc.rs), FIXED_STREAMS (64 per connection at the
-# fixed rate), SPREAD_CONNECTIONS (100, see below).
+# fixed rate).
 #
 # What h2load's fixed rate is: `--rps N` is per connection, and its timer ticks at most every
-# 10 ms, so requests leave in bursts of rate/100 per tick, and a request's time starts when it is
-# submitted (FIXED_STREAMS per connection leaves room for a whole burst, so none waits for a free
-# stream). Those bursts add latency. The "spread" rows send the same total rate over
-# SPREAD_CONNECTIONS connections, each ticking at its own phase, so arrivals are closer to even.
+# 10 ms, so requests leave in bursts of rate/100 per tick (all connections' ticks close together),
+# and a request's time starts when it is submitted (FIXED_STREAMS per connection leaves room for a
+# whole burst, so none waits for a free stream). The bursts queue at the server and add about
+# half the time the server takes to work through one: h2load's latency at a fixed rate is an upper
+# bound, benches/grpc.rs's (each request sent at its own due time) is the one to compare with
+# the target. Its `--timing-script-file` mode does not help: its timer re-arms from the time it
+# fired, so it falls far behind the asked rate.
+#
+# Each row ends with the server's share of a core (its threads' time on a CPU, from schedstat) and
+# how busy CPU 0 and CPU 1 were (clock ticks, /proc/stat): CPU 0 busier than the server, or
+# CPU 1 busier than h2load alone, means other processes took part of the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +30,6 @@ duration=${SECONDS_PER_PHASE:-5}
 connections=${CONNECTIONS:-4}
 streams=${STREAMS:-16}
 fixed_streams=${FIXED_STREAMS:-64}
-spread=${SPREAD_CONNECTIONS:-100}
 
 for tool in h2load curl taskset python3; do
   command -v "$tool" >/dev/null || { echo "h2load.sh: $tool not found (h2load: apt-get install nghttp2-client)" >&2; exit 1; }
@@ -50,12 +56,13 @@ trap cleanup EXIT
 
 "$bench" --print-frame >"$work/frame.bin"
 
-# start NAME COMMAND...: runs the server on CPU 0 and sets $addr when it announces it.
+# start NAME COMMAND...: runs the server on CPU 0 and sets $addr and $pid when it announces it.
 start() {
   local name=$1
   shift
   VERDICT_LOG=info taskset -c 0 "$@" >"$work/$name.log" 2>&1 &
-  pids+=($!)
+  pid=$!
+  pids+=("$pid")
   for _ in $(seq 600); do
     addr=$(grep -o 'serving gRPC addr=[^ ]*' "$work/$name.log" | head -1 | sed 's/.*addr=//' || true)
     [ -n "$addr" ] && return 0
@@ -83,20 +90,32 @@ verify() {
   grep -q 'read: EFFECT_ALLOW' <<<"$decisions" || { echo "h2load.sh: $name did not allow" >&2; exit 1; }
 }
 
-# run LABEL ADDR H2LOAD_ARGS...: h2load on CPU 1; appends a row to $work/rows and prints it; the
+# cpu PID: nanoseconds on a CPU of PID's threads, then busy and total ticks of CPU 0 and CPU 1.
+cpu() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1} END {printf "%.0f ", ns}'
+  awk '/^cpu[01] / {busy = $2 + $3 + $4 + $7 + $8 + $9; printf "%d %d ", busy, busy + $5 + $6}' /proc/stat
+  date +%s%N
+}
+
+# run LABEL ADDR PID H2LOAD_ARGS...: h2load on CPU 1; appends a row to $work/rows and prints it; the
 # rate (HTTP 200 answers in the main phase per second; the warm-up is not logged) goes to
 # $work/rate.
 run() {
-  local label=$1 addr=$2
-  shift 2
+  local label=$1 addr=$2 server=$3 before after
+  shift 3
   rm -f "$work/log.tsv"
+  before=$(cpu "$server")
   taskset -c 1 h2load -D "$duration" --warm-up-time 1 -t 1 \
     -H 'content-type: application/grpc' -H 'te: trailers' -d "$work/frame.bin" \
     --log-file="$work/log.tsv" "$@" "http://$addr/verdict.v1.Authorizer/Check" >"$work/h2load.out" 2>&1 ||
     { cat "$work/h2load.out" >&2; exit 1; }
-  python3 - "$label" "$work/h2load.out" "$work/log.tsv" "$duration" "$work/rate" >>"$work/rows" <<'EOF'
+  after=$(cpu "$server")
+  python3 - "$label" "$work/h2load.out" "$work/log.tsv" "$duration" "$work/rate" "$before" "$after" >>"$work/rows" <<'EOF'
 import re, sys
 label, out, log, duration = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], float(sys.argv[4])
+b, a = [list(map(int, v.split())) for v in sys.argv[6:8]]
+server = (a[0] - b[0]) / (a[5] - b[5])
+cpu0, cpu1 = ((a[i] - b[i]) / (a[i + 1] - b[i + 1]) for i in (1, 3))
 requests = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
 times, failed = [], int(requests.group(5)) + int(requests.group(7))
 for line in open(log):
@@ -107,7 +126,7 @@ times.sort()
 def p(q):
     return times[round((len(times) - 1) * q)] if times else float("nan")
 open(sys.argv[5], "w").write(f"{len(times) / duration:.0f}\n")
-print(f"{label:<52} {len(times) / duration:>10.0f} req/s  p50 {p(.5):>7} us  p90 {p(.9):>7} us  p99 {p(.99):>7} us  p999 {p(.999):>7} us  failed {failed}")
+print(f"{label:<52} {len(times) / duration:>10.0f} req/s  p50 {p(.5):>7} us  p90 {p(.9):>7} us  p99 {p(.99):>7} us  p999 {p(.999):>7} us  failed {failed}  CPU: server {server:.0%}, CPU 0 busy {cpu0:.0%}, CPU 1 busy {cpu1:.0%}")
 EOF
   tail -1 "$work/rows"
 }
@@ -116,23 +135,22 @@ rate() { cat "$work/rate"; }
 
 start ceiling "$bench" --ceiling-server
 ceiling=$addr
+ceiling_pid=$pid
 start verdict "$daemon" serve --listen 127.0.0.1:0 --no-watch --request-timeout-ms 0 --policies policies
 verdict=$addr
+verdict_pid=$pid
 verify ceiling "$ceiling"
 verify verdict "$verdict"
 
 echo "== h2load: ${duration} s per phase (after 1 s of warm-up), $connections connections; servers on CPU 0, h2load on CPU 1"
-run "ceiling (constant response), max rate" "$ceiling" -c "$connections" -m "$streams"
+run "ceiling (constant response), max rate" "$ceiling" "$ceiling_pid" -c "$connections" -m "$streams"
 ceiling_max=$(rate)
-run "verdict Check 1x1, max rate" "$verdict" -c "$connections" -m "$streams"
+run "verdict Check 1x1, max rate" "$verdict" "$verdict_pid" -c "$connections" -m "$streams"
 verdict_max=$(rate)
 half=$((verdict_max / 2))
 per_connection=$(python3 -c "print(f'{$half / $connections:.2f}')")
-per_spread=$(python3 -c "print(f'{$half / $spread:.2f}')")
-run "ceiling at $half req/s" "$ceiling" -c "$connections" -m "$fixed_streams" --rps "$per_connection"
-run "verdict at $half req/s (half its max)" "$verdict" -c "$connections" -m "$fixed_streams" --rps "$per_connection"
-run "ceiling at $half req/s, $spread connections" "$ceiling" -c "$spread" -m "$fixed_streams" --rps "$per_spread"
-run "verdict at $half req/s, $spread connections" "$verdict" -c "$spread" -m "$fixed_streams" --rps "$per_spread"
+run "ceiling at $half req/s" "$ceiling" "$ceiling_pid" -c "$connections" -m "$fixed_streams" --rps "$per_connection"
+run "verdict at $half req/s (half its max)" "$verdict" "$verdict_pid" -c "$connections" -m "$fixed_streams" --rps "$per_connection"
 
 echo
 echo "h2load $(h2load --version | head -1 | awk '{print $2}'), ${duration} s per phase, $connections connections ($streams streams each at the maximum rate, $fixed_streams at a fixed rate)"
