@@ -580,13 +580,23 @@ fn main() {
         if !o.rates.is_empty() {
             println!();
             for &rate in &o.rates {
-                let (mut c, mut v) = (Vec::new(), Vec::new());
+                let (mut c, mut v, mut lags) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..o.rounds {
-                    c.push(fixed_rate(&ceiling, &o, rate).await.0);
-                    v.push(fixed_rate(&verdict, &o, rate).await.0);
+                    let (m, lag) = fixed_rate(&ceiling, &o, rate).await;
+                    c.push(m);
+                    lags.extend(lag);
+                    let (m, lag) = fixed_rate(&verdict, &o, rate).await;
+                    v.push(m);
+                    lags.extend(lag);
                 }
                 row(&format!("ceiling at {rate:.0} req/s"), &mut Measured::pooled(c));
                 row(&format!("verdict at {rate:.0} req/s"), &mut Measured::pooled(v));
+                println!(
+                    "generator lag at {rate:.0} req/s (both servers): p50 {:.0} us, p99 {:.0} us, p999 {:.0} us",
+                    percentile(&mut lags, 0.50),
+                    percentile(&mut lags, 0.99),
+                    percentile(&mut lags, 0.999)
+                );
             }
             return;
         }
