@@ -12,7 +12,8 @@
 //! a server near 100% is the bottleneck; "others" is noise. Every loop is bounded in time.
 //!
 //! Run: `cargo bench --bench grpc` (`-- --seconds 5 --rounds 3 --connections 4 --in-flight 64`
-//! to change the defaults; `-- --rates 4000,8000` for only latency at those rates). Prints a table; figures go to BENCHMARKS.md with this command.
+//! to change the defaults; `-- --rates 4000,8000` for only latency at those rates, with
+//! `--bunch-ms N` to send the requests due in each N ms together). Prints a table; figures go to BENCHMARKS.md with this command.
 //! `-- --ceiling-server` runs only the ceiling server and `-- --print-frame` prints the request
 //! as a gRPC message (`-- --decode-response` reads a response body), for benches/h2load.sh.
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ struct Options {
     rounds: usize,
     /// `--rates 4000,8000`: only latency at these fixed rates, no maximum-rate phases.
     rates: Vec<f64>,
+    /// `--bunch-ms N`: at a fixed rate, send the requests due within each N ms together at its
+    /// end (latency then counts from there), to see what bunched arrivals cost a server.
+    bunch_ns: u64,
 }
 
 fn options() -> Options {
@@ -55,6 +59,7 @@ fn options() -> Options {
             .and_then(|i| args.get(i + 1))
             .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
             .unwrap_or_default(),
+        bunch_ns: value("--bunch-ms", 0) * 1_000_000,
     }
 }
 
@@ -438,7 +443,11 @@ async fn fixed_rate(server: &Server, o: &Options, rate: f64) -> (Measured, Vec<u
     let started = Instant::now() + Duration::from_millis(10);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        let due = started + Duration::from_nanos((i as f64 * interval_ns) as u64);
+        let mut offset = (i as f64 * interval_ns) as u64;
+        if o.bunch_ns > 0 {
+            offset = offset.div_ceil(o.bunch_ns) * o.bunch_ns;
+        }
+        let due = started + Duration::from_nanos(offset);
         if due > Instant::now() + coarse {
             tokio::time::sleep_until((due - coarse).into()).await;
         }
