@@ -14,11 +14,12 @@
 # What h2load's fixed rate is: `--rps N` is per connection, and its timer ticks at most every
 # 10 ms, so requests leave in bursts of rate/100 per tick (all connections' ticks close together),
 # and a request's time starts when it is submitted (FIXED_STREAMS per connection leaves room for a
-# whole burst, so none waits for a free stream). The bursts queue at the server and add about
-# half the time the server takes to work through one: h2load's latency at a fixed rate is an upper
-# bound, benches/grpc.rs's (each request sent at its own due time) is the one to compare with
-# the target. Its `--timing-script-file` mode does not help: its timer re-arms from the time it
-# fired, so it falls far behind the asked rate.
+# whole burst, so none waits for a free stream). A burst queues at the server, so the median is
+# in milliseconds; and a burst costs the server less CPU per request than evenly spaced requests.
+# h2load's latency at a fixed rate is that of 10 ms bursts, a different load: benches/grpc.rs's
+# (each request sent at its own due time) is the one to compare with the target. Its
+# `--timing-script-file` mode does not help: its timer re-arms from the time it fired, so it falls
+# far behind the asked rate.
 #
 # Each row ends with the server's share of a core (its threads' time on a CPU, from schedstat) and
 # how busy CPU 0 and CPU 1 were (clock ticks, /proc/stat): CPU 0 busier than the server, or
@@ -43,6 +44,7 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "grpc" and m.get("executable"):
         print(m["executable"])')
+[ -x "$bench" ] || { echo "h2load.sh: the grpc bench did not build: cargo bench --bench grpc --no-run" >&2; exit 1; }
 daemon=target/release/verdict
 
 work=$(mktemp -d)
