@@ -2,21 +2,30 @@
 //! (a tonic server on the same proto that returns a constant response without deciding), in one
 //! run; then the daemon's memory.
 //!
-//! The servers run on CPU 0 (`taskset`), this load generator on CPU 1, over several HTTP/2
-//! connections. For each server: the maximum rate (closed loop, many requests in flight), then
-//! latency at a fixed rate of half the daemon's maximum (open loop: latency counts from the moment
-//! a request was due, so a stall shows up instead of hiding). Every loop is bounded in time.
+//! The servers run on CPU 0 (`taskset`), this load generator on CPU 1 on one thread, over several
+//! HTTP/2 connections. For each server: the maximum rate (closed loop, many requests in flight),
+//! then latency at a fixed rate of half the daemon's maximum (open loop: each request is sent at
+//! its due time and its latency counts from then, so a stall shows up instead of hiding). The
+//! phases alternate between the two servers for `--rounds` rounds, and the ratio is the median of
+//! the rounds' ratios, so that a busy spell of a shared machine does not fall on one server only.
+//! Each row also says how much of a core the server, the generator and other processes used:
+//! a server near 100% is the bottleneck; "others" is noise. Every loop is bounded in time.
 //!
-//! Run: `cargo bench --bench grpc` (`-- --seconds 5 --connections 4 --in-flight 64` to change the
-//! defaults). Prints a table; figures go to BENCHMARKS.md with this command.
+//! Run: `cargo bench --bench grpc` (`-- --seconds 5 --rounds 3 --connections 4 --in-flight 64`
+//! to change the defaults; `-- --rates 4000,8000` for only latency at those rates, with
+//! `--bunch-ms N` to send the requests due in each N ms together). Prints a table; figures go to BENCHMARKS.md with this command.
+//! `-- --ceiling-server` runs only the ceiling server and `-- --print-frame` prints the request
+//! as a gRPC message (`-- --decode-response` reads a response body), for benches/h2load.sh.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prost::bytes::{BufMut, Bytes};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
-use verdict::server::proto::{self, authorizer_client::AuthorizerClient};
+use verdict::server::proto;
 
 const BIN: &str = env!("CARGO_BIN_EXE_verdict");
 
@@ -24,6 +33,12 @@ struct Options {
     seconds: u64,
     connections: usize,
     in_flight: usize,
+    rounds: usize,
+    /// `--rates 4000,8000`: only latency at these fixed rates, no maximum-rate phases.
+    rates: Vec<f64>,
+    /// `--bunch-ms N`: at a fixed rate, send the requests due within each N ms together at its
+    /// end (latency then counts from there), to see what bunched arrivals cost a server.
+    bunch_ns: u64,
 }
 
 fn options() -> Options {
@@ -39,6 +54,14 @@ fn options() -> Options {
         seconds: value("--seconds", 5),
         connections: value("--connections", 4) as usize,
         in_flight: value("--in-flight", 64) as usize,
+        rounds: value("--rounds", 3).max(1) as usize,
+        rates: args
+            .iter()
+            .position(|a| a == "--rates")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
+            .unwrap_or_default(),
+        bunch_ns: value("--bunch-ms", 0) * 1_000_000,
     }
 }
 
@@ -92,9 +115,17 @@ fn run_ceiling_server() {
             }],
             token_error: String::new(),
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // As the daemon does: no Nagle delay on the accepted connections (the builder's
+        // `tcp_nodelay` applies only to listeners tonic binds itself).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |stream| {
+                let stream = stream?;
+                stream.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(stream)
+            },
+        );
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(proto::authorizer_server::AuthorizerServer::new(Constant(
                 response,
             )))
@@ -213,11 +244,205 @@ async fn channels(addr: &str, n: usize) -> Vec<Channel> {
     out
 }
 
+/// Check on one connection, the request encoded once: per request the generator pays for
+/// tonic's client and HTTP/2, not for copying and encoding the same message again. The answer
+/// is decoded and counts only if it allows the read.
+#[derive(Clone)]
+struct Checker {
+    grpc: tonic::client::Grpc<Channel>,
+    request: Bytes,
+}
+
+impl Checker {
+    fn new(channel: Channel, request: &Bytes) -> Checker {
+        Checker {
+            grpc: tonic::client::Grpc::new(channel),
+            request: request.clone(),
+        }
+    }
+
+    async fn check(&mut self) -> bool {
+        if self.grpc.ready().await.is_err() {
+            return false;
+        }
+        let path = http::uri::PathAndQuery::from_static("/verdict.v1.Authorizer/Check");
+        match self
+            .grpc
+            .unary(Request::new(self.request.clone()), path, PreEncoded)
+            .await
+        {
+            Ok(response) => allows_read(&response.into_inner()),
+            Err(_) => false,
+        }
+    }
+}
+
+fn allows_read(response: &proto::CheckResponse) -> bool {
+    response
+        .results
+        .first()
+        .and_then(|r| r.actions.get("read"))
+        .is_some_and(|d| d.effect == proto::Effect::Allow as i32)
+}
+
+/// The request as encoded protobuf bytes, sent as they are; the response decoded with prost.
+#[derive(Clone, Copy)]
+struct PreEncoded;
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = proto::CheckResponse;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+
+    fn decoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+}
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = proto::CheckResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<proto::CheckResponse>, Status> {
+        prost::Message::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+fn encoded_request() -> Bytes {
+    Bytes::from(prost::Message::encode_to_vec(&check_request()))
+}
+
+/// A few hundred requests on every connection before measuring.
+async fn warm_up(channels: &[Channel], request: &Bytes) {
+    for channel in channels {
+        let mut checker = Checker::new(channel.clone(), request);
+        for _ in 0..200 {
+            assert!(checker.check().await, "the server allows the read");
+        }
+    }
+}
+
 struct Measured {
     completed: usize,
     failed: usize,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// During the phase, shares of a core: the server, this generator, the rest on CPU 0 and on
+    /// CPU 1 (see `cpu_use`).
+    cpu: [f64; 4],
+}
+
+/// CPU time so far: of the server process and of this process (nanoseconds on a CPU, from the
+/// scheduler's per-thread counters: tick-sampled utime misses short bursts), and busy and total
+/// time of CPUs 0 and 1 (clock ticks, /proc/stat); zeros where unreadable.
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    at: Instant,
+    server_ns: u64,
+    generator_ns: u64,
+    cpus: [(u64, u64); 2],
+}
+
+/// Time on a CPU of every live thread of a process, from /proc/PID/task/*/schedstat.
+fn process_ns(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn cpu_times(server: &Server) -> CpuTimes {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut cpus = [(0, 0); 2];
+    for (cpu, slot) in cpus.iter_mut().enumerate() {
+        let prefix = format!("cpu{cpu} ");
+        if let Some(line) = stat.lines().find(|l| l.starts_with(&prefix)) {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            let total: u64 = fields.iter().take(8).sum();
+            let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+            *slot = (total - idle, total);
+        }
+    }
+    CpuTimes {
+        at: Instant::now(),
+        server_ns: process_ns(&server.child.id().to_string()),
+        generator_ns: process_ns("self"),
+        cpus,
+    }
+}
+
+/// Shares of one core over a phase: the server process, this generator, and everything else on
+/// CPU 0 and on CPU 1 (other processes of the machine: the noise; coarser, from clock ticks).
+fn cpu_use(server: &Server, before: CpuTimes) -> [f64; 4] {
+    let after = cpu_times(server);
+    let wall = after.at.duration_since(before.at).as_nanos() as f64;
+    let server = (after.server_ns - before.server_ns) as f64 / wall;
+    let generator = (after.generator_ns - before.generator_ns) as f64 / wall;
+    let busy = |i: usize| {
+        let total = (after.cpus[i].1 - before.cpus[i].1) as f64;
+        (after.cpus[i].0 - before.cpus[i].0) as f64 / total
+    };
+    [
+        server,
+        generator,
+        (busy(0) - server).max(0.0),
+        (busy(1) - generator).max(0.0),
+    ]
+}
+
+impl Measured {
+    fn empty() -> Measured {
+        Measured {
+            completed: 0,
+            failed: 0,
+            elapsed: Duration::ZERO,
+            latencies_us: Vec::new(),
+            cpu: [f64::NAN; 4],
+        }
+    }
+
+    /// Several rounds of one phase as one: counts and latencies pooled, time and CPU summed
+    /// (weighted by time).
+    fn pooled(rounds: Vec<Measured>) -> Measured {
+        let mut m = Measured::empty();
+        let seconds: f64 = rounds.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+        m.cpu = [0.0; 4];
+        for r in rounds {
+            m.completed += r.completed;
+            m.failed += r.failed;
+            m.elapsed += r.elapsed;
+            m.latencies_us.extend(r.latencies_us);
+            for i in 0..4 {
+                m.cpu[i] += r.cpu[i] * r.elapsed.as_secs_f64() / seconds;
+            }
+        }
+        m
+    }
 }
 
 impl Measured {
@@ -226,52 +451,53 @@ impl Measured {
     }
 
     fn percentile(&mut self, p: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        self.latencies_us.sort_unstable();
-        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies_us[i] as f64
+        percentile(&mut self.latencies_us, p)
     }
 }
 
-/// Closed loop: `in_flight` workers over the channels, each sending as soon as the last answer came.
-async fn max_rate(addr: &str, o: &Options) -> Measured {
-    let channels = channels(addr, o.connections).await;
-    let request = Arc::new(check_request());
-    // Warm up.
-    let mut warm = AuthorizerClient::new(channels[0].clone());
-    for _ in 0..200 {
-        warm.check((*request).clone()).await.unwrap();
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn percentile(values: &mut [u32], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
     }
+    values.sort_unstable();
+    let i = ((values.len() as f64 - 1.0) * p).round() as usize;
+    values[i] as f64
+}
+
+/// Closed loop: `in_flight` workers over the channels, each sending as soon as the last answer came.
+async fn max_rate(server: &Server, o: &Options) -> Measured {
+    let channels = channels(&server.addr, o.connections).await;
+    let request = encoded_request();
+    warm_up(&channels, &request).await;
+    let cpu = cpu_times(server);
     let started = Instant::now();
     let until = started + Duration::from_secs(o.seconds);
     let mut workers = Vec::new();
     for w in 0..o.in_flight {
-        let mut client = AuthorizerClient::new(channels[w % channels.len()].clone());
-        let request = Arc::clone(&request);
+        let mut checker = Checker::new(channels[w % channels.len()].clone(), &request);
         workers.push(tokio::spawn(async move {
             let (mut done, mut failed, mut latencies) =
                 (0usize, 0usize, Vec::with_capacity(1 << 16));
             while Instant::now() < until {
                 let sent = Instant::now();
-                match client.check((*request).clone()).await {
-                    Ok(_) => {
+                match tokio::time::timeout(Duration::from_secs(10), checker.check()).await {
+                    Ok(true) => {
                         done += 1;
                         latencies.push(sent.elapsed().as_micros() as u32);
                     }
-                    Err(_) => failed += 1,
+                    _ => failed += 1,
                 }
             }
             (done, failed, latencies)
         }));
     }
-    let mut m = Measured {
-        completed: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-    };
+    let mut m = Measured::empty();
     for w in workers {
         let (done, failed, latencies) = w.await.unwrap();
         m.completed += done;
@@ -279,35 +505,55 @@ async fn max_rate(addr: &str, o: &Options) -> Measured {
         m.latencies_us.extend(latencies);
     }
     m.elapsed = started.elapsed();
+    m.cpu = cpu_use(server, cpu);
     m
 }
 
-/// Open loop at `rate` requests per second for `seconds`: latency from when each request was due.
-async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> Measured {
-    let channels = channels(addr, o.connections).await;
-    let request = Arc::new(check_request());
+/// Open loop at `rate` requests per second for `seconds`: latency from when each request was due
+/// (so a stall of the server or of this generator shows up instead of hiding).
+///
+/// Requests go out at their due time, not in bursts: tokio's timer has 1 ms ticks, so the
+/// dispatcher sleeps only until about 2 ms before a request is due and then yields until the
+/// clock reaches it. Yielding (not blocking) lets the tasks of the requests in flight and the
+/// runtime's I/O run meanwhile, on this same thread.
+async fn fixed_rate(server: &Server, o: &Options, rate: f64) -> (Measured, Vec<u32>) {
+    let channels = channels(&server.addr, o.connections).await;
+    let request = encoded_request();
+    warm_up(&channels, &request).await;
     let total = (rate * o.seconds as f64) as usize;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
+    let interval_ns = 1e9 / rate;
+    let coarse = Duration::from_millis(2);
+    let timeout = Duration::from_secs(10);
+    let cpu = cpu_times(server);
+    let started = Instant::now() + Duration::from_millis(10);
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
-        let due = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let mut client = AuthorizerClient::new(channels[i % channels.len()].clone());
-        let request = Arc::clone(&request);
+        let mut offset = (i as f64 * interval_ns) as u64;
+        if o.bunch_ns > 0 {
+            offset = offset.div_ceil(o.bunch_ns) * o.bunch_ns;
+        }
+        let due = started + Duration::from_nanos(offset);
+        if due > Instant::now() + coarse {
+            tokio::time::sleep_until((due - coarse).into()).await;
+        }
+        while Instant::now() < due {
+            tokio::task::yield_now().await;
+        }
+        let mut checker = Checker::new(channels[i % channels.len()].clone(), &request);
         tasks.push(tokio::spawn(async move {
-            let ok = client.check((*request).clone()).await.is_ok();
-            (ok, due.elapsed().as_micros() as u32)
+            // How late this request started, from its due time: the generator's own lag.
+            let lag = due.elapsed().as_micros() as u32;
+            let ok = tokio::time::timeout(timeout, checker.check())
+                .await
+                .unwrap_or(false);
+            (ok, due.elapsed().as_micros() as u32, lag)
         }));
     }
-    let mut m = Measured {
-        completed: 0,
-        failed: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::with_capacity(total),
-    };
+    let mut m = Measured::empty();
+    let mut lags = Vec::with_capacity(total);
     for t in tasks {
-        let (ok, latency) = t.await.unwrap();
+        let (ok, latency, lag) = t.await.unwrap();
+        lags.push(lag);
         if ok {
             m.completed += 1;
             m.latencies_us.push(latency);
@@ -316,18 +562,23 @@ async fn fixed_rate(addr: &str, o: &Options, rate: f64) -> Measured {
         }
     }
     m.elapsed = started.elapsed();
-    m
+    m.cpu = cpu_use(server, cpu);
+    (m, lags)
 }
 
 fn row(name: &str, m: &mut Measured) {
     println!(
-        "{name:<44} {:>10.0} req/s  p50 {:>7.0} us  p90 {:>7.0} us  p99 {:>7.0} us  p999 {:>7.0} us  failed {}",
+        "{name:<44} {:>10.0} req/s  p50 {:>7.0} us  p90 {:>7.0} us  p99 {:>7.0} us  p999 {:>7.0} us  failed {}  CPU: server {:.0}%, load {:.0}%, others {:.0}% + {:.0}%",
         m.rate(),
         m.percentile(0.50),
         m.percentile(0.90),
         m.percentile(0.99),
         m.percentile(0.999),
-        m.failed
+        m.failed,
+        100.0 * m.cpu[0],
+        100.0 * m.cpu[1],
+        100.0 * m.cpu[2],
+        100.0 * m.cpu[3],
     );
 }
 
@@ -345,9 +596,53 @@ fn generated_policies(rules: usize) -> tempfile::TempDir {
     dir
 }
 
+fn ceiling_server() -> Server {
+    let mut command = pinned("0", &std::env::current_exe().unwrap());
+    command.arg("--ceiling-server");
+    Server::start(command)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--ceiling-server") {
         run_ceiling_server();
+        return;
+    }
+    if std::env::args().any(|a| a == "--print-frame") {
+        // For benches/h2load.sh: the request below as one gRPC message on the wire (uncompressed
+        // flag, 4-byte big-endian length, protobuf), the body h2load sends.
+        use std::io::Write;
+        let message = prost::Message::encode_to_vec(&check_request());
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        std::io::stdout().write_all(&frame).unwrap();
+        return;
+    }
+    if std::env::args().any(|a| a == "--decode-response") {
+        // For benches/h2load.sh: the decisions in a Check response body (one gRPC message) read
+        // from standard input, one line each.
+        use std::io::Read;
+        let mut body = Vec::new();
+        std::io::stdin().read_to_end(&mut body).unwrap();
+        assert!(
+            body.len() >= 5 && body[0] == 0,
+            "not one uncompressed gRPC message"
+        );
+        let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+        let response: proto::CheckResponse =
+            prost::Message::decode(&body[5..5 + length]).expect("a CheckResponse");
+        for result in &response.results {
+            let resource = result.resource.clone().unwrap_or_default();
+            for (action, decision) in &result.actions {
+                let effect = proto::Effect::try_from(decision.effect)
+                    .map(|e| e.as_str_name())
+                    .unwrap_or("unknown");
+                println!(
+                    "{}/{} {action}: {effect} (policy {:?}, rule {:?})",
+                    resource.kind, resource.id, decision.policy, decision.rule
+                );
+            }
+        }
         return;
     }
     if std::env::args().any(|a| a == "--list") {
@@ -355,58 +650,116 @@ fn main() {
         return;
     }
     let o = options();
-    // This process generates the load on CPU 1; the servers run on CPU 0.
+    // This process generates the load on CPU 1, on one thread (a current-thread runtime: no
+    // second thread of ours competing for that core); the servers run on CPU 0.
     let _ = Command::new("taskset")
         .args(["-cp", "1", &std::process::id().to_string()])
         .stdout(Stdio::null())
         .status();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     println!(
-        "grpc bench: {} s per phase, {} connections, {} requests in flight; servers on CPU 0, load on CPU 1 ({} CPUs)",
-        o.seconds,
-        o.connections,
-        o.in_flight,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        "grpc bench: {} s per phase, {} connections, {} requests in flight; servers on CPU 0, load on CPU 1 (one thread)",
+        o.seconds, o.connections, o.in_flight,
     );
     runtime.block_on(async {
-        let ceiling = Server::start({
-            let mut c = pinned("0", &std::env::current_exe().unwrap());
-            c.arg("--ceiling-server");
-            c
-        });
-        let mut ceiling_max = max_rate(&ceiling.addr, &o).await;
-        drop(ceiling);
+        // Both servers stay up; the phases alternate between them round by round, so that a
+        // noisy spell of the machine does not land on one server only.
+        let ceiling = ceiling_server();
         let verdict = daemon(&policies);
-        let mut verdict_max = max_rate(&verdict.addr, &o).await;
-        let half = verdict_max.rate() / 2.0;
-        let mut verdict_half = fixed_rate(&verdict.addr, &o, half).await;
+        if !o.rates.is_empty() {
+            println!();
+            for &rate in &o.rates {
+                let (mut c, mut v, mut lags) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..o.rounds {
+                    let (m, lag) = fixed_rate(&ceiling, &o, rate).await;
+                    c.push(m);
+                    lags.extend(lag);
+                    let (m, lag) = fixed_rate(&verdict, &o, rate).await;
+                    v.push(m);
+                    lags.extend(lag);
+                }
+                row(&format!("ceiling at {rate:.0} req/s"), &mut Measured::pooled(c));
+                row(&format!("verdict at {rate:.0} req/s"), &mut Measured::pooled(v));
+                println!(
+                    "generator lag at {rate:.0} req/s (both servers): p50 {:.0} us, p99 {:.0} us, p999 {:.0} us",
+                    percentile(&mut lags, 0.50),
+                    percentile(&mut lags, 0.99),
+                    percentile(&mut lags, 0.999)
+                );
+            }
+            return;
+        }
+        let (mut ceiling_rounds, mut verdict_rounds) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds {
+            ceiling_rounds.push(max_rate(&ceiling, &o).await);
+            verdict_rounds.push(max_rate(&verdict, &o).await);
+        }
+        let rates = |rounds: &[Measured]| -> Vec<f64> { rounds.iter().map(Measured::rate).collect() };
+        let (ceiling_rates, verdict_rates) = (rates(&ceiling_rounds), rates(&verdict_rounds));
+        let ratios: Vec<f64> = ceiling_rates
+            .iter()
+            .zip(&verdict_rates)
+            .map(|(c, v)| v / c)
+            .collect();
+        let half = median(&verdict_rates) / 2.0;
+        let (mut ceiling_fixed, mut verdict_fixed) = (Vec::new(), Vec::new());
+        let (mut ceiling_lag, mut verdict_lag) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds {
+            let (m, lag) = fixed_rate(&ceiling, &o, half).await;
+            ceiling_fixed.push(m);
+            ceiling_lag.extend(lag);
+            let (m, lag) = fixed_rate(&verdict, &o, half).await;
+            verdict_fixed.push(m);
+            verdict_lag.extend(lag);
+        }
         let rss_bundled = verdict.rss_mib();
         drop(verdict);
-        let ceiling = Server::start({
-            let mut c = pinned("0", &std::env::current_exe().unwrap());
-            c.arg("--ceiling-server");
-            c
-        });
-        let mut ceiling_half = fixed_rate(&ceiling.addr, &o, half).await;
         drop(ceiling);
 
+        let mut ceiling_max = Measured::pooled(ceiling_rounds);
+        let mut verdict_max = Measured::pooled(verdict_rounds);
+        let mut ceiling_half = Measured::pooled(ceiling_fixed);
+        let mut verdict_half = Measured::pooled(verdict_fixed);
         println!();
         row("ceiling (constant response), max rate", &mut ceiling_max);
         row("verdict Check 1x1, max rate", &mut verdict_max);
         row(&format!("ceiling at {half:.0} req/s"), &mut ceiling_half);
         row(&format!("verdict at {half:.0} req/s (half its max)"), &mut verdict_half);
-        println!("verdict throughput / ceiling: {:.1}%", 100.0 * verdict_max.rate() / ceiling_max.rate());
+        let list = |values: &[f64], scale: f64| {
+            values
+                .iter()
+                .map(|v| format!("{:.1}", v * scale))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "max rate by round (k req/s): ceiling {}; verdict {}",
+            list(&ceiling_rates, 1e-3),
+            list(&verdict_rates, 1e-3)
+        );
+        println!(
+            "verdict throughput / ceiling: {:.1}% (median of the rounds: {})",
+            100.0 * median(&ratios),
+            list(&ratios, 100.0)
+        );
+        for (name, lags) in [("ceiling", &mut ceiling_lag), ("verdict", &mut verdict_lag)] {
+            println!(
+                "generator lag at {half:.0} req/s, {name} (request started after its due time): p50 {:.0} us, p99 {:.0} us, p999 {:.0} us",
+                percentile(lags, 0.50),
+                percentile(lags, 0.99),
+                percentile(lags, 0.999)
+            );
+        }
 
         let generated = generated_policies(10_000);
         let big = daemon(generated.path());
-        let mut client = AuthorizerClient::new(channels(&big.addr, 1).await.remove(0));
+        let mut checker = Checker::new(channels(&big.addr, 1).await.remove(0), &encoded_request());
         for _ in 0..1000 {
-            client.check(check_request()).await.unwrap();
+            checker.check().await;
         }
         let rss_big = big.rss_mib();
         drop(big);
