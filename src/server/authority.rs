@@ -96,8 +96,11 @@ fn request_id(given: &str) -> String {
     if !given.is_empty() {
         return given.to_string();
     }
+    // The process id, read once (it is a system call).
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("verdict-{:x}-{n:x}", std::process::id())
+    format!("verdict-{pid:x}-{n:x}")
 }
 
 impl Authority {
@@ -257,7 +260,9 @@ impl Authority {
         client_deadline: Option<Duration>,
     ) -> Result<Checked, Refusal> {
         let started = Instant::now();
-        let span = tracing::info_span!("check", request_id = %request.request_id, resources = request.resources.len());
+        // A debug span: at info level, building it for every request would cost more than the
+        // decision; the events that matter at info and above carry the request id themselves.
+        let span = tracing::debug_span!("check", request_id = %request.request_id, resources = request.resources.len());
         let _entered = span.enter();
         let set = self.store.current();
         let outcome = engine::check_until(&set, &request, self.deadline(client_deadline, started));
@@ -302,6 +307,7 @@ impl Authority {
                 if decision.evaluation_error {
                     metrics::counter!(EVALUATION_ERRORS_TOTAL).increment(1);
                     tracing::warn!(
+                        request_id = %request.request_id,
                         kind = %result.kind,
                         id = %result.id,
                         action = %action,
@@ -354,12 +360,12 @@ impl Authority {
         sql: Option<SqlSpec>,
     ) -> Result<Planned, Refusal> {
         let started = Instant::now();
-        let span = tracing::info_span!("plan", request_id = %request_id, kind = %request.kind, action = %request.action);
+        let span = tracing::debug_span!("plan", request_id = %request_id, kind = %request.kind, action = %request.action);
         let _entered = span.enter();
         let set = self.store.current();
         let result = plan::plan(&set, &request)
             .map_err(|e| {
-                tracing::warn!(policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
+                tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
                 Refusal::new(Code::FailedPrecondition, e.to_string())
             })
             .and_then(|planned| {

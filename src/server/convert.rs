@@ -41,47 +41,50 @@ fn invalid(message: impl Into<String>) -> Status {
 /// protobuf Struct -> JSON object (None -> empty object). Nulls and NaN become JSON null, which the
 /// engine treats as absent.
 pub fn struct_to_json(
-    s: Option<&prost_types::Struct>,
-    field: &str,
+    s: Option<prost_types::Struct>,
+    field: &dyn Fn() -> String,
     max_depth: usize,
 ) -> Result<Json, Status> {
     let mut map = serde_json::Map::new();
     if let Some(s) = s {
-        for (k, v) in &s.fields {
-            map.insert(k.clone(), value_to_json(v, field, 1, max_depth)?);
+        // Keys and strings move from the message: nothing is copied.
+        for (k, v) in s.fields {
+            map.insert(k, value_to_json(v, field, 1, max_depth)?);
         }
     }
     Ok(Json::Object(map))
 }
 
+/// `field` names the attribute bag in an error; it is only called for one.
 fn value_to_json(
-    v: &prost_types::Value,
-    field: &str,
+    v: prost_types::Value,
+    field: &dyn Fn() -> String,
     depth: usize,
     max_depth: usize,
 ) -> Result<Json, Status> {
     if depth > max_depth {
         return Err(invalid(format!(
-            "{field}: attributes nest deeper than {max_depth} levels"
+            "{}: attributes nest deeper than {max_depth} levels",
+            field()
         )));
     }
-    Ok(match &v.kind {
+    Ok(match v.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(n)
             .map(Json::Number)
             .unwrap_or(Json::Null),
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        Some(Kind::StringValue(s)) => Json::String(s),
+        Some(Kind::BoolValue(b)) => Json::Bool(b),
         Some(Kind::StructValue(s)) => {
             let mut map = serde_json::Map::new();
-            for (k, v) in &s.fields {
-                map.insert(k.clone(), value_to_json(v, field, depth + 1, max_depth)?);
+            for (k, v) in s.fields {
+                map.insert(k, value_to_json(v, field, depth + 1, max_depth)?);
             }
             Json::Object(map)
         }
         Some(Kind::ListValue(l)) => Json::Array(
             l.values
-                .iter()
+                .into_iter()
                 .map(|v| value_to_json(v, field, depth + 1, max_depth))
                 .collect::<Result<_, _>>()?,
         ),
@@ -90,7 +93,7 @@ fn value_to_json(
 
 /// protobuf Value -> JSON, without a depth limit (for printing trusted responses).
 pub fn value_to_json_unbounded(v: &prost_types::Value) -> Json {
-    value_to_json(v, "value", 0, usize::MAX).unwrap_or(Json::Null)
+    value_to_json(v.clone(), &|| "value".to_string(), 0, usize::MAX).unwrap_or(Json::Null)
 }
 
 /// JSON -> protobuf Value (for filters and SQL parameters).
@@ -116,7 +119,11 @@ pub fn json_to_value(j: &Json) -> prost_types::Value {
 pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Principal, Status> {
     let p = p.unwrap_or_default();
     Ok(Principal {
-        attr: struct_to_json(p.attr.as_ref(), "principal.attr", limits.max_attr_depth)?,
+        attr: struct_to_json(
+            p.attr,
+            &|| "principal.attr".to_string(),
+            limits.max_attr_depth,
+        )?,
         id: p.id,
         roles: p.roles,
         capabilities: p.capabilities,
@@ -138,10 +145,10 @@ pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckReq
         let Some(resource) = check.resource else {
             return Err(invalid(format!("resources[{i}].resource is required")));
         };
-        let field = format!("resources[{i}].resource.attr");
+        let field = || format!("resources[{i}].resource.attr");
         resources.push(ResourceCheck {
             resource: Resource {
-                attr: struct_to_json(resource.attr.as_ref(), &field, limits.max_attr_depth)?,
+                attr: struct_to_json(resource.attr, &field, limits.max_attr_depth)?,
                 kind: resource.kind,
                 id: resource.id,
             },
@@ -150,7 +157,7 @@ pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckReq
     }
     let request = CheckRequest {
         principal: principal(r.principal, limits)?,
-        context: struct_to_json(r.context.as_ref(), "context", limits.max_attr_depth)?,
+        context: struct_to_json(r.context, &|| "context".to_string(), limits.max_attr_depth)?,
         request_id: r.request_id,
         resources,
     };
@@ -201,8 +208,12 @@ pub fn plan_request(r: proto::PlanFilterRequest, limits: &Limits) -> Result<Plan
         principal: principal(r.principal, limits)?,
         kind: r.resource_kind,
         action: r.action,
-        context: struct_to_json(r.context.as_ref(), "context", limits.max_attr_depth)?,
-        known_attr: struct_to_json(r.known_attr.as_ref(), "known_attr", limits.max_attr_depth)?,
+        context: struct_to_json(r.context, &|| "context".to_string(), limits.max_attr_depth)?,
+        known_attr: struct_to_json(
+            r.known_attr,
+            &|| "known_attr".to_string(),
+            limits.max_attr_depth,
+        )?,
     };
     super::validate::plan_request(&request, limits).map_err(invalid)?;
     Ok(request)
@@ -346,7 +357,7 @@ mod tests {
             },
         );
         s.fields.insert("nan".into(), num(f64::NAN));
-        let j = struct_to_json(Some(&s), "attr", 4).unwrap();
+        let j = struct_to_json(Some(s), &|| "attr".to_string(), 4).unwrap();
         assert_eq!(j["amount"], serde_json::json!(100.0));
         assert!(j["gone"].is_null() && j["nan"].is_null());
         let mut deep = num(1.0);
@@ -359,7 +370,8 @@ mod tests {
         }
         let mut outer = prost_types::Struct::default();
         outer.fields.insert("deep".into(), deep);
-        let err = struct_to_json(Some(&outer), "resources[0].resource.attr", 4).unwrap_err();
+        let err = struct_to_json(Some(outer), &|| "resources[0].resource.attr".to_string(), 4)
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(
             err.message().contains("resources[0].resource.attr"),
