@@ -908,6 +908,49 @@ mod tests {
         assert!(rendered.contains('^'), "{rendered}");
     }
 
+    /// Resolves only `P`, `R`, `A` and `C` themselves.
+    struct BareNames<'b, 'a, 'r>(&'b Bindings<'a, 'r>);
+
+    impl VariableResolver for BareNames<'_, '_, '_> {
+        fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+            self.0
+                .variable(variable)
+                .map(|value| CowVal::Borrowed(value.val()))
+        }
+    }
+
+    /// Should a record ever be used whole (a projection bug), the operations that could answer
+    /// wrongly are errors, so the condition denies.
+    #[test]
+    fn a_record_used_whole_fails_closed() {
+        let env = Environment::default();
+        let mut projection = projection::Projection::default();
+        projection.add(&env.compile("R.attr.secret == 1").unwrap());
+        let resource: crate::request::Resource = serde_json::from_value(json!({
+            "kind": "Patient", "id": "1", "attr": {"secret": 1}
+        }))
+        .unwrap();
+        let (principal_json, context_json) = (json!({}), json!({}));
+        let principal = Value::from_json(&principal_json);
+        let resource = projection.resource(&resource);
+        let (action, context) = (Value::string("read"), Value::from_json(&context_json));
+        let activation = Activation::new(&principal, &resource, &action, &context);
+        let ctx = activation.context(&env);
+        assert_eq!(
+            env.compile("R.attr.secret == 1").unwrap().eval_bool(&ctx),
+            Ok(true)
+        );
+        for source in [
+            "!('secret' in R.attr)",
+            "size(R.attr) == 1",
+            "R.attr.exists(k, k == 'secret')",
+            "R.attr.all(k, k != 'secret')",
+        ] {
+            let result = env.compile(source).unwrap().eval_bool(&ctx);
+            assert!(result.is_err(), "{source}: {result:?}");
+        }
+    }
+
     /// What makes evaluation fast (records for `P` and `R` built from the projection, conditions
     /// rewritten by `optimize`) changes neither results nor error messages: every condition below
     /// gives the same answer as the plain interpreter on the `cel` crate's own maps.
@@ -979,8 +1022,14 @@ mod tests {
             let (p_whole, r_whole) = (principal_value(&principal), resource_value(&resource));
             let fast = Activation::new(&p_fast, &r_fast, &action, &context);
             let fast = condition.eval_bool(&fast.context(&env));
+            // The reference: the condition as written, the crate's own maps, and a resolver that
+            // only knows the bare names, so that the interpreter selects every field itself.
             let plain = Activation::new(&p_whole, &r_whole, &action, &context);
-            let plain = condition.eval_expression(condition.expression(), &plain.context(&env));
+            let bare = BareNames(&plain.bindings);
+            let mut plain = Context::with_env(Arc::clone(&env.env));
+            plain.set_variable_resolver(&bare);
+            let plain = EvalContext { context: plain };
+            let plain = condition.eval_expression(condition.expression(), &plain);
             assert_eq!(fast, plain, "{source}");
         }
         // The rewrites happened: a negated comparison is no longer a negation, and a field chain

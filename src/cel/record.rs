@@ -8,13 +8,15 @@
 //! prefix-by-prefix search.
 //!
 //! Field selection, `has()` and lookups behave exactly as on the `cel` crate's map, errors
-//! included. Other map operations (`in`, `size`, iteration, equality) work too, but the projection
-//! guarantees they never reach a record: any such use makes the request build the crate's own
-//! map instead.
+//! included. Nothing else should ever reach a record: any other use of `P`, `R` or an `attr` bag
+//! makes the projection build the crate's own map instead. Should a projection bug let one through
+//! anyway, the operations that could answer wrongly fail closed: `in`, `size()` and iteration are
+//! errors (no such overload), so a condition using them denies. (Equality cannot fail: it compares
+//! as a map would.)
 
 use std::sync::Arc;
 
-use ::cel::common::traits::{self, Container, Indexer, Iterable, Sizer, Zeroer};
+use ::cel::common::traits::Indexer;
 use ::cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelString, Type,
 };
@@ -137,10 +139,6 @@ impl<'r> Val for Record<'r> {
         CelMap::cel_type()
     }
 
-    fn as_container(&self) -> Option<&dyn Container> {
-        Some(self)
-    }
-
     fn as_indexer<'b, 'w>(&'b self) -> Option<&'b (dyn Indexer + 'w)>
     where
         Self: 'w,
@@ -152,21 +150,6 @@ impl<'r> Val for Record<'r> {
     where
         Self: 'w,
     {
-        Some(self)
-    }
-
-    fn as_iterable<'b, 'w>(&'b self) -> Option<&'b (dyn Iterable + 'w)>
-    where
-        Self: 'w,
-    {
-        Some(self)
-    }
-
-    fn as_sizer(&self) -> Option<&dyn Sizer> {
-        Some(self)
-    }
-
-    fn as_zeroer(&self) -> Option<&dyn Zeroer> {
         Some(self)
     }
 
@@ -192,19 +175,6 @@ impl<'r> Val for Record<'r> {
     }
 }
 
-impl Container for Record<'_> {
-    fn contains(&self, key: &dyn Val) -> Result<bool, ExecutionError> {
-        match key.downcast_ref::<CelString>() {
-            Some(s) => Ok(self.field(s.inner()).is_some()),
-            None => self
-                .to_map()
-                .as_container()
-                .expect("a map is a container")
-                .contains(key),
-        }
-    }
-}
-
 impl<'r> Indexer for Record<'r> {
     fn get<'b, 'w>(&'b self, key: &dyn Val) -> Result<CowVal<'b, 'w>, ExecutionError>
     where
@@ -222,39 +192,5 @@ impl<'r> Indexer for Record<'r> {
     {
         let value = self.get(key)?;
         Ok(value.as_ref().clone_as_boxed())
-    }
-}
-
-/// Iterates the keys, as iterating a CEL map does.
-struct Keys<'b, 'r> {
-    fields: std::slice::Iter<'b, (CelString<'r>, Field<'r>)>,
-}
-
-impl<'b, 'w, 'r: 'w> traits::Iterator<'b, 'w> for Keys<'b, 'r> {
-    fn next(&mut self) -> Option<&'b (dyn Val + 'w)> {
-        self.fields.next().map(|(key, _)| key as &(dyn Val + 'w))
-    }
-}
-
-impl<'r> Iterable for Record<'r> {
-    fn iter<'b, 'w>(&'b self) -> Box<dyn traits::Iterator<'b, 'w> + 'b>
-    where
-        Self: 'w,
-    {
-        Box::new(Keys {
-            fields: self.fields.iter(),
-        })
-    }
-}
-
-impl Sizer for Record<'_> {
-    fn size(&self) -> CelInt {
-        CelInt::from(self.fields.len() as i64)
-    }
-}
-
-impl Zeroer for Record<'_> {
-    fn is_zero_value(&self) -> bool {
-        self.fields.is_empty()
     }
 }
