@@ -29,7 +29,7 @@ pub mod partial;
 pub mod projection;
 mod record;
 
-use record::{Field, Record};
+use record::{split_first, Field, Record};
 
 /// The names conditions use for the request: principal, resource, action, context.
 pub const VARIABLES: [&str; 4] = ["P", "R", "A", "C"];
@@ -539,30 +539,51 @@ impl<'r> Value<'r> {
             .collect();
         Value(Repr::Val(Box::new(CelMap::from(map))))
     }
-
-    /// A record of named fields, for a value whose conditions only select fields by name.
-    pub(crate) fn record(
-        fields: impl IntoIterator<Item = (&'r str, RecordField<'r>)>,
-    ) -> Value<'r> {
-        let fields = fields.into_iter();
-        let mut record = Record::with_capacity(fields.size_hint().0);
-        for (name, field) in fields {
-            let field = match field {
-                RecordField::String(s) => Field::String(CelString::from(s)),
-                RecordField::Strings(items) => Field::List(string_list(items)),
-                RecordField::Value(value) => value.into_field(),
-            };
-            record.push(name, field);
-        }
-        Value(Repr::Record(record))
-    }
 }
 
-/// A field of [`Value::record`].
-pub(crate) enum RecordField<'r> {
-    String(&'r str),
-    Strings(&'r [String]),
-    Value(Value<'r>),
+/// Builds `P` or `R` field by field, straight into what it will be: a record when conditions only
+/// select its fields, the crate's map when some condition uses it whole.
+pub(crate) enum Fields<'r> {
+    Record(Record<'r>),
+    Map(Vec<(&'r str, Value<'r>)>),
+}
+
+impl<'r> Fields<'r> {
+    pub(crate) fn new(whole: bool, capacity: usize) -> Self {
+        if whole {
+            Fields::Map(Vec::with_capacity(capacity))
+        } else {
+            Fields::Record(Record::with_capacity(capacity))
+        }
+    }
+
+    pub(crate) fn string(&mut self, name: &'r str, s: &'r str) {
+        match self {
+            Fields::Record(record) => record.push(name, Field::String(CelString::from(s))),
+            Fields::Map(map) => map.push((name, Value::string(s))),
+        }
+    }
+
+    pub(crate) fn strings(&mut self, name: &'r str, items: &'r [String]) {
+        match self {
+            Fields::Record(record) => record.push(name, Field::List(string_list(items))),
+            Fields::Map(map) => map.push((name, Value::string_list(items))),
+        }
+    }
+
+    pub(crate) fn value(&mut self, name: &'r str, value: Value<'r>) {
+        match self {
+            Fields::Record(record) => record.push(name, value.into_field()),
+            Fields::Map(map) => map.push((name, value)),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Value<'r> {
+        match self {
+            Fields::Record(record) => Value(Repr::Record(record)),
+            Fields::Map(map) => Value::map(map),
+        }
+    }
 }
 
 fn string_list(items: &[String]) -> CelList<'_> {
@@ -637,14 +658,6 @@ impl<'r> Bindings<'_, 'r> {
             "C" => Some(self.context),
             _ => None,
         }
-    }
-}
-
-/// `a.b.c` as `a` and `b.c`; `a` as `a` and nothing.
-fn split_first(name: &str) -> (&str, Option<&str>) {
-    match name.bytes().position(|b| b == b'.') {
-        Some(i) => (&name[..i], Some(&name[i + 1..])),
-        None => (name, None),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use ::cel::common::ast::{EntryExpr, Expr, IdedExpr};
 
-use super::{Condition, RecordField, Value};
+use super::{Condition, Fields, Value};
 use crate::request::{Principal, Resource};
 
 /// What of one variable (`P` or `R`) is needed.
@@ -57,6 +57,15 @@ impl Needed {
     /// Whether the field with this bit is needed.
     fn field(&self, bit: u8) -> bool {
         self.whole || self.mask & bit != 0
+    }
+
+    /// How many fields a request builds.
+    fn capacity(&self) -> usize {
+        if self.whole {
+            FIELDS.len()
+        } else {
+            self.mask.count_ones() as usize
+        }
     }
 
     fn attr_filter(&self) -> Option<&BTreeSet<String>> {
@@ -185,62 +194,48 @@ impl Projection {
     /// fields, the `cel` crate's map when some condition uses it whole.
     pub fn principal<'r>(&self, p: &'r Principal) -> Value<'r> {
         let n = &self.principal;
-        let mut fields: Vec<(&'r str, RecordField<'r>)> = Vec::with_capacity(6);
+        let mut fields = Fields::new(n.whole, n.capacity());
         if n.field(ID) {
-            fields.push(("id", RecordField::String(&p.id)));
+            fields.string("id", &p.id);
         }
         if n.field(ROLES) {
-            fields.push(("roles", RecordField::Strings(&p.roles)));
+            fields.strings("roles", &p.roles);
         }
         if n.field(CAPABILITIES) {
-            fields.push(("capabilities", RecordField::Strings(&p.capabilities)));
+            fields.strings("capabilities", &p.capabilities);
         }
         if n.field(SCOPES) {
-            fields.push(("scopes", RecordField::Strings(&p.scopes)));
+            fields.strings("scopes", &p.scopes);
         }
         if n.field(CLIENT_ID) {
-            fields.push(("client_id", RecordField::String(&p.client_id)));
+            fields.string("client_id", &p.client_id);
         }
         if n.field(ATTR) {
-            fields.push((
+            fields.value(
                 "attr",
-                RecordField::Value(Value::from_json_object_keys(&p.attr, n.attr_filter())),
-            ));
+                Value::from_json_object_keys(&p.attr, n.attr_filter()),
+            );
         }
-        Self::value(n.whole, fields)
+        fields.finish()
     }
 
     /// The CEL value of `R`, with only what is needed, like [`principal`](Self::principal).
     pub fn resource<'r>(&self, r: &'r Resource) -> Value<'r> {
         let n = &self.resource;
-        let mut fields: Vec<(&'r str, RecordField<'r>)> = Vec::with_capacity(3);
+        let mut fields = Fields::new(n.whole, n.capacity());
         if n.field(KIND) {
-            fields.push(("kind", RecordField::String(&r.kind)));
+            fields.string("kind", &r.kind);
         }
         if n.field(ID) {
-            fields.push(("id", RecordField::String(&r.id)));
+            fields.string("id", &r.id);
         }
         if n.field(ATTR) {
-            fields.push((
+            fields.value(
                 "attr",
-                RecordField::Value(Value::from_json_object_keys(&r.attr, n.attr_filter())),
-            ));
+                Value::from_json_object_keys(&r.attr, n.attr_filter()),
+            );
         }
-        Self::value(n.whole, fields)
-    }
-
-    fn value<'r>(whole: bool, fields: Vec<(&'r str, RecordField<'r>)>) -> Value<'r> {
-        if !whole {
-            return Value::record(fields);
-        }
-        Value::map(fields.into_iter().map(|(name, field)| {
-            let value = match field {
-                RecordField::String(s) => Value::string(s),
-                RecordField::Strings(items) => Value::string_list(items),
-                RecordField::Value(value) => value,
-            };
-            (name, value)
-        }))
+        fields.finish()
     }
 }
 

@@ -78,10 +78,7 @@ impl<'r> Record<'r> {
         let mut record = self;
         let mut rest = path;
         loop {
-            let (name, tail) = match rest.bytes().position(|b| b == b'.') {
-                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-                None => (rest, None),
-            };
+            let (name, tail) = split_first(rest);
             let Some(field) = record.field(name) else {
                 return (record, Some(rest));
             };
@@ -108,6 +105,14 @@ impl<'r> Record<'r> {
             })
             .collect();
         CelMap::from(map)
+    }
+}
+
+/// `a.b.c` as `a` and `b.c`; `a` as `a` and nothing.
+pub(super) fn split_first(name: &str) -> (&str, Option<&str>) {
+    match name.bytes().position(|b| b == b'.') {
+        Some(i) => (&name[..i], Some(&name[i + 1..])),
+        None => (name, None),
     }
 }
 
