@@ -20,14 +20,7 @@ for tool in h2load valgrind callgrind_control callgrind_annotate taskset python3
   command -v "$tool" >/dev/null || { echo "callgrind-wire.sh: $tool not found" >&2; exit 1; }
 done
 
-cargo build --release --bin verdict
-bench=$(cargo bench --bench grpc --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "grpc" and m.get("executable"):
-        print(m["executable"])')
-[ -x "$bench" ] || { echo "callgrind-wire.sh: the grpc bench did not build" >&2; exit 1; }
+. benches/wire-build.sh
 
 work=$(mktemp -d)
 trap 'pkill -f "callgrind-out-file=$work" 2>/dev/null || true; rm -rf "$work"' EXIT

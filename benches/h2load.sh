@@ -37,14 +37,7 @@ for tool in h2load curl taskset python3; do
 done
 
 echo "== building the release daemon and the grpc bench binary"
-cargo build --release --bin verdict
-bench=$(cargo bench --bench grpc --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "grpc" and m.get("executable"):
-        print(m["executable"])')
-[ -x "$bench" ] || { echo "h2load.sh: the grpc bench did not build: cargo bench --bench grpc --no-run" >&2; exit 1; }
+. benches/wire-build.sh
 daemon=target/release/verdict
 
 work=$(mktemp -d)
