@@ -186,6 +186,14 @@ pub struct ServeArgs {
         help_heading = "Token verification"
     )]
     pub token_audience: Vec<String>,
+    /// Claim that becomes the principal's id, as a dotted path; a token without it, or with it
+    /// empty, is rejected. [default: sub]
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_SUBJECT_CLAIM",
+        help_heading = "Token verification"
+    )]
+    pub token_subject_claim: Option<String>,
     /// Claim holding the roles, as a dotted path (`realm_access.roles`). [default: roles]
     #[arg(
         long,
@@ -280,6 +288,7 @@ impl ServeArgs {
         if !self.token_audience.is_empty() {
             c.tokens.audiences = self.token_audience.clone();
         }
+        set(&mut c.tokens.subject_claim, &self.token_subject_claim);
         set(&mut c.tokens.roles_claim, &self.token_roles_claim);
         set(
             &mut c.tokens.capabilities_claim,
@@ -717,6 +726,18 @@ mod tests {
             .config()
             .unwrap();
         assert_eq!((tuned.reload.debounce_ms, tuned.reload.poll_secs), (50, 0));
+    }
+
+    #[test]
+    fn the_subject_claim_flag() {
+        assert_eq!(
+            serve_args(&[]).config().unwrap().tokens.subject_claim,
+            "sub"
+        );
+        let c = serve_args(&["--token-subject-claim", "ext.uid"])
+            .config()
+            .unwrap();
+        assert_eq!(c.tokens.subject_claim, "ext.uid");
     }
 
     #[test]

@@ -261,6 +261,9 @@ pub struct TokensConfig {
     pub issuer: Option<String>,
     /// This deployment's audiences: a token's `aud` must name one (required with `jwks_file`).
     pub audiences: Vec<String>,
+    /// Dotted path of the claim that becomes the principal's id; tokens without it, or with it
+    /// empty, are rejected.
+    pub subject_claim: String,
     /// Dotted path of the claim holding the roles.
     pub roles_claim: String,
     /// Dotted path of the claim holding the capabilities.
@@ -279,6 +282,7 @@ impl Default for TokensConfig {
             jwks_file: None,
             issuer: None,
             audiences: Vec::new(),
+            subject_claim: "sub".into(),
             roles_claim: "roles".into(),
             capabilities_claim: "capabilities".into(),
             leeway_secs: 30,

@@ -79,6 +79,7 @@ pub async fn run(config: Config) -> Result<()> {
                 issuer: t.issuer.clone().unwrap_or_default(),
                 audiences: t.audiences.clone(),
                 mapping: ClaimMapping {
+                    subject: t.subject_claim.clone(),
                     roles: t.roles_claim.clone(),
                     capabilities: t.capabilities_claim.clone(),
                 },

@@ -38,6 +38,7 @@ tokens:
   audiences: []
   required: false
 {{- end }}
+  subject_claim: {{ .Values.tokens.subjectClaim | toJson }}
   roles_claim: {{ .Values.tokens.rolesClaim | toJson }}
   capabilities_claim: {{ .Values.tokens.capabilitiesClaim | toJson }}
   leeway_secs: {{ .Values.tokens.leewaySecs | int64 }}
