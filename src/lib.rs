@@ -10,6 +10,7 @@ pub mod filter;
 pub mod plan;
 pub mod policy;
 pub mod request;
+pub mod schema;
 pub mod server;
 pub mod smart;
 pub mod store;

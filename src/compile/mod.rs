@@ -152,7 +152,7 @@ impl Compiler {
                 Document::ResourcePolicy(p) => self.resource_policy(doc, p),
                 Document::Capabilities(c) => self.capabilities(doc, c),
                 Document::ScopeGate(g) => self.scope_gate(doc, g),
-                Document::Conditions(_) => {}
+                Document::Conditions(_) | Document::Schema(_) => {}
             }
         }
         let (gates, any_kind_gate) = self.gate_index();
