@@ -120,7 +120,7 @@ fn validate_reports_every_problem_at_once_with_carets_and_warnings() {
     );
     assert!(
         stderr.contains(
-            "b.yaml:5: error: policy \"b\" rule \"typo\": when: unknown function 'sizee'"
+            "b.yaml:9: error: policy \"b\" rule \"typo\": when: unknown function 'sizee'"
         ),
         "{stderr}"
     );
@@ -144,7 +144,11 @@ fn validate_reports_every_problem_at_once_with_carets_and_warnings() {
         ),
         "{stderr}"
     );
-    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    assert!(
+        stderr.contains("warning: the set declares no schema"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("2 warning(s)"), "{stdout}");
     let (ok, _, _) = run(&["validate", "--deny-warnings"], dir.path());
     assert!(!ok, "--deny-warnings fails on warnings");
 

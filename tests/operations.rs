@@ -21,7 +21,7 @@ use verdict::server::proto::{self, Effect};
 fn physician_reads_patient(request_id: &str) -> CheckRequest {
     serde_json::from_value(json!({
         "request_id": request_id,
-        "principal": {"id": "dr-house", "roles": ["physician"], "attr": {"practice_id": "7", "ssn": "123-45-6789"}},
+        "principal": {"id": "dr-house", "roles": ["physician"], "scopes": ["user/*.cruds"], "attr": {"practice_id": "7", "ssn": "123-45-6789"}},
         "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "celebrity": false, "name": "Alice Secret"}}, "actions": ["read", "delete"]}]
     }))
     .unwrap()
@@ -612,7 +612,7 @@ fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_
     );
     assert_eq!(answer["results"][0]["resource"]["id"], "123");
 
-    let plan = json!({"principal": {"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
+    let plan = json!({"principal": {"id": "n-joy", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
                       "sql": {"dialect": "SQL_DIALECT_POSTGRES", "columns": {"practice_id": "practice_id", "celebrity": "celebrity", "primary_physician_id": "primary_physician_id"}}});
     let planned: Json = ureq::post(&format!("{base}/v1/plan"))
         .send_json(&plan)

@@ -208,7 +208,7 @@ impl Environment {
         source: &str,
         env: &TypeEnv,
         names: &NamedConditions,
-    ) -> Result<Vec<Problem>, CompileError> {
+    ) -> Result<TypeCheck, CompileError> {
         let program = self.env.compile(source).map_err(|_| CompileError {
             message: "syntax error".into(),
             position: None,
@@ -220,6 +220,7 @@ impl Environment {
             locals: Vec::new(),
             problems: Vec::new(),
             reads_request: false,
+            names_used: Vec::new(),
         };
         let root = checker.check(program.expression(), &Facts::default());
         match &root.ty {
@@ -239,8 +240,19 @@ impl Environment {
         }
         let mut seen = HashSet::new();
         checker.problems.retain(|p| seen.insert(p.clone()));
-        Ok(checker.problems)
+        Ok(TypeCheck {
+            problems: checker.problems,
+            names: checker.names_used,
+        })
     }
+}
+
+/// What [`Environment::type_check`] found.
+#[derive(Debug, Clone, Default)]
+pub struct TypeCheck {
+    pub problems: Vec<Problem>,
+    /// The named conditions the condition uses directly.
+    pub names: Vec<String>,
 }
 
 /// Paths (`R.attr.x`) known to be present.
@@ -293,6 +305,7 @@ struct Checker<'a> {
     locals: Vec<(String, Ty)>,
     problems: Vec<Problem>,
     reads_request: bool,
+    names_used: Vec<String>,
 }
 
 /// The dotted path a chain of field selections spells from an identifier (`R.attr.x`).
@@ -407,6 +420,9 @@ impl Checker<'_> {
                     // A named condition: a bool, checked where it is defined.
                     n if self.names.contains_key(n) => {
                         self.reads_request = true;
+                        if !self.names_used.iter().any(|u| u == n) {
+                            self.names_used.push(n.to_string());
+                        }
                         Ty::Bool
                     }
                     _ => Ty::Dyn,
@@ -1098,6 +1114,7 @@ schema:
         Environment::default()
             .type_check(source, &env(), &NamedConditions::new())
             .unwrap()
+            .problems
             .into_iter()
             .map(|p| format!("{}{}", if p.warning { "warning: " } else { "" }, p.message))
             .collect()
@@ -1228,7 +1245,8 @@ schema:
                 &env(),
                 &NamedConditions::new(),
             )
-            .unwrap();
+            .unwrap()
+            .problems;
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].position.map(|(line, _)| line), Some(2));
     }

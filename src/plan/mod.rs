@@ -262,7 +262,7 @@ mod tests {
         let set = clinic();
         let p = plan_for(
             &set,
-            json!({"id": "n", "roles": ["nurse"], "attr": {"practice_id": "7"}}),
+            json!({"id": "n", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}}),
             "Patient",
             "read",
         );
@@ -279,7 +279,7 @@ mod tests {
         let set = clinic();
         let p = plan_for(
             &set,
-            json!({"id": "alice", "roles": ["patient"], "attr": {"patient_id": "123"}}),
+            json!({"id": "alice", "roles": ["patient"], "scopes": ["user/*.rs"], "attr": {"patient_id": "123"}}),
             "Invoice",
             "read",
         );
@@ -299,7 +299,12 @@ mod tests {
     fn system_reads_invoices_everywhere_and_the_unknown_nothing() {
         let set = clinic();
         assert_eq!(
-            plan_for(&set, json!({"roles": ["system"]}), "Invoice", "read"),
+            plan_for(
+                &set,
+                json!({"roles": ["system"], "scopes": ["system/*.read"]}),
+                "Invoice",
+                "read"
+            ),
             Plan::AlwaysAllowed
         );
         assert_eq!(
@@ -316,7 +321,9 @@ mod tests {
     fn known_attributes_are_substituted() {
         let set = clinic();
         let request = PlanRequest {
-            principal: principal(json!({"roles": ["patient"], "attr": {"patient_id": "123"}})),
+            principal: principal(
+                json!({"roles": ["patient"], "scopes": ["patient/Invoice.r"], "attr": {"patient_id": "123", "patient": "123"}}),
+            ),
             kind: "Invoice".into(),
             action: "read".into(),
             known_attr: json!({"patient_id": "123"}),

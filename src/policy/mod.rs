@@ -340,6 +340,8 @@ impl std::error::Error for LoadErrors {}
 /// Every document of a policy directory, with the content hash of the files it came from.
 #[derive(Debug, Clone)]
 pub struct PolicySource {
+    /// The directory the documents were read from (for messages about the set as a whole).
+    pub root: PathBuf,
     pub documents: Vec<Located<Document>>,
     /// Hex SHA-256 prefix over the sorted (relative path, content) pairs.
     pub version: String,
@@ -367,6 +369,7 @@ pub fn read_dir(dir: &Path) -> (PolicySource, Vec<LoadError>) {
         Err(error) => {
             return (
                 PolicySource {
+                    root: dir.to_path_buf(),
                     documents: Vec::new(),
                     version: String::new(),
                 },
@@ -458,6 +461,7 @@ fn parse_files_lenient(root: &Path, files: &[(PathBuf, String)]) -> (PolicySourc
     }
     let digest = hasher.finalize();
     let source = PolicySource {
+        root: root.to_path_buf(),
         documents,
         version: hex::encode(&digest[..8]),
     };
