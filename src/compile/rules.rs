@@ -388,8 +388,7 @@ impl Compiler {
                 );
             }
         }
-        let file = file.to_path_buf();
-        self.declared_principals(&file, line, at, &selector.roles, &selector.capabilities);
+        self.declared_principals(file, line, at, &selector.roles, &selector.capabilities);
     }
 
     /// Type-checks a rule's condition for the kinds and actions it covers, and records where the

@@ -9,7 +9,7 @@
 //! sees them as bools.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Compiler, ANY};
@@ -190,7 +190,7 @@ impl Compiler {
     /// Closed world: the kinds a rule names, each declared (or `*`). `None` after an error.
     pub(super) fn declared_kinds(
         &mut self,
-        file: &PathBuf,
+        file: &Path,
         line: usize,
         at: &str,
         kinds: &[String],
@@ -224,7 +224,7 @@ impl Compiler {
     /// kinds. Returns the (kind, actions) the rule can be evaluated for.
     pub(super) fn declared_actions(
         &mut self,
-        file: &PathBuf,
+        file: &Path,
         line: usize,
         at: &str,
         kinds: &[String],
@@ -278,7 +278,7 @@ impl Compiler {
     /// Closed world: the roles (and parent roles) and capabilities a selector names are declared.
     pub(super) fn declared_principals(
         &mut self,
-        file: &PathBuf,
+        file: &Path,
         line: usize,
         at: &str,
         roles: &[String],
