@@ -145,9 +145,19 @@ impl ObjectType {
     /// Checks `value` (an object; null is an empty one) against this type. `root` names it in a
     /// violation (`R.attr`, `P.attr`, `C`).
     pub fn check(&self, root: &str, value: &Json) -> Result<(), Violation> {
+        self.check_object(root, value, true)
+    }
+
+    /// Like [`check`](Self::check) for attributes known in advance (PlanFilter's `known_attr`):
+    /// those present must be declared and of their type; required ones may be missing.
+    pub fn check_known(&self, root: &str, value: &Json) -> Result<(), Violation> {
+        self.check_object(root, value, false)
+    }
+
+    fn check_object(&self, root: &str, value: &Json, complete: bool) -> Result<(), Violation> {
         let result = match value {
-            Json::Null => self.check_members(None),
-            Json::Object(members) => self.check_members(Some(members)),
+            Json::Null => self.check_members(None, complete),
+            Json::Object(members) => self.check_members(Some(members), complete),
             other => Err(Fault {
                 path: Vec::new(),
                 problem: Problem::NotAnObject { actual: other },
@@ -159,6 +169,7 @@ impl ObjectType {
     fn check_members<'v>(
         &'v self,
         members: Option<&'v Map<String, Json>>,
+        complete: bool,
     ) -> Result<(), Fault<'v>> {
         let mut required_present = 0;
         for (name, value) in members.into_iter().flatten() {
@@ -181,7 +192,7 @@ impl ObjectType {
                 }
             }
         }
-        if required_present < self.required_count {
+        if complete && required_present < self.required_count {
             let missing = self
                 .attributes
                 .iter()
@@ -218,7 +229,7 @@ fn check_type<'v>(ty: &'v Type, value: &'v Json) -> Result<(), Fault<'v>> {
             true
         }
         (Type::Object(object), Json::Object(members)) => {
-            return object.check_members(Some(members));
+            return object.check_members(Some(members), true);
         }
         _ => false,
     };
