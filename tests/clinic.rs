@@ -166,7 +166,7 @@ async fn struct_numbers_are_doubles_and_compare_with_int_literals() {
 
 #[tokio::test]
 async fn bad_requests_get_invalid_argument_with_a_clear_message() {
-    let limits = verdict::server::convert::Limits {
+    let limits = verdict::server::Limits {
         max_resources: 3,
         ..Default::default()
     };

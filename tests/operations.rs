@@ -18,13 +18,23 @@ use verdict::request::CheckRequest;
 use verdict::server::proto::authorizer_client::AuthorizerClient;
 use verdict::server::proto::{self, Effect};
 
-fn physician_reads_patient(request_id: &str) -> CheckRequest {
-    serde_json::from_value(json!({
+/// The body of `POST /v1/check` (and `verdict check --request`) for dr-house reading and deleting
+/// patient 123.
+fn physician_reads_patient_json(request_id: &str) -> Json {
+    json!({
         "request_id": request_id,
         "principal": {"id": "dr-house", "roles": ["physician"], "attr": {"practice_id": "7", "ssn": "123-45-6789"}},
         "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "celebrity": false, "name": "Alice Secret"}}, "actions": ["read", "delete"]}]
-    }))
+    })
+}
+
+fn physician_reads_patient(request_id: &str) -> CheckRequest {
+    serde_json::from_value::<verdict::server::json::CheckBody>(physician_reads_patient_json(
+        request_id,
+    ))
     .unwrap()
+    .into_call()
+    .request
 }
 
 async fn check(url: &str, request: &CheckRequest) -> Result<proto::CheckResponse, tonic::Status> {
@@ -586,8 +596,9 @@ fn bad_configuration_fails_at_start_with_a_clear_message_and_help_lists_every_se
     }
 }
 
-#[test]
-fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_work() {
+#[tokio::test]
+async fn the_http_json_api_answers_check_plan_and_status_like_grpc_and_the_readme_curl_lines_work()
+{
     let daemon = Daemon::start(
         &common::bundled_policies(),
         &["--http-listen", "127.0.0.1:0"],
@@ -596,7 +607,7 @@ fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_
         "http://{}",
         daemon.http_addr.as_ref().expect("HTTP address announced")
     );
-    let body = serde_json::to_value(physician_reads_patient("http-1")).unwrap();
+    let body = physician_reads_patient_json("http-1");
     let mut response = ureq::post(&format!("{base}/v1/check"))
         .send_json(&body)
         .unwrap();
@@ -612,10 +623,23 @@ fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_
     );
     assert_eq!(answer["results"][0]["resource"]["id"], "123");
 
-    let plan = json!({"principal": {"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
-                      "sql": {"dialect": "SQL_DIALECT_POSTGRES", "columns": {"practice_id": "practice_id", "celebrity": "celebrity", "primary_physician_id": "primary_physician_id"}}});
+    // gRPC answers the same request with the same JSON, byte for byte.
+    let grpc = check(&daemon.url(), &physician_reads_patient("http-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        verdict::server::json::check_response_json(&grpc),
+        answer,
+        "gRPC and HTTP/JSON agree"
+    );
+
+    let columns = json!({"practice_id": "practice_id", "celebrity": "celebrity", "primary_physician_id": "primary_physician_id"});
+    let plan = |dialect: &str| {
+        json!({"request_id": "plan-1", "principal": {"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
+                      "sql": {"dialect": dialect, "columns": columns}})
+    };
     let planned: Json = ureq::post(&format!("{base}/v1/plan"))
-        .send_json(&plan)
+        .send_json(plan("SQL_DIALECT_POSTGRES"))
         .unwrap()
         .body_mut()
         .read_json()
@@ -629,6 +653,56 @@ fn the_http_json_api_answers_check_and_plan_like_grpc_and_the_readme_curl_lines_
             .contains("practice_id = $"),
         "{planned}"
     );
+    // The alias names the same dialect; an unknown name is refused, naming the accepted ones.
+    let aliased: Json = ureq::post(&format!("{base}/v1/plan"))
+        .send_json(plan("postgres"))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(aliased, planned);
+    match ureq::post(&format!("{base}/v1/plan"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(plan("oracle"))
+    {
+        Ok(mut r) => {
+            assert_eq!(r.status(), 400);
+            let error: Json = r.body_mut().read_json().unwrap();
+            assert_eq!(error["code"], "INVALID_ARGUMENT");
+            let message = error["message"].as_str().unwrap();
+            assert!(
+                message.contains("\"oracle\"") && message.contains("SQL_DIALECT_SQLITE (sqlite)"),
+                "{message}"
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+
+    // Status, as Admin/Status answers it.
+    let status: Json = ureq::get(&format!("{base}/v1/status"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let admin = verdict::server::proto::admin_client::AdminClient::connect(daemon.url())
+        .await
+        .unwrap()
+        .status(verdict::server::proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status["active_version"], admin.active_version);
+    assert_eq!(status["active_version"], grpc.policy_version);
+    assert_eq!(status["rule_count"], admin.rule_count.to_string());
+    assert_eq!(
+        status["loaded_at"],
+        admin.loaded_at.unwrap().to_string(),
+        "RFC 3339, as the protobuf JSON mapping has it"
+    );
+    assert!(status.get("last_error").is_none(), "{status}");
 
     // Errors are JSON with the gRPC code, and HTTP statuses that fit.
     match ureq::post(&format!("{base}/v1/check")).send_json(json!({"resources": []})) {

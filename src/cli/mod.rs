@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Endpoint, LogFormat};
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use crate::server::convert::json_to_value;
-use crate::server::proto;
+use crate::server::{json, proto};
 
 #[derive(Parser)]
 #[command(
@@ -73,9 +73,10 @@ pub struct PlanArgs {
     /// Resource attributes the endpoint already fixes, as a JSON object.
     #[arg(long)]
     pub known_attr: Option<String>,
-    /// Render SQL for this dialect.
-    #[arg(long, value_parser = ["postgres", "sqlite"])]
-    pub sql: Option<String>,
+    /// Render SQL for this dialect: postgres or sqlite (or SQL_DIALECT_POSTGRES,
+    /// SQL_DIALECT_SQLITE).
+    #[arg(long, value_parser = parse_dialect)]
+    pub sql: Option<crate::filter::sql::Dialect>,
     /// attribute=column for the SQL rendering; repeat for each attribute.
     #[arg(long = "column", value_name = "ATTRIBUTE=COLUMN")]
     pub columns: Vec<String>,
@@ -349,6 +350,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     crate::daemon::run(config).await
 }
 
+fn parse_dialect(name: &str) -> Result<crate::filter::sql::Dialect, String> {
+    crate::server::convert::dialect(name).map_err(|r| r.message)
+}
+
 fn read_json_arg(what: &str, text: &str) -> Result<serde_json::Value> {
     let text = match text.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
@@ -358,27 +363,37 @@ fn read_json_arg(what: &str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("--{what} is not valid JSON"))
 }
 
-fn check_request_from(args: &CheckArgs) -> Result<CheckRequest> {
+/// The request the flags describe, and the token in `--request` if any.
+fn check_request_from(args: &CheckArgs) -> Result<(CheckRequest, String)> {
     if let Some(request) = &args.request {
-        return serde_json::from_value(read_json_arg("request", request)?).context(
-            "--request does not match {principal, resources: [{resource, actions}], context}",
-        );
+        let body: json::CheckBody = serde_json::from_value(read_json_arg("request", request)?)
+            .context(
+                "--request does not match {principal, resources: [{resource, actions}], context}",
+            )?;
+        let call = body.into_call();
+        return Ok((call.request, call.token));
     }
     let principal: Principal = match &args.principal {
-        Some(p) => serde_json::from_value(read_json_arg("principal", p)?)
-            .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?,
+        Some(p) => serde_json::from_value::<json::PrincipalBody>(read_json_arg("principal", p)?)
+            .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?
+            .into(),
         None if args.token.is_some() => Principal::default(),
         None => bail!("--principal, --token or --request is required"),
     };
-    let resource: Resource = match &args.resource {
-        Some(r) => serde_json::from_value(read_json_arg("resource", r)?)
+    let resource = match &args.resource {
+        Some(r) => serde_json::from_value::<json::ResourceBody>(read_json_arg("resource", r)?)
             .context("--resource: expected {kind, id, attr}")?,
         None => bail!("--resource (or --request) is required"),
+    };
+    let resource = Resource {
+        kind: resource.kind,
+        id: resource.id,
+        attr: resource.attr,
     };
     if args.action.is_empty() {
         bail!("at least one --action is required");
     }
-    Ok(CheckRequest {
+    let request = CheckRequest {
         request_id: String::new(),
         principal,
         resources: vec![ResourceCheck {
@@ -389,7 +404,8 @@ fn check_request_from(args: &CheckArgs) -> Result<CheckRequest> {
             Some(c) => read_json_arg("context", c)?,
             None => serde_json::Value::Null,
         },
-    })
+    };
+    Ok((request, String::new()))
 }
 
 fn json_object_to_struct(j: &serde_json::Value) -> Option<prost_types::Struct> {
@@ -430,8 +446,9 @@ pub fn to_proto(r: &CheckRequest) -> proto::CheckRequest {
 }
 
 async fn check(args: CheckArgs) -> Result<()> {
-    let request = check_request_from(&args)?;
+    let (request, token) = check_request_from(&args)?;
     let mut message = to_proto(&request);
+    message.token = token;
     if let Some(token) = &args.token {
         // A --request principal stays: the daemon refuses a token next to a principal.
         message.token = token.clone();
@@ -447,7 +464,7 @@ async fn check(args: CheckArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&crate::server::http::check_response_json(&response))?
+            serde_json::to_string_pretty(&crate::server::json::check_response_json(&response))?
         );
         return Ok(());
     }
@@ -473,8 +490,9 @@ async fn check(args: CheckArgs) -> Result<()> {
 
 async fn plan(args: PlanArgs) -> Result<()> {
     let principal: Principal = match &args.principal {
-        Some(p) => serde_json::from_value(read_json_arg("principal", p)?)
-            .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?,
+        Some(p) => serde_json::from_value::<json::PrincipalBody>(read_json_arg("principal", p)?)
+            .context("--principal: expected {id, roles, capabilities, scopes, client_id, attr}")?
+            .into(),
         None => Principal::default(),
     };
     let object = |what: &str, text: &Option<String>| -> Result<Option<prost_types::Struct>> {
@@ -492,12 +510,8 @@ async fn plan(args: PlanArgs) -> Result<()> {
             .with_context(|| format!("--column {c}: expected ATTRIBUTE=COLUMN"))?;
         columns.insert(attribute.to_string(), column.to_string());
     }
-    let sql = args.sql.as_deref().map(|d| proto::SqlRequest {
-        dialect: if d == "postgres" {
-            proto::SqlDialect::Postgres
-        } else {
-            proto::SqlDialect::Sqlite
-        } as i32,
+    let sql = args.sql.map(|d| proto::SqlRequest {
+        dialect: crate::server::convert::dialect_to_proto(d) as i32,
         columns: columns.clone(),
     });
     let request = proto::PlanFilterRequest {

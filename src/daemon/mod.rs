@@ -12,8 +12,8 @@ use anyhow::{Context as _, Result};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::server::convert::Limits;
 use crate::server::tls::{ReloadingTls, TlsFiles};
+use crate::server::Limits;
 use crate::server::{http, ServerOptions};
 use crate::store::watch::{ReloadOptions, Reloader};
 use crate::store::PolicyStore;
