@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::store::PolicyStore;
@@ -162,18 +162,6 @@ impl Admin for AdminService {
     }
 }
 
-/// Accepted connections with Nagle's algorithm off: small gRPC frames must not wait for ACKs.
-fn plain_incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
-}
-
 /// Sets every service's health: SERVING or NOT_SERVING.
 async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
     let status = if serving {
@@ -257,8 +245,10 @@ pub async fn serve(
         .add_service(AdminServer::new(AdminService::new(authority)));
     let result = match &options.tls {
         None => {
+            // Nagle's algorithm off: small gRPC frames must not wait for ACKs.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             router
-                .serve_with_incoming_shutdown(plain_incoming(listener), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
         Some(tls) => {
