@@ -9,6 +9,7 @@ pub mod engine;
 pub mod filter;
 pub mod plan;
 pub mod policy;
+pub mod reload;
 pub mod request;
 pub mod server;
 pub mod smart;

@@ -333,8 +333,9 @@ async fn tls_and_mutual_tls_refuse_what_they_must_and_rotate_certificates() {
             key_path.to_str().unwrap(),
             "--tls-client-ca",
             ca_path.to_str().unwrap(),
+            // The poll is an hour away: the file watch must see the rotation.
             "--tls-reload-secs",
-            "1",
+            "3600",
         ],
     );
     // Plaintext is refused.

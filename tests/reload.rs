@@ -21,9 +21,9 @@ use tonic_reflection::pb::v1::{
     server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
     server_reflection_response::MessageResponse, ServerReflectionRequest,
 };
+use verdict::reload::ReloadOptions;
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use verdict::server::proto::{self, admin_client::AdminClient, Effect};
-use verdict::store::watch::ReloadOptions;
 use verdict::store::{PolicyStore, ReloadStatus};
 
 /// The longest a good change may take to become active.

@@ -133,7 +133,8 @@ pub struct ServeArgs {
     /// PEM CA bundle: clients must present a certificate it signed (mutual TLS). [default: off]
     #[arg(long, env = "VERDICT_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// How often the TLS files are checked for changes, in seconds. [default: 10]
+    /// How often the TLS files are checked for changes whatever the file events say, in seconds.
+    /// [default: 10]
     #[arg(long, env = "VERDICT_TLS_RELOAD_SECS")]
     pub tls_reload_secs: Option<u64>,
     /// Prometheus endpoint address (GET /metrics), or `off`. [default: off]
@@ -212,7 +213,8 @@ pub struct ServeArgs {
     /// [default: false]
     #[arg(long, env = "VERDICT_REQUIRE_TOKEN", num_args = 0..=1, default_missing_value = "true", help_heading = "Token verification")]
     pub require_token: Option<bool>,
-    /// How often the JWKS file is checked for changes, in seconds (SIGHUP checks at once).
+    /// How often the JWKS file is checked for changes whatever the file events say, in seconds
+    /// (SIGHUP checks at once).
     /// [default: 2]
     #[arg(
         long,

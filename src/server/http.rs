@@ -89,7 +89,7 @@ pub async fn serve(
         }
         Some(tls) => {
             let local = listener.local_addr()?;
-            let (incoming, accept) = tls::incoming(listener, tls);
+            let (incoming, accept) = tls::incoming(listener, tls, tls::Protocol::Http);
             let listener = TlsListener {
                 streams: incoming.into_inner(),
                 local,

@@ -54,7 +54,7 @@ pub struct ServerOptions {
     /// Largest request message accepted; 0 = tonic's default (4 MiB).
     pub max_message_bytes: usize,
     pub audit: Option<Arc<AuditLog>>,
-    /// TLS for the gRPC listener (h2 ALPN).
+    /// TLS for the gRPC listener (h2 ALPN; the HTTP listener shares it).
     pub tls: Option<Arc<tls::ReloadingTls>>,
     /// Health reports SERVING while this is true, NOT_SERVING while false (draining). `None`:
     /// always SERVING.
@@ -252,7 +252,7 @@ pub async fn serve(
                 .await
         }
         Some(tls) => {
-            let (incoming, accept) = tls::incoming(listener, Arc::clone(tls));
+            let (incoming, accept) = tls::incoming(listener, Arc::clone(tls), tls::Protocol::Grpc);
             let result = router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;

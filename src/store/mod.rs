@@ -2,8 +2,8 @@
 //! compiles a whole new set off the request path and publishes it with one atomic swap, or keeps
 //! the last good set and records the error.
 //!
-//! [`watch`] decides *when* to reload (file events, a periodic poll, SIGHUP); this module decides
-//! *what* a reload does. Knows nothing of gRPC.
+//! [`crate::reload`] decides *when* to reload (file events, a periodic poll, SIGHUP) and reports
+//! failures; this module decides *what* a reload does. Knows nothing of gRPC.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,7 @@ use arc_swap::ArcSwap;
 
 use crate::compile::PolicySet;
 use crate::policy::{self, LoadError, LoadErrors};
-
-pub mod watch;
+use crate::reload::{self, Outcome};
 
 /// Counter, label `result` = `ok` | `failed`: reload attempts that published a new set or
 /// rejected a broken one (unchanged content is neither).
@@ -162,10 +161,6 @@ impl PolicyStore {
                 if previous.last_error.is_some() {
                     // The files were broken and are back to the active content: nothing is wrong
                     // any more.
-                    tracing::info!(
-                        version = %previous.active_version,
-                        "policy files match the active set again; last reload error cleared"
-                    );
                     self.status.store(Arc::new(ReloadStatus {
                         last_error: None,
                         last_error_at: None,
@@ -211,11 +206,6 @@ impl PolicyStore {
             Err(errors) => {
                 let message = errors.to_string();
                 metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(1);
-                tracing::error!(
-                    active_version = %previous.active_version,
-                    problems = errors.0.len(),
-                    "policy reload rejected, keeping the active set:\n{message}"
-                );
                 self.status.store(Arc::new(ReloadStatus {
                     last_error: Some(message.clone()),
                     last_error_at: Some(SystemTime::now()),
@@ -224,6 +214,25 @@ impl PolicyStore {
                 }));
                 ReloadOutcome::Rejected(message)
             }
+        }
+    }
+}
+
+/// The policy directory, reloaded by a [`reload::Reloader`].
+impl reload::Source for PolicyStore {
+    fn name(&self) -> &'static str {
+        "policies"
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
+    }
+
+    fn refresh(&self) -> Outcome {
+        match self.reload() {
+            ReloadOutcome::Published(_) => Outcome::Published,
+            ReloadOutcome::Unchanged(_) => Outcome::Unchanged,
+            ReloadOutcome::Rejected(error) => Outcome::Rejected(error),
         }
     }
 }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use verdict::reload::{ReloadOptions, Reloader};
 use verdict::server::proto::admin_client::AdminClient;
 use verdict::server::proto::authorizer_client::AuthorizerClient;
 use verdict::server::Limits;
 use verdict::server::ServerOptions;
-use verdict::store::watch::{ReloadOptions, Reloader};
 use verdict::store::PolicyStore;
 
 pub fn bundled_policies() -> PathBuf {
