@@ -348,7 +348,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let config = args.config()?;
-    crate::telemetry::init_logging(&config.log);
+    crate::telemetry::init_logging(&config.log.level, config.log.format == LogFormat::Json);
     crate::daemon::run(config).await
 }
 

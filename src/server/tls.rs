@@ -20,9 +20,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::reload::{self, Outcome, ReloadOptions, Reloader};
-
-/// Metric: TLS certificate reloads by `result` (`ok`, `failed`).
-pub const TLS_RELOADS_TOTAL: &str = "verdict_tls_reloads_total";
+use crate::telemetry::TLS_RELOADS_TOTAL;
 
 /// Where the TLS material lives.
 #[derive(Debug, Clone)]

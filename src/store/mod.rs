@@ -15,14 +15,9 @@ use arc_swap::ArcSwap;
 use crate::compile::PolicySet;
 use crate::policy::{self, LoadError, LoadErrors};
 use crate::reload::{self, Outcome};
-
-/// Counter, label `result` = `ok` | `failed`: reload attempts that published a new set or
-/// rejected a broken one (unchanged content is neither).
-pub const RELOADS_TOTAL: &str = "verdict_policy_reloads_total";
-/// Gauge, label `version`: 1 for the active policy set's version, 0 for versions it replaced.
-pub const POLICY_INFO: &str = "verdict_policy_info";
-/// Histogram, seconds: load and compile time of each published set.
-pub const RELOAD_SECONDS: &str = "verdict_policy_reload_duration_seconds";
+use crate::telemetry::{
+    POLICY_INFO, POLICY_RELOADS_TOTAL as RELOADS_TOTAL, POLICY_RELOAD_SECONDS as RELOAD_SECONDS,
+};
 
 /// What the last reload attempt did, for the status endpoint and metrics.
 #[derive(Debug, Clone)]

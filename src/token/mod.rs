@@ -37,11 +37,9 @@ use serde_json::{Map, Value as Json};
 
 use crate::reload::{self, Outcome, ReloadOptions, Reloader};
 use crate::request::Principal;
+use crate::telemetry::JWKS_RELOADS_TOTAL;
 pub use claims::ClaimMapping;
 pub use jwks::{JwksError, KeySet};
-
-/// Metric: JWKS file reloads by `result` (`ok`, `failed`).
-pub const JWKS_RELOADS_TOTAL: &str = "verdict_jwks_reloads_total";
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
