@@ -57,6 +57,9 @@ pub struct ReloadConfig {
     pub debounce_ms: u64,
     /// Reload (if the files changed) every this many seconds even without events; 0 = off.
     pub poll_secs: u64,
+    /// When the policy directory holds test suites (`*_test.yaml`), a set goes live (at start or
+    /// on reload) only if they all pass.
+    pub require_tests: bool,
 }
 
 impl Default for ReloadConfig {
@@ -65,6 +68,7 @@ impl Default for ReloadConfig {
             watch: true,
             debounce_ms: 200,
             poll_secs: 30,
+            require_tests: true,
         }
     }
 }

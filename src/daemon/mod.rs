@@ -16,7 +16,7 @@ use crate::server::convert::Limits;
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::{http, ServerOptions};
 use crate::store::watch::{ReloadOptions, Reloader};
-use crate::store::PolicyStore;
+use crate::store::{PolicyStore, StoreOptions};
 use crate::telemetry::audit::AuditLog;
 use crate::token::{ClaimMapping, TokenConfig, Verifier};
 
@@ -50,9 +50,12 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
 
-    let store = PolicyStore::open(&config.policies).map_err(|e| {
+    let options = StoreOptions {
+        require_tests: config.reload.require_tests,
+    };
+    let store = PolicyStore::open_with(&config.policies, options).map_err(|e| {
         anyhow::anyhow!(
-            "refusing to start: the policy set in {} is broken:\n{e}",
+            "refusing to start: the policy set in {} is broken or fails its test suites:\n{e}",
             config.policies.display()
         )
     })?;

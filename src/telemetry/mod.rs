@@ -102,6 +102,10 @@ fn describe_metrics() {
         crate::store::POLICY_INFO,
         "1 for the active policy version, 0 for replaced ones."
     );
+    describe_gauge!(
+        crate::store::FAILING_TESTS,
+        "Test cases the last rejected policy set failed (the reload gate); 0 once a set passes."
+    );
     describe_histogram!(
         crate::store::RELOAD_SECONDS,
         Unit::Seconds,
