@@ -386,7 +386,7 @@ impl Worker {
             Outcome::Rejected(error) => {
                 tracing::error!(
                     what = name,
-                    "reload rejected, keeping the last good {name}:\n{error}"
+                    "reload rejected, keeping the active {name}: {error}"
                 );
                 self.failing = Some(error);
             }

@@ -730,6 +730,11 @@ fn each_feature_renders_what_it_promises() {
     let config = sink.config();
     assert_eq!(config.listen.to_string(), "[::]:9090");
     assert!(!config.reload.watch && config.limits.max_actions == 20);
+    assert!(!config.reload.require_tests);
+    assert!(
+        get("tokens").config().reload.require_tests,
+        "the reload gate is on by default"
+    );
     assert_eq!(config.log.level, "verdict=debug,info");
     assert!(sink.daemon()["image"]
         .as_str()

@@ -390,6 +390,49 @@ async fn broken_forged_and_foreign_tokens_are_denied_with_a_reason_that_leaks_no
             "claim sub is not a string",
             sign(Signer::Ed, None, &with(house(), json!({"sub": 42}))),
         ),
+        // No subject, or an empty one: the principal would have an empty id, equal to every
+        // empty attribute (a celebrity record with primary_physician_id "").
+        (
+            "missing claim sub",
+            sign(Signer::Ed, None, &with(house(), json!({"sub": null}))),
+        ),
+        (
+            "claim sub is empty",
+            sign(Signer::Ed, None, &with(house(), json!({"sub": ""}))),
+        ),
+        // exp present but unusable is said for what it is, not "missing".
+        (
+            "claim exp is a string, not a NumericDate (seconds since 1970)",
+            sign(
+                Signer::Ed,
+                None,
+                &with(house(), json!({"exp": (now() + 600).to_string()})),
+            ),
+        ),
+        (
+            "claim exp is out of range (a NumericDate is 0 to 2^64 seconds since 1970)",
+            sign(Signer::Ed, None, &with(house(), json!({"exp": 1e30}))),
+        ),
+        (
+            "claim exp is out of range (a NumericDate is 0 to 2^64 seconds since 1970)",
+            sign(Signer::Ed, None, &with(house(), json!({"exp": -1}))),
+        ),
+        (
+            "claim exp is a list, not a NumericDate (seconds since 1970)",
+            sign(
+                Signer::Ed,
+                None,
+                &with(house(), json!({"exp": [now() + 600]})),
+            ),
+        ),
+        (
+            "claim nbf is a string, not a NumericDate (seconds since 1970)",
+            sign(
+                Signer::Ed,
+                None,
+                &with(house(), json!({"nbf": "yesterday"})),
+            ),
+        ),
         ("not a well-formed signed JWT", "not.a-jwt".into()),
         ("not a well-formed signed JWT", "a.b.c".into()),
         (
@@ -412,6 +455,30 @@ async fn broken_forged_and_foreign_tokens_are_denied_with_a_reason_that_leaks_no
             assert!(!read.reason.contains(part), "{expected} echoes the token");
         }
     }
+}
+
+#[tokio::test]
+async fn the_subject_comes_from_the_configured_claim_and_must_be_there() {
+    let setup = setup(|config| config.mapping.subject = "oid".into()).await;
+    let with_oid = sign(
+        Signer::Ed,
+        None,
+        &with(house(), json!({"sub": "someone-else", "oid": "dr-house"})),
+    );
+    let (read, token_error) = read_decision(&setup.server, &with_oid).await;
+    assert_eq!(
+        (read.effect, token_error.as_str()),
+        (proto::Effect::Allow as i32, "")
+    );
+    // `sub` alone is not the configured subject.
+    let (read, token_error) = read_decision(&setup.server, &sign(Signer::Ed, None, &house())).await;
+    assert_eq!(read.effect, proto::Effect::Deny as i32);
+    assert_eq!(token_error, "missing claim oid");
+    let empty = sign(Signer::Ed, None, &with(house(), json!({"oid": ""})));
+    assert_eq!(
+        read_decision(&setup.server, &empty).await.1,
+        "claim oid is empty"
+    );
 }
 
 #[tokio::test]
@@ -720,6 +787,22 @@ fn the_daemon_verifies_tokens_with_its_flags() {
         .unwrap();
     assert_eq!(planned["kind"], "PLAN_KIND_ALWAYS_DENIED");
     assert_eq!(planned["token_error"], "not a well-formed signed JWT");
+    // A token without a subject is no principal, over HTTP as over gRPC.
+    let answer: Json = ureq::post(&format!("{base}/v1/check"))
+        .send_json(body(&sign(
+            Signer::Ed,
+            None,
+            &with(keycloak.clone(), json!({"sub": null})),
+        )))
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(answer["token_error"], "missing claim sub");
+    assert_eq!(
+        answer["results"][0]["actions"]["read"]["effect"],
+        "EFFECT_DENY"
+    );
     // --require-token holds over HTTP too: a bare principal is a 400.
     let bare = json!({"principal": {"id": "dr-house", "roles": ["physician"]},
                       "resources": [{"resource": {"kind": "Patient", "id": "123"}, "actions": ["read"]}]});

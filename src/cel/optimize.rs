@@ -15,12 +15,14 @@
 //! absent field.)
 //! Chains on a comprehension variable that shadows `P`, `R` or `C` are left alone.
 
-use ::cel::common::ast::{operators, CallExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
+use ::cel::common::ast::{operators, CallExpr, Expr, IdedExpr, LiteralValue};
 use ::cel::common::types::CelBool;
+
+use super::walk::{each_child_mut, Scope};
 
 /// The expression to evaluate in place of `e`.
 pub(super) fn optimize(mut e: IdedExpr) -> IdedExpr {
-    rewrite(&mut e, &mut Vec::new());
+    rewrite(&mut e, &mut Scope::default());
     e
 }
 
@@ -29,7 +31,7 @@ const REQUEST_VARIABLES: [&str; 3] = ["P", "R", "C"];
 
 /// `R.attr.x` as the name `R.attr.x`, if `e` is such a chain of at least one field on a request
 /// variable that no comprehension of the condition shadows.
-fn dotted_name(e: &IdedExpr, bound: &[String]) -> Option<String> {
+fn dotted_name(e: &IdedExpr, scope: &Scope) -> Option<String> {
     let mut fields = Vec::new();
     let mut current = e;
     loop {
@@ -41,7 +43,7 @@ fn dotted_name(e: &IdedExpr, bound: &[String]) -> Option<String> {
             Expr::Ident(root)
                 if !fields.is_empty()
                     && REQUEST_VARIABLES.contains(&root.as_str())
-                    && !bound.iter().any(|b| b == root) =>
+                    && !scope.binds(root) =>
             {
                 fields.push(root.as_str());
                 fields.reverse();
@@ -52,53 +54,13 @@ fn dotted_name(e: &IdedExpr, bound: &[String]) -> Option<String> {
     }
 }
 
-fn rewrite(e: &mut IdedExpr, bound: &mut Vec<String>) {
-    if let Some(name) = dotted_name(e, bound) {
+fn rewrite(e: &mut IdedExpr, scope: &mut Scope) {
+    if let Some(name) = dotted_name(e, scope) {
         e.expr = Expr::Ident(name);
         return;
     }
     // Children first, so that a rewritten child is seen by its parent.
-    match &mut e.expr {
-        Expr::Call(call) => {
-            if let Some(target) = call.target.as_deref_mut() {
-                rewrite(target, bound);
-            }
-            call.args.iter_mut().for_each(|a| rewrite(a, bound));
-        }
-        Expr::Select(select) => rewrite(&mut select.operand, bound),
-        Expr::List(list) => list.elements.iter_mut().for_each(|x| rewrite(x, bound)),
-        Expr::Map(map) => {
-            for entry in &mut map.entries {
-                match &mut entry.expr {
-                    EntryExpr::MapEntry(me) => {
-                        rewrite(&mut me.key, bound);
-                        rewrite(&mut me.value, bound);
-                    }
-                    EntryExpr::StructField(sf) => rewrite(&mut sf.value, bound),
-                }
-            }
-        }
-        Expr::Struct(s) => {
-            for entry in &mut s.entries {
-                if let EntryExpr::StructField(sf) = &mut entry.expr {
-                    rewrite(&mut sf.value, bound);
-                }
-            }
-        }
-        Expr::Comprehension(c) => {
-            rewrite(&mut c.iter_range, bound);
-            rewrite(&mut c.accu_init, bound);
-            let depth = bound.len();
-            bound.push(c.iter_var.clone());
-            bound.extend(c.iter_var2.clone());
-            bound.push(c.accu_var.clone());
-            rewrite(&mut c.loop_cond, bound);
-            rewrite(&mut c.loop_step, bound);
-            rewrite(&mut c.result, bound);
-            bound.truncate(depth);
-        }
-        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
-    }
+    each_child_mut(e, scope, &mut |child, scope| rewrite(child, scope));
     let Expr::Call(call) = &mut e.expr else {
         return;
     };

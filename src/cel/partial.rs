@@ -13,12 +13,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ::cel::common::ast::{operators, CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr};
+use ::cel::common::ast::{operators, CallExpr, ComprehensionExpr, Expr, IdedExpr};
 use ::cel::common::value::{CowVal, Val};
 use ::cel::context::VariableResolver;
 use ::cel::objects::Key;
 use ::cel::Context;
 
+use super::walk::{self, Scope, Verdict};
 use super::{Condition, Environment, Value};
 use crate::filter::{CmpOp, Filter};
 
@@ -199,47 +200,19 @@ impl Evaluator<'_, '_, '_, '_> {
     }
 
     /// Whether `e` can be evaluated by the interpreter: it mentions neither `R` nor a variable
-    /// bound to something unknown. `bound` holds names bound inside `e` by its comprehensions.
-    fn is_known(&self, e: &IdedExpr, bound: &mut Vec<String>) -> bool {
-        match &e.expr {
-            Expr::Ident(name) => {
-                if bound.iter().any(|b| b == name) {
-                    return true;
-                }
-                match self.local(name) {
-                    Some(p) => matches!(p, Partial::Known(_)),
-                    None => name != "R",
-                }
-            }
-            Expr::Literal(_) | Expr::Unspecified => true,
-            Expr::Select(s) => self.is_known(&s.operand, bound),
-            Expr::Call(c) => {
-                c.target.as_deref().is_none_or(|t| self.is_known(t, bound))
-                    && c.args.iter().all(|a| self.is_known(a, bound))
-            }
-            Expr::List(l) => l.elements.iter().all(|x| self.is_known(x, bound)),
-            Expr::Map(m) => m.entries.iter().all(|entry| match &entry.expr {
-                EntryExpr::MapEntry(me) => {
-                    self.is_known(&me.key, bound) && self.is_known(&me.value, bound)
-                }
-                EntryExpr::StructField(sf) => self.is_known(&sf.value, bound),
-            }),
-            Expr::Struct(_) => false,
-            Expr::Comprehension(c) => {
-                if !self.is_known(&c.iter_range, bound) || !self.is_known(&c.accu_init, bound) {
-                    return false;
-                }
-                let depth = bound.len();
-                bound.push(c.iter_var.clone());
-                bound.extend(c.iter_var2.clone());
-                bound.push(c.accu_var.clone());
-                let known = self.is_known(&c.loop_cond, bound)
-                    && self.is_known(&c.loop_step, bound)
-                    && self.is_known(&c.result, bound);
-                bound.truncate(depth);
-                known
-            }
-        }
+    /// bound to something unknown.
+    fn is_known(&self, e: &IdedExpr) -> bool {
+        walk::all(e, &mut Scope::default(), &mut |e, scope| match &e.expr {
+            Expr::Ident(name) if scope.binds(name) => Verdict::Yes,
+            Expr::Ident(name) => match self.local(name) {
+                Some(Partial::Known(_)) => Verdict::Yes,
+                Some(_) => Verdict::No,
+                None if name == "R" => Verdict::No,
+                None => Verdict::Yes,
+            },
+            Expr::Struct(_) => Verdict::No,
+            _ => Verdict::Descend,
+        })
     }
 
     /// Evaluates a resource-independent expression with the interpreter.
@@ -260,14 +233,14 @@ impl Evaluator<'_, '_, '_, '_> {
         };
         let mut context = Context::with_env(Arc::clone(&self.environment.env));
         context.set_variable_resolver(&bindings);
-        let result =
-            ::cel::Value::resolve(e, &context).map_err(|e| super::describe_execution_error(&e));
+        let result = ::cel::Value::resolve(e, &context)
+            .map_err(|e| super::eval::describe_execution_error(&e));
         drop(context);
         result
     }
 
     fn eval(&mut self, e: &IdedExpr) -> Result<Partial, Unsupported> {
-        if self.is_known(e, &mut Vec::new()) {
+        if self.is_known(e) {
             return Ok(Partial::Known(self.interpret(e)));
         }
         match &e.expr {

@@ -8,8 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use ::cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use ::cel::common::ast::{Expr, IdedExpr};
 
+use super::walk::{each_child, Scope};
 use super::{Condition, Fields, Value};
 use crate::request::{Principal, Resource};
 
@@ -95,8 +96,7 @@ impl Projection {
 
     /// Adds what `condition` reads.
     pub fn add(&mut self, condition: &Condition) {
-        let mut bound = Vec::new();
-        self.walk(condition.expression(), &mut bound);
+        self.walk(condition.expression(), &mut Scope::default());
     }
 
     fn variable(&mut self, name: &str) -> Option<&mut Needed> {
@@ -108,7 +108,7 @@ impl Projection {
     }
 
     /// The root variable and field path of a chain of selections, e.g. `R.attr.x` -> (R, [attr, x]).
-    fn chain<'e>(e: &'e IdedExpr, bound: &[String]) -> Option<(&'e str, Vec<&'e str>)> {
+    fn chain<'e>(e: &'e IdedExpr, scope: &Scope) -> Option<(&'e str, Vec<&'e str>)> {
         let mut path = Vec::new();
         let mut current = e;
         loop {
@@ -117,9 +117,7 @@ impl Projection {
                     path.push(s.field.as_str());
                     current = &s.operand;
                 }
-                Expr::Ident(name)
-                    if (name == "P" || name == "R") && !bound.iter().any(|b| b == name) =>
-                {
+                Expr::Ident(name) if (name == "P" || name == "R") && !scope.binds(name) => {
                     path.reverse();
                     return Some((name.as_str(), path));
                 }
@@ -128,8 +126,8 @@ impl Projection {
         }
     }
 
-    fn walk(&mut self, e: &IdedExpr, bound: &mut Vec<String>) {
-        if let Some((root, path)) = Self::chain(e, bound) {
+    fn walk(&mut self, e: &IdedExpr, scope: &mut Scope) {
+        if let Some((root, path)) = Self::chain(e, scope) {
             let needed = self.variable(root).expect("P or R");
             match path.as_slice() {
                 [] => needed.whole = true,
@@ -145,49 +143,7 @@ impl Projection {
             }
             return;
         }
-        match &e.expr {
-            Expr::Select(s) => self.walk(&s.operand, bound),
-            Expr::Call(c) => {
-                if let Some(t) = &c.target {
-                    self.walk(t, bound);
-                }
-                for a in &c.args {
-                    self.walk(a, bound);
-                }
-            }
-            Expr::List(l) => l.elements.iter().for_each(|x| self.walk(x, bound)),
-            Expr::Map(m) => {
-                for entry in &m.entries {
-                    match &entry.expr {
-                        EntryExpr::MapEntry(me) => {
-                            self.walk(&me.key, bound);
-                            self.walk(&me.value, bound);
-                        }
-                        EntryExpr::StructField(sf) => self.walk(&sf.value, bound),
-                    }
-                }
-            }
-            Expr::Struct(s) => {
-                for entry in &s.entries {
-                    if let EntryExpr::StructField(sf) = &entry.expr {
-                        self.walk(&sf.value, bound);
-                    }
-                }
-            }
-            Expr::Comprehension(c) => {
-                self.walk(&c.iter_range, bound);
-                self.walk(&c.accu_init, bound);
-                let depth = bound.len();
-                bound.push(c.iter_var.clone());
-                bound.extend(c.iter_var2.clone());
-                bound.push(c.accu_var.clone());
-                self.walk(&c.loop_cond, bound);
-                self.walk(&c.loop_step, bound);
-                self.walk(&c.result, bound);
-                bound.truncate(depth);
-            }
-            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
-        }
+        each_child(e, scope, &mut |child, scope| self.walk(child, scope));
     }
 
     /// The CEL value of `P`, with only what is needed: a record when conditions only select its

@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// 0 turns it off. [default: 30]
     #[arg(long, env = "VERDICT_RELOAD_POLL_SECS")]
     pub reload_poll_secs: Option<u64>,
+    /// When the policy directory holds test suites (`*_test.yaml`), a set goes live (at start or
+    /// on reload) only if they all pass; `--reload-require-tests=false` turns the gate off.
+    /// [default: true]
+    #[arg(long, env = "VERDICT_RELOAD_REQUIRE_TESTS", num_args = 0..=1, default_missing_value = "true")]
+    pub reload_require_tests: Option<bool>,
     /// Most resources one Check may carry. [default: 1000]
     #[arg(long, env = "VERDICT_MAX_RESOURCES")]
     pub max_resources: Option<usize>,
@@ -188,6 +193,14 @@ pub struct ServeArgs {
         help_heading = "Token verification"
     )]
     pub token_audience: Vec<String>,
+    /// Claim that becomes the principal's id, as a dotted path; a token without it, or with it
+    /// empty, is rejected. [default: sub]
+    #[arg(
+        long,
+        env = "VERDICT_TOKEN_SUBJECT_CLAIM",
+        help_heading = "Token verification"
+    )]
+    pub token_subject_claim: Option<String>,
     /// Claim holding the roles, as a dotted path (`realm_access.roles`). [default: roles]
     #[arg(
         long,
@@ -246,6 +259,7 @@ impl ServeArgs {
         }
         set(&mut c.reload.debounce_ms, &self.reload_debounce_ms);
         set(&mut c.reload.poll_secs, &self.reload_poll_secs);
+        set(&mut c.reload.require_tests, &self.reload_require_tests);
         set(&mut c.limits.max_resources, &self.max_resources);
         set(&mut c.limits.max_actions, &self.max_actions);
         set(&mut c.limits.max_attr_depth, &self.max_attr_depth);
@@ -283,6 +297,7 @@ impl ServeArgs {
         if !self.token_audience.is_empty() {
             c.tokens.audiences = self.token_audience.clone();
         }
+        set(&mut c.tokens.subject_claim, &self.token_subject_claim);
         set(&mut c.tokens.roles_claim, &self.token_roles_claim);
         set(
             &mut c.tokens.capabilities_claim,
@@ -733,6 +748,28 @@ mod tests {
             .config()
             .unwrap();
         assert_eq!((tuned.reload.debounce_ms, tuned.reload.poll_secs), (50, 0));
+        assert!(
+            defaults.reload.require_tests,
+            "the reload gate is on by default"
+        );
+        let ungated = serve_args(&["--reload-require-tests=false"])
+            .config()
+            .unwrap();
+        assert!(!ungated.reload.require_tests);
+        let gated = serve_args(&["--reload-require-tests"]).config().unwrap();
+        assert!(gated.reload.require_tests);
+    }
+
+    #[test]
+    fn the_subject_claim_flag() {
+        assert_eq!(
+            serve_args(&[]).config().unwrap().tokens.subject_claim,
+            "sub"
+        );
+        let c = serve_args(&["--token-subject-claim", "ext.uid"])
+            .config()
+            .unwrap();
+        assert_eq!(c.tokens.subject_claim, "ext.uid");
     }
 
     #[test]

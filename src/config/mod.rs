@@ -57,6 +57,9 @@ pub struct ReloadConfig {
     pub debounce_ms: u64,
     /// Reload (if the files changed) every this many seconds even without events; 0 = off.
     pub poll_secs: u64,
+    /// When the policy directory holds test suites (`*_test.yaml`), a set goes live (at start or
+    /// on reload) only if they all pass.
+    pub require_tests: bool,
 }
 
 impl Default for ReloadConfig {
@@ -65,6 +68,7 @@ impl Default for ReloadConfig {
             watch: true,
             debounce_ms: 200,
             poll_secs: 30,
+            require_tests: true,
         }
     }
 }
@@ -261,6 +265,9 @@ pub struct TokensConfig {
     pub issuer: Option<String>,
     /// This deployment's audiences: a token's `aud` must name one (required with `jwks_file`).
     pub audiences: Vec<String>,
+    /// Dotted path of the claim that becomes the principal's id; tokens without it, or with it
+    /// empty, are rejected.
+    pub subject_claim: String,
     /// Dotted path of the claim holding the roles.
     pub roles_claim: String,
     /// Dotted path of the claim holding the capabilities.
@@ -279,6 +286,7 @@ impl Default for TokensConfig {
             jwks_file: None,
             issuer: None,
             audiences: Vec::new(),
+            subject_claim: "sub".into(),
             roles_claim: "roles".into(),
             capabilities_claim: "capabilities".into(),
             leeway_secs: 30,

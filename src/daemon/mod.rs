@@ -17,7 +17,7 @@ use crate::reload::{ReloadOptions, Reloader};
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::Limits;
 use crate::server::{http, ServerOptions};
-use crate::store::PolicyStore;
+use crate::store::{PolicyStore, StoreOptions};
 use crate::telemetry::audit::AuditLog;
 use crate::token::{ClaimMapping, TokenConfig, Verifier};
 
@@ -51,9 +51,12 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
 
-    let store = PolicyStore::open(&config.policies).map_err(|e| {
+    let options = StoreOptions {
+        require_tests: config.reload.require_tests,
+    };
+    let store = PolicyStore::open_with(&config.policies, options).map_err(|e| {
         anyhow::anyhow!(
-            "refusing to start: the policy set in {} is broken:\n{e}",
+            "refusing to start: the policy set in {} is broken or fails its test suites:\n{e}",
             config.policies.display()
         )
     })?;
@@ -80,6 +83,7 @@ pub async fn run(config: Config) -> Result<()> {
                 issuer: t.issuer.clone().unwrap_or_default(),
                 audiences: t.audiences.clone(),
                 mapping: ClaimMapping {
+                    subject: t.subject_claim.clone(),
                     roles: t.roles_claim.clone(),
                     capabilities: t.capabilities_claim.clone(),
                 },

@@ -24,7 +24,7 @@ use crate::cel::{Condition, Value};
 use crate::compile::{CompiledRule, PolicySet, ScopeGate};
 use crate::filter::{CmpOp, Filter};
 use crate::policy::Effect;
-use crate::request::{attribute, Principal};
+use crate::request::Principal;
 use crate::smart::{Compartment, SmartScope};
 
 /// What to plan.
@@ -171,13 +171,13 @@ fn scope_gate_terms(gate: &ScopeGate, request: &PlanRequest) -> Filter {
         }
         let mut terms = Vec::new();
         if scope.compartment == Compartment::Patient {
-            match attribute(&request.principal.attr, &gate.compartment.patient_claim) {
-                Some(Json::String(patient)) => terms.push(Filter::compare(
+            match gate.compartment.launch_patient(&request.principal.attr) {
+                Some(patient) => terms.push(Filter::compare(
                     CmpOp::Eq,
                     &gate.compartment.patient_attribute,
-                    Json::String(patient.clone()),
+                    Json::String(patient.to_string()),
                 )),
-                _ => continue,
+                None => continue,
             }
         }
         for (name, value) in &scope.params {

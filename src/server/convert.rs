@@ -264,6 +264,7 @@ pub fn status_response(status: &ReloadStatus) -> proto::StatusResponse {
         last_error_at: status.last_error_at.map(Into::into),
         reloads_ok: status.reloads_ok,
         reloads_failed: status.reloads_failed,
+        failing_tests: status.failing_tests.clone(),
     }
 }
 

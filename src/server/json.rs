@@ -222,6 +222,9 @@ pub fn status_json(status: &ReloadStatus) -> Json {
         out["last_error"] = json!(response.last_error);
         out["last_error_at"] = json!(time(&response.last_error_at));
     }
+    if !response.failing_tests.is_empty() {
+        out["failing_tests"] = json!(response.failing_tests);
+    }
     out
 }
 

@@ -4,7 +4,9 @@
 //! v1: `patient/Observation.read`, `user/*.write`, `system/*.*` (`read` = r+s, `write` = c+u+d).
 //! v2: `patient/Observation.rs`, `user/Patient.cruds`, with optional granular parameters
 //! (`patient/Observation.rs?category=laboratory`), which require resource attributes to equal
-//! the given values. A `patient/` scope covers only resources of the launch patient.
+//! the given values. A `patient/` scope covers only resources of the launch patient: both the
+//! principal's launch patient and the resource's patient must be non-empty strings, and equal
+//! (SMART: granting a patient scope means a patient is in context; an empty id is none).
 //!
 //! Pure functions over strings and JSON; knows nothing of policies or CEL.
 
@@ -133,10 +135,10 @@ impl SmartScope {
             return false;
         }
         if self.compartment == Compartment::Patient {
-            let launch = attribute(principal_attr, &compartment.patient_claim);
-            let owner = attribute(resource_attr, &compartment.patient_attribute);
+            let launch = compartment.launch_patient(principal_attr);
+            let owner = non_empty_string(attribute(resource_attr, &compartment.patient_attribute));
             match (launch, owner) {
-                (Some(Json::String(l)), Some(Json::String(o))) if l == o => {}
+                (Some(l), Some(o)) if l == o => {}
                 _ => return false,
             }
         }
@@ -153,6 +155,21 @@ pub struct PatientCompartment {
     pub patient_claim: String,
     /// Resource attribute naming the resource's patient (default `patient_id`).
     pub patient_attribute: String,
+}
+
+impl PatientCompartment {
+    /// The launch patient of a principal: its `patient_claim` attribute, if a non-empty string.
+    /// Without one, no `patient/` scope covers anything.
+    pub fn launch_patient<'a>(&self, principal_attr: &'a Json) -> Option<&'a str> {
+        non_empty_string(attribute(principal_attr, &self.patient_claim))
+    }
+}
+
+fn non_empty_string(value: Option<&Json>) -> Option<&str> {
+    match value {
+        Some(Json::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
 }
 
 impl Default for PatientCompartment {
@@ -248,6 +265,22 @@ mod tests {
             &principal,
             &c
         ));
+        // An empty id is no patient: "" does not cover "", nor anything else.
+        for (launch, owner) in [("", ""), ("", "123"), ("123", "")] {
+            assert!(
+                !s.covers(
+                    "Observation",
+                    Permission::Read,
+                    &json!({ "patient_id": owner }),
+                    &json!({ "patient": launch }),
+                    &c
+                ),
+                "launch {launch:?}, resource {owner:?}"
+            );
+        }
+        assert_eq!(c.launch_patient(&json!({"patient": ""})), None);
+        assert_eq!(c.launch_patient(&json!({"patient": 123})), None);
+        assert_eq!(c.launch_patient(&principal), Some("123"));
         assert!(!s.covers(
             "Observation",
             Permission::Update,

@@ -2,7 +2,12 @@
 //! compiles a whole new set off the request path and publishes it with one atomic swap, or keeps
 //! the last good set and records the error.
 //!
-//! [`crate::reload`] decides *when* to reload (file events, a periodic poll, SIGHUP) and reports
+//! The reload gate: when the directory holds test suites (`*_test.yaml`) and
+//! [`StoreOptions::require_tests`] is on (the default), a new set goes live only if every case of
+//! every suite passes against it; otherwise it is rejected like a broken set, and the failing
+//! cases are named in the status, the logs and the `verdict_policy_failing_tests` gauge.
+//!
+//! [`crate::reload`] decides *when* to reload (file events, a periodic poll, SIGHUP) and logs
 //! failures; this module decides *what* a reload does. Knows nothing of gRPC.
 
 use std::panic::AssertUnwindSafe;
@@ -15,9 +20,26 @@ use arc_swap::ArcSwap;
 use crate::compile::PolicySet;
 use crate::policy::{self, LoadError, LoadErrors};
 use crate::reload::{self, Outcome};
+use crate::suite;
 use crate::telemetry::{
-    POLICY_INFO, POLICY_RELOADS_TOTAL as RELOADS_TOTAL, POLICY_RELOAD_SECONDS as RELOAD_SECONDS,
+    POLICY_FAILING_TESTS as FAILING_TESTS, POLICY_INFO, POLICY_RELOADS_TOTAL as RELOADS_TOTAL,
+    POLICY_RELOAD_SECONDS as RELOAD_SECONDS,
 };
+
+/// How the store accepts a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A set whose directory holds test suites goes live only if they all pass (at start too).
+    pub require_tests: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            require_tests: true,
+        }
+    }
+}
 
 /// What the last reload attempt did, for the status endpoint and metrics.
 #[derive(Debug, Clone)]
@@ -39,11 +61,16 @@ pub struct ReloadStatus {
     pub reloads_ok: u64,
     /// Reload attempts that rejected a broken set.
     pub reloads_failed: u64,
+    /// The test cases the last rejected set failed (the reload gate), as
+    /// `file:line: suite "...": test "..." failed: ...`; empty when it was rejected for another
+    /// reason, and cleared with `last_error`.
+    pub failing_tests: Vec<String>,
 }
 
 /// The policy directory and the set compiled from it.
 pub struct PolicyStore {
     dir: PathBuf,
+    options: StoreOptions,
     active: ArcSwap<PolicySet>,
     status: ArcSwap<ReloadStatus>,
     /// Serialises reloads (watcher and SIGHUP); never taken on the request path.
@@ -62,15 +89,34 @@ pub enum ReloadOutcome {
 }
 
 impl PolicyStore {
-    /// Loads the directory; fails if the set does not compile (the daemon refuses to start).
+    /// Loads the directory with the default options (the reload gate on); fails if the set does
+    /// not compile or fails its test suites (the daemon refuses to start).
     pub fn open(dir: &Path) -> Result<PolicyStore, LoadErrors> {
-        let set = PolicySet::load(dir)?;
-        Ok(PolicyStore::with_set(dir, set))
+        PolicyStore::open_with(dir, StoreOptions::default())
     }
 
-    /// A store serving `set`, reloading from `dir`.
+    /// Loads the directory; fails if the set does not compile, or, with `require_tests`, fails
+    /// its test suites.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<PolicyStore, LoadErrors> {
+        let read = policy::read_files(dir).map_err(|e| LoadErrors(vec![e]))?;
+        if !read.unreadable.is_empty() {
+            return Err(LoadErrors(read.unreadable));
+        }
+        let source = policy::parse_files(dir, &read.texts)?;
+        let set = PolicySet::compile(&source)?;
+        if options.require_tests {
+            gate(dir, &set, read.unreadable_suites, &read.suites)
+                .map_err(|rejection| rejection.errors)?;
+        }
+        let mut store = PolicyStore::with_set(dir, set);
+        store.options = options;
+        Ok(store)
+    }
+
+    /// A store serving `set`, reloading from `dir` (with the default options).
     pub fn with_set(dir: &Path, set: PolicySet) -> PolicyStore {
         metrics::gauge!(POLICY_INFO, "version" => set.version.clone()).set(1.0);
+        metrics::gauge!(FAILING_TESTS).set(0.0);
         let status = ReloadStatus {
             active_version: set.version.clone(),
             loaded_at: SystemTime::now(),
@@ -80,9 +126,11 @@ impl PolicyStore {
             last_error_at: None,
             reloads_ok: 0,
             reloads_failed: 0,
+            failing_tests: Vec::new(),
         };
         PolicyStore {
             dir: dir.to_path_buf(),
+            options: StoreOptions::default(),
             active: ArcSwap::from_pointee(set),
             status: ArcSwap::from_pointee(status),
             reloading: std::sync::Mutex::new(()),
@@ -105,8 +153,13 @@ impl PolicyStore {
         &self.dir
     }
 
+    pub fn options(&self) -> StoreOptions {
+        self.options
+    }
+
     /// Reads the directory again and, if its content differs from the active set's, compiles it
-    /// and publishes the result; a broken set is rejected whole and the active set stays.
+    /// and publishes the result; a broken set, or one that fails its test suites (the reload
+    /// gate), is rejected whole and the active set stays.
     ///
     /// Unchanged content (same version hash) is neither parsed nor compiled again, so the
     /// periodic poll and spurious file events cost a read and a hash of the files. A directory
@@ -118,9 +171,10 @@ impl PolicyStore {
         let started = Instant::now();
         let previous = self.status.load_full();
         let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let read = policy::read_files(&self.dir).map_err(|e| LoadErrors(vec![e]))?;
+            let read =
+                policy::read_files(&self.dir).map_err(|e| Rejection::from(LoadErrors(vec![e])))?;
             if !read.unreadable.is_empty() {
-                return Err(LoadErrors(read.unreadable));
+                return Err(LoadErrors(read.unreadable).into());
             }
             let files = read.texts;
             if policy::version_of(&files) == previous.active_version {
@@ -133,10 +187,15 @@ impl PolicyStore {
                     message: "no policy file (*.yaml, *.yml) found; an empty directory is taken \
                               for one being replaced, and the active set stays"
                         .into(),
-                }]));
+                }])
+                .into());
             }
             let source = policy::parse_files(&self.dir, &files)?;
-            PolicySet::compile(&source).map(Some)
+            let set = PolicySet::compile(&source)?;
+            if self.options.require_tests {
+                gate(&self.dir, &set, read.unreadable_suites, &read.suites)?;
+            }
+            Ok(Some(set))
         }))
         .unwrap_or_else(|panic| {
             // A bug, not the operator's fault; still no reason to stop serving the active set.
@@ -149,7 +208,8 @@ impl PolicyStore {
                 file: self.dir.clone(),
                 line: None,
                 message: format!("internal error while loading the policies: {what}"),
-            }]))
+            }])
+            .into())
         });
         match loaded {
             Ok(None) => {
@@ -159,8 +219,10 @@ impl PolicyStore {
                     self.status.store(Arc::new(ReloadStatus {
                         last_error: None,
                         last_error_at: None,
+                        failing_tests: Vec::new(),
                         ..(*previous).clone()
                     }));
+                    metrics::gauge!(FAILING_TESTS).set(0.0);
                 }
                 ReloadOutcome::Unchanged(previous.active_version.clone())
             }
@@ -181,7 +243,9 @@ impl PolicyStore {
                     last_error_at: None,
                     reloads_ok: previous.reloads_ok + 1,
                     reloads_failed: previous.reloads_failed,
+                    failing_tests: Vec::new(),
                 }));
+                metrics::gauge!(FAILING_TESTS).set(0.0);
                 let elapsed = started.elapsed();
                 metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);
                 metrics::histogram!(RELOAD_SECONDS).record(elapsed.as_secs_f64());
@@ -198,17 +262,38 @@ impl PolicyStore {
                 retire(replaced);
                 ReloadOutcome::Published(version)
             }
-            Err(errors) => {
+            Err(Rejection {
+                errors,
+                failing_tests,
+            }) => {
                 let message = errors.to_string();
                 metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(1);
+                metrics::gauge!(FAILING_TESTS).set(failing_tests.len() as f64);
                 self.status.store(Arc::new(ReloadStatus {
                     last_error: Some(message.clone()),
                     last_error_at: Some(SystemTime::now()),
                     reloads_failed: previous.reloads_failed + 1,
+                    failing_tests,
                     ..(*previous).clone()
                 }));
                 ReloadOutcome::Rejected(message)
             }
+        }
+    }
+}
+
+/// Why a set was not accepted: every problem, and which of them are failing test cases.
+struct Rejection {
+    errors: LoadErrors,
+    /// The failing test cases (`file:line: message`), when the reload gate refused the set.
+    failing_tests: Vec<String>,
+}
+
+impl From<LoadErrors> for Rejection {
+    fn from(errors: LoadErrors) -> Self {
+        Rejection {
+            errors,
+            failing_tests: Vec::new(),
         }
     }
 }
@@ -227,9 +312,40 @@ impl reload::Source for PolicyStore {
         match self.reload() {
             ReloadOutcome::Published(_) => Outcome::Published,
             ReloadOutcome::Unchanged(_) => Outcome::Unchanged,
+            ReloadOutcome::Rejected(error) if !self.status().failing_tests.is_empty() => {
+                Outcome::Rejected(format!("the new set fails its test suites:\n{error}"))
+            }
             ReloadOutcome::Rejected(error) => Outcome::Rejected(error),
         }
     }
+}
+
+/// The reload gate: `set` must pass the suites read from `dir` (relative paths), and every suite
+/// must have been readable.
+fn gate(
+    dir: &Path,
+    set: &PolicySet,
+    unreadable: Vec<LoadError>,
+    suites: &[(PathBuf, String)],
+) -> Result<(), Rejection> {
+    let suites: Vec<(PathBuf, String)> = suites
+        .iter()
+        .map(|(relative, text)| (dir.join(relative), text.clone()))
+        .collect();
+    let mut errors = unreadable;
+    errors.extend(suite::gate(set, &suites).into_iter().map(|f| LoadError {
+        file: f.file,
+        line: f.line,
+        message: f.message,
+    }));
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let failing_tests = errors.iter().map(LoadError::to_string).collect();
+    Err(Rejection {
+        errors: LoadErrors(errors),
+        failing_tests,
+    })
 }
 
 /// How long a reload waits for requests to release a replaced set before leaving it to them.
@@ -339,6 +455,50 @@ mod tests {
         fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
             Histogram::from_arc(self.cell(key))
         }
+    }
+
+    const SUITE: &str = "suite: clerks\nprincipals:\n  clerk: {id: c-1, roles: [clerk]}\nresources:\n  doc: {kind: Doc, id: d1}\ntests:\n  - name: clerks read\n    principal: clerk\n    resource: doc\n    expect: {read: allow}\n";
+
+    #[test]
+    fn the_reload_gate_runs_the_suites_next_to_the_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clerks.yaml");
+        std::fs::write(&file, READ).unwrap();
+        std::fs::write(dir.path().join("clerks_test.yaml"), SUITE).unwrap();
+        let store = PolicyStore::open(dir.path()).unwrap();
+        let first = store.current().version.clone();
+
+        // WRITE drops `read`: the suite fails, the set stays out, the case is named with its line.
+        std::fs::write(&file, WRITE).unwrap();
+        let ReloadOutcome::Rejected(error) = store.reload() else {
+            panic!("a set failing its suite is rejected")
+        };
+        let status = store.status();
+        assert_eq!(status.active_version, first);
+        assert_eq!(status.failing_tests.len(), 1, "{error}");
+        let case = &status.failing_tests[0];
+        assert!(
+            case.contains("clerks_test.yaml:7: suite \"clerks\": test \"clerks read / read\" failed: expected: effect allow; got: deny"),
+            "{case}"
+        );
+        // A suite that does not parse cannot vouch for anything.
+        std::fs::write(&file, READ).unwrap();
+        std::fs::write(dir.path().join("broken_test.yaml"), "suite: [").unwrap();
+        std::fs::write(dir.path().join("more.yaml"), "# a comment\n").unwrap();
+        let ReloadOutcome::Rejected(error) = store.reload() else {
+            panic!("an unreadable suite rejects the set")
+        };
+        assert!(error.contains("broken_test.yaml") && error.contains("the suite cannot be read"));
+        assert_eq!(store.current().version, first);
+
+        // Without the gate, the same files go live, and a failing set at start is no obstacle.
+        let ungated = StoreOptions {
+            require_tests: false,
+        };
+        std::fs::write(&file, WRITE).unwrap();
+        assert!(PolicyStore::open(dir.path()).is_err());
+        let store = PolicyStore::open_with(dir.path(), ungated).unwrap();
+        assert_ne!(store.current().version, first);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub const POLICY_RELOADS_TOTAL: &str = "verdict_policy_reloads_total";
 pub const POLICY_INFO: &str = "verdict_policy_info";
 /// Histogram, seconds, no labels: load and compile time of each published policy set.
 pub const POLICY_RELOAD_SECONDS: &str = "verdict_policy_reload_duration_seconds";
+/// Gauge, no labels: test cases the last rejected policy set failed (the reload gate); 0 once a
+/// set passes or the files are back to the active set's.
+pub const POLICY_FAILING_TESTS: &str = "verdict_policy_failing_tests";
 /// Counter, label `result` (`ok`: new keys published; `failed`: a broken or unreadable file,
 /// the last good keys kept): JWKS reload attempts.
 pub const JWKS_RELOADS_TOTAL: &str = "verdict_jwks_reloads_total";
@@ -129,6 +132,10 @@ fn describe_metrics() {
     describe_gauge!(
         POLICY_INFO,
         "1 for the active policy version, 0 for replaced ones."
+    );
+    describe_gauge!(
+        POLICY_FAILING_TESTS,
+        "Test cases the last rejected policy set failed (the reload gate); 0 once a set passes."
     );
     describe_histogram!(
         POLICY_RELOAD_SECONDS,

@@ -2,7 +2,7 @@
 //!
 //! | claim | principal field |
 //! |---|---|
-//! | `sub` | `id` |
+//! | the subject claim (a dotted path, default `sub`), a non-empty string, required | `id` |
 //! | the roles claim (a dotted path, default `roles`; e.g. `realm_access.roles`) | `roles` |
 //! | `scope` and `scp`, each a space-separated string or a list | `scopes` (in order, without repeats) |
 //! | the capabilities claim (a dotted path, default `capabilities`) | `capabilities` |
@@ -10,7 +10,8 @@
 //! | every other claim, registered ones included (`iss`, `aud`, `exp`, `iat`, `jti`...) | `attr` |
 //!
 //! A claim taken into a field is not repeated in `attr` (for a dotted path, only its last member
-//! is taken out). A list claim may also be a single string (one role). A claim of the wrong type
+//! is taken out). A token without a subject, or with an empty one, is rejected: an empty id would
+//! equal every empty attribute a condition compares it with (`P.id == R.attr.owner_id`). A list claim may also be a single string (one role). A claim of the wrong type
 //! (`sub: 5`, `roles: {"a": 1}`) rejects the token: a mapping that guessed would decide on
 //! something the issuer did not say.
 
@@ -19,9 +20,11 @@ use serde_json::{Map, Value as Json};
 use super::TokenError;
 use crate::request::Principal;
 
-/// Where roles and capabilities are found in the claims.
+/// Where the subject, roles and capabilities are found in the claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimMapping {
+    /// Dotted path of the claim that becomes the principal's id, e.g. `sub` or `ext.uid`.
+    pub subject: String,
     /// Dotted path of the roles claim, e.g. `roles` or `realm_access.roles`.
     pub roles: String,
     /// Dotted path of the capabilities claim.
@@ -31,6 +34,7 @@ pub struct ClaimMapping {
 impl Default for ClaimMapping {
     fn default() -> Self {
         ClaimMapping {
+            subject: "sub".into(),
             roles: "roles".into(),
             capabilities: "capabilities".into(),
         }
@@ -40,23 +44,29 @@ impl Default for ClaimMapping {
 impl ClaimMapping {
     /// Checks the paths: non-empty members, not a claim the mapping already uses, not each other.
     pub fn validate(&self) -> Result<(), String> {
-        for (what, path) in [("roles", &self.roles), ("capabilities", &self.capabilities)] {
+        let paths = [
+            ("subject", &self.subject),
+            ("roles", &self.roles),
+            ("capabilities", &self.capabilities),
+        ];
+        for (what, path) in paths {
             if path.split('.').any(str::is_empty) {
                 return Err(format!(
                     "the {what} claim path {path:?} has an empty member"
                 ));
             }
-            if ["sub", "scope", "scp", "azp", "client_id"].contains(&path.as_str()) {
+            if ["scope", "scp", "azp", "client_id"].contains(&path.as_str()) {
                 return Err(format!(
                     "the {what} claim path {path:?} is a claim the mapping already uses"
                 ));
             }
         }
-        if self.roles == self.capabilities {
-            return Err(format!(
-                "roles and capabilities cannot both come from claim {:?}",
-                self.roles
-            ));
+        for (i, (a, x)) in paths.iter().enumerate() {
+            for (b, y) in &paths[i + 1..] {
+                if x == y {
+                    return Err(format!("{a} and {b} cannot both come from claim {x:?}"));
+                }
+            }
         }
         Ok(())
     }
@@ -67,7 +77,17 @@ pub fn principal(
     mut claims: Map<String, Json>,
     mapping: &ClaimMapping,
 ) -> Result<Principal, TokenError> {
-    let id = take_string(&mut claims, "sub")?.unwrap_or_default();
+    let id = match take_path(&mut claims, &mapping.subject) {
+        None | Some(Json::Null) => return Err(TokenError::MissingClaim(mapping.subject.clone())),
+        Some(Json::String(id)) if id.is_empty() => {
+            return Err(TokenError::MalformedClaim(format!(
+                "{} is empty",
+                mapping.subject
+            )))
+        }
+        Some(Json::String(id)) => id,
+        Some(_) => return Err(malformed(&mapping.subject, "a string")),
+    };
     let azp = take_string(&mut claims, "azp")?;
     let client_id = take_string(&mut claims, "client_id")?;
     let mut scopes: Vec<String> = Vec::new();
@@ -127,18 +147,23 @@ fn take_list(
     list(claims.remove(claim), claim, split)
 }
 
-/// Takes the list at a dotted path out of the claims; a path through a non-object is absent.
-fn take_path_list(claims: &mut Map<String, Json>, path: &str) -> Result<Vec<String>, TokenError> {
+/// Takes the value at a dotted path out of the claims; a path through a non-object is absent.
+fn take_path(claims: &mut Map<String, Json>, path: &str) -> Option<Json> {
     let mut members = path.split('.');
     let last = members.next_back().unwrap_or(path);
     let mut object = claims;
     for member in members {
         match object.get_mut(member) {
             Some(Json::Object(inner)) => object = inner,
-            _ => return Ok(Vec::new()),
+            _ => return None,
         }
     }
-    list(object.remove(last), path, false)
+    object.remove(last)
+}
+
+/// Takes the list at a dotted path out of the claims.
+fn take_path_list(claims: &mut Map<String, Json>, path: &str) -> Result<Vec<String>, TokenError> {
+    list(take_path(claims, path), path, false)
 }
 
 #[cfg(test)]
@@ -173,21 +198,24 @@ mod tests {
     #[test]
     fn nested_role_paths_and_client_id_fallback() {
         let mapping = ClaimMapping {
+            subject: "ext.uid".into(),
             roles: "realm_access.roles".into(),
             capabilities: "verdict.caps".into(),
         };
         let claims = map(json!({
             "realm_access": {"roles": ["nurse"], "other": 1}, "client_id": "svc", "roles": ["kept"],
+            "sub": "kept too", "ext": {"uid": "n-joy"},
         }));
         let p = principal(claims, &mapping).unwrap();
+        assert_eq!(p.id, "n-joy");
         assert_eq!(p.roles, ["nurse"]);
         assert!(p.capabilities.is_empty());
         assert_eq!(p.client_id, "svc");
         assert_eq!(
             p.attr,
-            json!({"realm_access": {"other": 1}, "roles": ["kept"]})
+            json!({"realm_access": {"other": 1}, "roles": ["kept"], "sub": "kept too", "ext": {}})
         );
-        let claims = map(json!({"realm_access": "not an object"}));
+        let claims = map(json!({"realm_access": "not an object", "ext": {"uid": "x"}}));
         assert!(principal(claims, &mapping).unwrap().roles.is_empty());
     }
 
@@ -195,10 +223,10 @@ mod tests {
     fn wrong_types_reject_the_token() {
         for claims in [
             json!({"sub": 5}),
-            json!({"roles": {"a": 1}}),
-            json!({"roles": ["a", 1]}),
-            json!({"scope": 7}),
-            json!({"azp": true}),
+            json!({"sub": "a", "roles": {"a": 1}}),
+            json!({"sub": "a", "roles": ["a", 1]}),
+            json!({"sub": "a", "scope": 7}),
+            json!({"sub": "a", "azp": true}),
         ] {
             let err = principal(map(claims.clone()), &ClaimMapping::default()).unwrap_err();
             assert!(
@@ -209,19 +237,48 @@ mod tests {
     }
 
     #[test]
+    fn a_principal_needs_a_non_empty_subject() {
+        let mapping = ClaimMapping::default();
+        for (claims, reason) in [
+            (json!({"roles": ["physician"]}), "missing claim sub"),
+            (json!({"sub": null}), "missing claim sub"),
+            (json!({"sub": ""}), "claim sub is empty"),
+            (json!({"sub": []}), "claim sub is not a string"),
+        ] {
+            let err = principal(map(claims.clone()), &mapping).unwrap_err();
+            assert_eq!(err.to_string(), reason, "{claims}");
+        }
+        let custom = ClaimMapping {
+            subject: "oid".into(),
+            ..ClaimMapping::default()
+        };
+        let err = principal(map(json!({"sub": "x"})), &custom).unwrap_err();
+        assert_eq!(err.to_string(), "missing claim oid");
+        assert_eq!(
+            principal(map(json!({"oid": "x"})), &custom).unwrap().id,
+            "x"
+        );
+    }
+
+    #[test]
     fn mapping_paths_are_checked() {
-        let bad = |roles: &str, capabilities: &str| {
+        let bad = |subject: &str, roles: &str, capabilities: &str| {
             ClaimMapping {
+                subject: subject.into(),
                 roles: roles.into(),
                 capabilities: capabilities.into(),
             }
             .validate()
             .is_err()
         };
-        assert!(!bad("realm_access.roles", "capabilities"));
-        assert!(bad("", "capabilities"));
-        assert!(bad("a..b", "capabilities"));
-        assert!(bad("roles", "roles"));
-        assert!(bad("scope", "capabilities"));
+        assert!(!bad("sub", "realm_access.roles", "capabilities"));
+        assert!(!bad("ext.uid", "roles", "capabilities"));
+        assert!(bad("sub", "", "capabilities"));
+        assert!(bad("sub", "a..b", "capabilities"));
+        assert!(bad("", "roles", "capabilities"));
+        assert!(bad("sub", "roles", "roles"));
+        assert!(bad("roles", "roles", "capabilities"));
+        assert!(bad("sub", "scope", "capabilities"));
+        assert!(bad("azp", "roles", "capabilities"));
     }
 }

@@ -105,8 +105,9 @@ pub enum TokenError {
     NotYetValid,
     IssuerRejected,
     AudienceRejected,
-    MissingClaim(&'static str),
-    /// A claim of the wrong type, e.g. "exp is malformed", "roles is not a list of strings".
+    MissingClaim(String),
+    /// A claim of the wrong type or value, e.g. "exp is a string, not a NumericDate", "roles is
+    /// not a list of strings", "sub is empty".
     MalformedClaim(String),
     /// The backend could not use the key (keys are checked when they load, so this is a bug).
     Unverifiable,
@@ -226,24 +227,25 @@ fn accepted_algorithm(alg: &str) -> Result<Algorithm, TokenError> {
     }
 }
 
-fn token_error(e: jsonwebtoken::errors::Error) -> TokenError {
+/// Maps a verification failure of `token` to its reason. Claims are validated only after the
+/// signature verified, so a claim problem may look at the (signed) payload to say what is wrong.
+fn token_error(token: &str, e: jsonwebtoken::errors::Error) -> TokenError {
     match e.kind() {
         ErrorKind::InvalidSignature => TokenError::SignatureInvalid,
         ErrorKind::ExpiredSignature => TokenError::Expired,
         ErrorKind::ImmatureSignature => TokenError::NotYetValid,
         ErrorKind::InvalidIssuer => TokenError::IssuerRejected,
         ErrorKind::InvalidAudience => TokenError::AudienceRejected,
-        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(match claim.as_str() {
-            "exp" => "exp",
-            "iss" => "iss",
-            "aud" => "aud",
-            "nbf" => "nbf",
-            _ => "sub",
-        }),
-        ErrorKind::InvalidClaimFormat(claim) => TokenError::MalformedClaim(format!(
-            "{} is malformed",
-            if claim == "nbf" { "nbf" } else { "exp" }
-        )),
+        ErrorKind::MissingRequiredClaim(claim) | ErrorKind::InvalidClaimFormat(claim) => {
+            match claim.as_str() {
+                // The library reports an `exp` it cannot read as a number as missing.
+                "exp" => numeric_date_problem(token, "exp"),
+                "nbf" => numeric_date_problem(token, "nbf"),
+                "iss" => TokenError::MissingClaim("iss".into()),
+                "aud" => TokenError::MissingClaim("aud".into()),
+                _ => TokenError::Malformed,
+            }
+        }
         ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
         ErrorKind::InvalidEcdsaKey
         | ErrorKind::InvalidEddsaKey
@@ -252,6 +254,60 @@ fn token_error(e: jsonwebtoken::errors::Error) -> TokenError {
         | ErrorKind::Provider(_) => TokenError::Unverifiable,
         _ => TokenError::Malformed,
     }
+}
+
+/// Whether `key` verifies the signature of `token` (claims aside).
+fn signed_by(token: &str, key: &jwks::Key) -> bool {
+    let Some((message, signature)) = token.rsplit_once('.') else {
+        return false;
+    };
+    jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, key.algorithm)
+        .unwrap_or(false)
+}
+
+/// The first problem of `exp` (required) and `nbf` (optional) in a signed token's claims.
+fn numeric_dates_problem(token: &str) -> Option<TokenError> {
+    let claims = payload(token)?;
+    let usable = |v: &Json| {
+        v.as_u64().is_some() || v.as_f64().is_some_and(|f| f >= 0.0 && f < u64::MAX as f64)
+    };
+    match claims.get("exp") {
+        Some(v) if usable(v) => {}
+        _ => return Some(numeric_date_problem(token, "exp")),
+    }
+    match claims.get("nbf") {
+        None | Some(Json::Null) => None,
+        Some(v) if usable(v) => None,
+        Some(_) => Some(numeric_date_problem(token, "nbf")),
+    }
+}
+
+/// The claims of a token, unverified: only for saying what is wrong with a signed one.
+fn payload(token: &str) -> Option<Map<String, Json>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What is wrong with a NumericDate claim (`exp`, `nbf`) the library could not use: absent, of
+/// another JSON type, or a number outside 0..2^64 seconds. Names the type, never the value.
+fn numeric_date_problem(token: &str, claim: &'static str) -> TokenError {
+    let value = payload(token).and_then(|mut claims| claims.remove(claim));
+    let what = match value {
+        None | Some(Json::Null) => return TokenError::MissingClaim(claim.into()),
+        Some(Json::String(_)) => "a string",
+        Some(Json::Bool(_)) => "a boolean",
+        Some(Json::Array(_)) => "a list",
+        Some(Json::Object(_)) => "an object",
+        Some(Json::Number(_)) => {
+            return TokenError::MalformedClaim(format!(
+                "{claim} is out of range (a NumericDate is 0 to 2^64 seconds since 1970)"
+            ))
+        }
+    };
+    TokenError::MalformedClaim(format!(
+        "{claim} is {what}, not a NumericDate (seconds since 1970)"
+    ))
 }
 
 /// Verifies tokens against the current key set; owns the thread that re-reads the JWKS file.
@@ -396,7 +452,14 @@ impl Verifier {
             self.validation(key.algorithm),
         )
         .map(|data| data.claims)
-        .map_err(token_error)
+        .map_err(|e| match e.kind() {
+            // The library cannot read claims of some shapes at all (an `exp` that is a list):
+            // once the signature is known to be good, say which claim.
+            ErrorKind::Json(_) if signed_by(token, key) => {
+                numeric_dates_problem(token).unwrap_or(TokenError::Malformed)
+            }
+            _ => token_error(token, e),
+        })
     }
 }
 

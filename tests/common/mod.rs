@@ -14,6 +14,17 @@ use verdict::server::Limits;
 use verdict::server::ServerOptions;
 use verdict::store::PolicyStore;
 
+/// A gRPC Check request from its JSON form: the body `POST /v1/check` and
+/// `verdict check --request` take.
+pub fn check_message(body: serde_json::Value) -> verdict::server::proto::CheckRequest {
+    let body: verdict::server::json::CheckBody =
+        serde_json::from_value(body).expect("a check request body");
+    let call = body.into_call();
+    let mut message = verdict::cli::to_proto(&call.request);
+    message.token = call.token;
+    message
+}
+
 pub fn bundled_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }

@@ -6,6 +6,7 @@ reload:
   watch: {{ .Values.reload.watch }}
   debounce_ms: {{ .Values.reload.debounceMs | int64 }}
   poll_secs: {{ .Values.reload.pollSecs | int64 }}
+  require_tests: {{ .Values.reload.requireTests }}
 limits:
   max_resources: {{ .Values.limits.maxResources | int64 }}
   max_actions: {{ .Values.limits.maxActions | int64 }}
@@ -38,6 +39,7 @@ tokens:
   audiences: []
   required: false
 {{- end }}
+  subject_claim: {{ .Values.tokens.subjectClaim | toJson }}
   roles_claim: {{ .Values.tokens.rolesClaim | toJson }}
   capabilities_claim: {{ .Values.tokens.capabilitiesClaim | toJson }}
   leeway_secs: {{ .Values.tokens.leewaySecs | int64 }}
