@@ -225,7 +225,7 @@ fn check_request() -> proto::CheckRequest {
         "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "state": "CA", "celebrity": false, "primary_physician_id": "dr-wilson"}}, "actions": ["read"]}]
     }))
     .unwrap();
-    verdict::cli::to_proto(&body.into_call().request)
+    verdict::server::convert::to_proto(&body.into_call().request)
 }
 
 async fn channels(addr: &str, n: usize) -> Vec<Channel> {

@@ -29,7 +29,7 @@ async fn every_clinic_suite_case_decides_as_expected_over_grpc() {
     for case in &suite.tests {
         let request = suite.check_request(case).unwrap();
         let response = client
-            .check(verdict::cli::to_proto(&request))
+            .check(verdict::server::convert::to_proto(&request))
             .await
             .unwrap()
             .into_inner();
@@ -90,7 +90,7 @@ async fn a_batch_answers_every_resource_in_order_with_the_policy_version() {
         context: serde_json::json!({"purpose_of_use": "TREAT"}),
     };
     let response = client
-        .check(verdict::cli::to_proto(&request))
+        .check(verdict::server::convert::to_proto(&request))
         .await
         .unwrap()
         .into_inner();
@@ -152,7 +152,7 @@ async fn struct_numbers_are_doubles_and_compare_with_int_literals() {
             ..Default::default()
         };
         let response = client
-            .check(verdict::cli::to_proto(&request))
+            .check(verdict::server::convert::to_proto(&request))
             .await
             .unwrap()
             .into_inner();

@@ -42,7 +42,7 @@ async fn check(url: &str, request: &CheckRequest) -> Result<proto::CheckResponse
         .await
         .expect("connects");
     client
-        .check(verdict::cli::to_proto(request))
+        .check(verdict::server::convert::to_proto(request))
         .await
         .map(|r| r.into_inner())
 }
@@ -305,7 +305,9 @@ async fn tls_channel(
 async fn allowed(channel: Channel) -> Result<bool, tonic::Status> {
     let mut client = AuthorizerClient::new(channel);
     let r = client
-        .check(verdict::cli::to_proto(&physician_reads_patient("tls")))
+        .check(verdict::server::convert::to_proto(
+            &physician_reads_patient("tls"),
+        ))
         .await?
         .into_inner();
     Ok(r.results[0].actions["read"].effect == Effect::Allow as i32)
@@ -489,7 +491,11 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
     let template = many.resources[0].clone();
     many.resources = vec![template; 3000];
     let mut client = AuthorizerClient::new(channel.clone());
-    let in_flight = tokio::spawn(async move { client.check(verdict::cli::to_proto(&many)).await });
+    let in_flight = tokio::spawn(async move {
+        client
+            .check(verdict::server::convert::to_proto(&many))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(5)).await;
     daemon.signal("TERM");
     let answer = in_flight
@@ -522,7 +528,9 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
     );
     let mut client = AuthorizerClient::new(channel);
     assert!(client
-        .check(verdict::cli::to_proto(&physician_reads_patient("draining")))
+        .check(verdict::server::convert::to_proto(
+            &physician_reads_patient("draining")
+        ))
         .await
         .is_ok());
     drop(client);

@@ -159,7 +159,7 @@ async fn wait_active(store: &PolicyStore, version: &str) -> Duration {
 }
 
 fn clerk_request() -> proto::CheckRequest {
-    verdict::cli::to_proto(&CheckRequest {
+    verdict::server::convert::to_proto(&CheckRequest {
         request_id: String::new(),
         principal: Principal {
             id: "u1".into(),

@@ -160,16 +160,9 @@ fn patient_123() -> proto::ResourceCheck {
         resource: Some(proto::Resource {
             kind: "Patient".into(),
             id: "123".into(),
-            attr: verdict::cli::to_proto(&verdict::request::CheckRequest {
-                principal: verdict::request::Principal {
-                    attr: json!({"practice_id": "7", "patient_id": "123", "celebrity": false}),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .principal
-            .unwrap()
-            .attr,
+            attr: verdict::server::convert::json_to_struct(
+                &json!({"practice_id": "7", "patient_id": "123", "celebrity": false}),
+            ),
         }),
         actions: vec!["read".into(), "delete".into()],
     }

@@ -1,5 +1,6 @@
 //! Protobuf <-> engine types: requests into [`CheckCall`]s and [`PlanCall`]s for the
-//! [`Authority`](super::authority::Authority), its answers back into responses. A problem met
+//! [`Authority`](super::authority::Authority), its answers back into responses; and for clients
+//! (the CLI, tests, benchmarks), engine requests into protobuf ([`to_proto`]). A problem met
 //! while converting is an INVALID_ARGUMENT naming the field; the shape of what converted is the
 //! authority's to check ([`super::validate`]), the same for every transport.
 
@@ -352,6 +353,48 @@ pub fn sql_filter(s: &SqlFilter) -> proto::SqlFilter {
     proto::SqlFilter {
         r#where: s.where_clause.clone(),
         params: s.params.iter().map(json_to_value).collect(),
+    }
+}
+
+/// A JSON object as a protobuf Struct; `None` for anything else (null, absent).
+pub fn json_to_struct(j: &Json) -> Option<prost_types::Struct> {
+    match json_to_value(j).kind {
+        Some(Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The protobuf form of an engine principal (for clients).
+pub fn principal_to_proto(p: &Principal) -> proto::Principal {
+    proto::Principal {
+        id: p.id.clone(),
+        roles: p.roles.clone(),
+        capabilities: p.capabilities.clone(),
+        scopes: p.scopes.clone(),
+        attr: json_to_struct(&p.attr),
+        client_id: p.client_id.clone(),
+    }
+}
+
+/// The protobuf form of an engine request (for clients: the CLI, tests and benchmarks).
+pub fn to_proto(r: &CheckRequest) -> proto::CheckRequest {
+    proto::CheckRequest {
+        request_id: r.request_id.clone(),
+        principal: Some(principal_to_proto(&r.principal)),
+        resources: r
+            .resources
+            .iter()
+            .map(|c| proto::ResourceCheck {
+                resource: Some(proto::Resource {
+                    kind: c.resource.kind.clone(),
+                    id: c.resource.id.clone(),
+                    attr: json_to_struct(&c.resource.attr),
+                }),
+                actions: c.actions.clone(),
+            })
+            .collect(),
+        context: json_to_struct(&r.context),
+        token: String::new(),
     }
 }
 

@@ -20,7 +20,7 @@ pub fn check_message(body: serde_json::Value) -> verdict::server::proto::CheckRe
     let body: verdict::server::json::CheckBody =
         serde_json::from_value(body).expect("a check request body");
     let call = body.into_call();
-    let mut message = verdict::cli::to_proto(&call.request);
+    let mut message = verdict::server::convert::to_proto(&call.request);
     message.token = call.token;
     message
 }
