@@ -325,11 +325,13 @@ impl Worker {
             };
             let now = Instant::now();
             let mut reload = false;
+            let mut requested = false;
             match message {
                 Some(Message::Stop) => break,
                 Some(Message::ReloadNow) => {
                     tracing::info!(what = self.name(), "reload requested");
                     reload = true;
+                    requested = true;
                 }
                 Some(Message::Fs(Ok(event))) if self.matters(&event) => {
                     tracing::debug!(what = self.name(), kind = ?event.kind, paths = ?event.paths, "files changed");
@@ -369,6 +371,16 @@ impl Worker {
                 burst = None;
                 self.attempts.fetch_add(1, Ordering::Relaxed);
                 let outcome = self.source.refresh();
+                let name = match &outcome {
+                    Outcome::Published => "published",
+                    Outcome::Unchanged => "unchanged",
+                    Outcome::Rejected(_) => "rejected",
+                };
+                if requested {
+                    tracing::info!(what = self.name(), outcome = name, "requested reload done");
+                } else {
+                    tracing::debug!(what = self.name(), outcome = name, "reload done");
+                }
                 self.report(outcome);
                 next_poll = self.options.poll.map(|p| Instant::now() + p);
             }

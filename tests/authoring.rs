@@ -37,7 +37,18 @@ fn the_bundled_suites_pass_and_write_junit() {
         xml.contains("<testsuite name=\"clinic\"") && xml.contains("failures=\"0\""),
         "{xml}"
     );
-    assert!(xml.matches("<testcase ").count() >= 100);
+    // One testcase per action of each test and per plan of the suite, none more, none less.
+    let suite =
+        verdict::suite::load(&common::bundled_policies().join("clinic/clinic_test.yaml")).unwrap();
+    let cases: usize =
+        suite.tests.iter().map(|t| t.expect.len()).sum::<usize>() + suite.plans.len();
+    assert_eq!(xml.matches("<testcase ").count(), cases, "{xml}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(&format!("{cases} passed, 0 failed")),
+        "{stdout}"
+    );
 }
 
 #[test]

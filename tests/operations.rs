@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Daemon, BIN};
 use rcgen::{
@@ -90,17 +90,11 @@ async fn metrics_are_scraped_with_requests_decisions_latency_reloads_and_version
     )
     .unwrap();
     daemon.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let (status, text) = http_get(&metrics);
-        assert_eq!(status, 200);
-        if text.contains("verdict_policy_reloads_total{result=\"ok\"} 1")
-            || Instant::now() > deadline
-        {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    daemon
+        .wait_metric("verdict_policy_reloads_total{result=\"ok\"}", |n| n == 1.0)
+        .await;
+    let (status, text) = http_get(&metrics);
+    assert_eq!(status, 200);
     for expected in [
         "verdict_requests_total{method=\"Check\",status=\"OK\"} 1",
         "verdict_requests_total{method=\"Check\",status=\"INVALID_ARGUMENT\"} 1",
@@ -132,23 +126,20 @@ async fn json_logs_carry_the_request_id_and_latency() {
     check(&daemon.url(), &physician_reads_patient("trace-me-42"))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        let found = daemon
-            .logs()
-            .into_iter()
-            .find(|l| l.contains("request finished") && l.contains("trace-me-42"));
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no request line in:\n{}",
-            daemon.logs().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // The line of the finished request: JSON whose span carries the request id.
+    let finished = || {
+        daemon.logs().into_iter().find_map(|line| {
+            let parsed: Json = serde_json::from_str(&line).expect("a JSON log line");
+            (parsed["span"]["request_id"] == "trace-me-42" && parsed["fields"]["status"] == "OK")
+                .then_some(parsed)
+        })
     };
-    let parsed: Json = serde_json::from_str(&line).expect("a JSON log line");
+    common::wait_for("the request's line", || {
+        std::future::ready(finished().is_some())
+    })
+    .await;
+    let parsed = finished().unwrap();
+    let line = parsed.to_string();
     assert_eq!(parsed["span"]["request_id"], "trace-me-42", "{line}");
     assert_eq!(parsed["fields"]["method"], "Check", "{line}");
     assert!(parsed["fields"]["elapsed_us"].is_u64(), "{line}");
@@ -226,19 +217,17 @@ async fn the_decision_log_has_one_line_per_decision_and_redacts_attributes() {
     assert_eq!(lines[0]["principal_attr"]["ssn"], "123-45-6789");
 }
 
+/// The decision log's lines once it has at least `n` (the writer thread writes them).
 fn wait_for_lines(path: &Path, n: usize) -> Vec<Json> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<Json> = text
+    let lines = || -> Vec<Json> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .collect()
+    };
+    common::wait_for_blocking("the decision log's lines", || lines().len() >= n);
+    lines()
 }
 
 /// A CA and certificates it signs, written as PEM files.
@@ -379,25 +368,17 @@ async fn tls_and_mutual_tls_refuse_what_they_must_and_rotate_certificates() {
     let (cert, key) = rotated.leaf(true);
     write(dir.path(), "server.key", &key);
     write(dir.path(), "server.pem", &cert);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(channel) = tls_channel(
-            &daemon.addr,
-            &rotated.ca_pem,
-            Some((&client_cert, &client_key)),
-        )
-        .await
-        {
-            if allowed(channel).await.unwrap_or(false) {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rotated certificate was not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    daemon
+        .wait_metric("verdict_tls_reloads_total{result=\"ok\"}", |n| n == 1.0)
+        .await;
+    let channel = tls_channel(
+        &daemon.addr,
+        &rotated.ca_pem,
+        Some((&client_cert, &client_key)),
+    )
+    .await
+    .expect("the rotated certificate is served");
+    assert!(allowed(channel).await.unwrap());
     assert!(
         tls_channel(&daemon.addr, &pki.ca_pem, Some((&client_cert, &client_key)))
             .await
@@ -456,9 +437,7 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
         &common::bundled_policies(),
         &[
             "--shutdown-drain-secs",
-            "2",
-            "--max-resources",
-            "5000",
+            "1",
             "--request-timeout-ms",
             "0",
             "--metrics-listen",
@@ -486,41 +465,38 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
         .status;
     assert!(serving(status));
 
-    // A large request in flight when SIGTERM arrives still gets its answer.
-    let mut many = physician_reads_patient("in-flight");
-    let template = many.resources[0].clone();
-    many.resources = vec![template; 3000];
-    let mut client = AuthorizerClient::new(channel.clone());
+    // A Check in flight across the whole shutdown: its headers are sent now, its message only
+    // once the daemon has stopped accepting connections, so it cannot finish before.
+    let (send_message, message) = tokio::sync::mpsc::channel::<proto::CheckRequest>(1);
+    let body = tokio_stream::wrappers::ReceiverStream::new(message);
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
     let in_flight = tokio::spawn(async move {
-        client
-            .check(verdict::server::convert::to_proto(&many))
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    daemon.signal("TERM");
-    let answer = in_flight
+        grpc.client_streaming(
+            tonic::Request::new(body),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/verdict.v1.Authorizer/Check"),
+            tonic_prost::ProstCodec::<proto::CheckRequest, proto::CheckResponse>::default(),
+        )
         .await
-        .unwrap()
-        .expect("the in-flight request completes");
-    assert_eq!(answer.into_inner().results.len(), 3000);
+    });
+    daemon.signal("TERM");
 
-    // While draining: NOT_SERVING, yet still answering.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "verdict.v1.Authorizer".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if !serving(status) {
-            break;
+    // Draining: NOT_SERVING, yet still answering.
+    common::wait_for("health turns NOT_SERVING", || {
+        let mut health = health.clone();
+        async move {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "verdict.v1.Authorizer".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            !serving(status)
         }
-        assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(
         http_get(&probe).0,
         503,
@@ -533,10 +509,39 @@ async fn draining_reports_not_serving_then_exits_cleanly_after_in_flight_request
         ))
         .await
         .is_ok());
+
+    // After the drain, new connections are refused; the request in flight still gets its answer.
+    let addr = daemon.addr.clone();
+    common::wait_for("the daemon stops accepting connections", || {
+        let addr = addr.clone();
+        async move { tokio::net::TcpStream::connect(addr).await.is_err() }
+    })
+    .await;
+    assert!(
+        !in_flight.is_finished(),
+        "it cannot finish without its message"
+    );
+    send_message
+        .send(verdict::server::convert::to_proto(
+            &physician_reads_patient("in-flight"),
+        ))
+        .await
+        .unwrap();
+    drop(send_message);
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request completes")
+        .into_inner();
+    assert_eq!(answer.request_id, "in-flight");
+    assert_eq!(
+        answer.results[0].actions["read"].effect,
+        Effect::Allow as i32
+    );
     drop(client);
     drop(health);
     let status = daemon
-        .wait_exit(Duration::from_secs(15))
+        .wait_exit(Duration::from_secs(60))
         .expect("the daemon exits after draining");
     assert!(status.success(), "{status:?}");
 }

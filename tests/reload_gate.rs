@@ -6,7 +6,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::{Daemon, BIN};
 use serde_json::json;
@@ -48,16 +47,13 @@ async fn reload(daemon: &Daemon) -> proto::StatusResponse {
     let before = status(daemon).await;
     let attempts = |s: &proto::StatusResponse| s.reloads_ok + s.reloads_failed;
     daemon.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    // An attempt that found the active content again counts as neither, but clears the error.
+    common::wait_for("the reload SIGHUP asked for", || async {
         let now = status(daemon).await;
-        // An attempt that found the active content again counts as neither, but clears the error.
-        if attempts(&now) > attempts(&before) || (before.last_error != now.last_error) {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "the reload never happened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        attempts(&now) > attempts(&before) || before.last_error != now.last_error
+    })
+    .await;
+    status(daemon).await
 }
 
 /// Dr. House (physician, practice 7) reads patient 123 of practice 7: the version that decided,
@@ -82,13 +78,7 @@ async fn house_reads(daemon: &Daemon) -> (String, bool) {
 }
 
 fn metrics(daemon: &Daemon) -> String {
-    let url = format!("http://{}/metrics", daemon.metrics_addr.as_ref().unwrap());
-    ureq::get(&url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap()
+    daemon.metrics()
 }
 
 const FLAGS: [&str; 5] = [

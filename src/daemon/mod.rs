@@ -175,7 +175,7 @@ pub async fn run(config: Config) -> Result<()> {
 
     let mut tasks = Vec::new();
     if let Some((handle, listener)) = metrics {
-        tracing::info!(addr = %listener.local_addr()?, "serving metrics on /metrics");
+        tracing::info!(listener = "metrics", addr = %listener.local_addr()?, "serving metrics on /metrics");
         let router = http::metrics_router(handle, Some(serving_rx.clone()));
         // Metrics stay up until the very end, to be scraped while draining.
         tasks.push(tokio::spawn(async move {
@@ -185,7 +185,7 @@ pub async fn run(config: Config) -> Result<()> {
         }));
     }
     if let Some(listener) = http_listener {
-        tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving HTTP/JSON");
+        tracing::info!(listener = "http", addr = %listener.local_addr()?, tls = tls.is_some(), "serving HTTP/JSON");
         let router = http::api_router(
             options.authority(Arc::clone(&store)),
             config.limits.max_message_bytes,
@@ -214,7 +214,7 @@ pub async fn run(config: Config) -> Result<()> {
         let _ = stop.send(true);
     });
 
-    tracing::info!(addr = %grpc_listener.local_addr()?, tls = options.tls.is_some(), "serving gRPC");
+    tracing::info!(listener = "grpc", addr = %grpc_listener.local_addr()?, tls = options.tls.is_some(), "serving gRPC");
     let served = crate::server::serve(grpc_listener, Arc::clone(&store), options, stopped());
     let mut served = std::pin::pin!(served);
     // Once stopping has begun, in-flight requests get `grace` to finish.
