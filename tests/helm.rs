@@ -162,7 +162,7 @@ impl Rendering {
     }
 
     fn config(&self) -> Config {
-        Config::from_yaml(&self.config_text())
+        Config::from_yaml(Path::new("verdict.yaml"), &self.config_text())
             .unwrap_or_else(|e| panic!("{}: the rendered config is refused: {e}", self.name))
     }
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 
+use crate::policy::LoadErrors;
+
 #[derive(Args)]
 pub struct TestArgs {
     /// Directory of policy files and their test suites.
@@ -26,24 +28,29 @@ pub struct ValidateArgs {
 }
 
 pub fn test(args: TestArgs) -> Result<()> {
-    let set = crate::compile::PolicySet::load(&args.policies).map_err(|e| {
-        anyhow::anyhow!(
-            "the policy set in {} is broken:\n{e}",
-            args.policies.display()
-        )
-    })?;
-    let files = crate::suite::find(&args.policies)
-        .with_context(|| format!("cannot read {}", args.policies.display()))?;
-    if files.is_empty() {
-        bail!(
-            "no test suites (*_test.yaml) under {}",
-            args.policies.display()
-        );
+    let dir = &args.policies;
+    let broken_set = |e: crate::policy::LoadErrors| {
+        anyhow::anyhow!("the policy set in {} is broken:\n{e}", dir.display())
+    };
+    // One walk of the directory, as the daemon's: the policies and the suites next to them.
+    let read = crate::policy::read_files(dir).map_err(|e| broken_set(LoadErrors(vec![e])))?;
+    if !read.unreadable.is_empty() {
+        return Err(broken_set(LoadErrors(read.unreadable)));
+    }
+    let source = crate::policy::parse_files(dir, &read.texts).map_err(broken_set)?;
+    let set = crate::compile::PolicySet::compile(&source).map_err(broken_set)?;
+    if read.suites.is_empty() && read.unreadable_suites.is_empty() {
+        bail!("no test suites (*_test.yaml) under {}", dir.display());
     }
     let mut results = Vec::new();
-    let mut broken = Vec::new();
-    for file in files {
-        match crate::suite::load(&file) {
+    let mut broken: Vec<String> = read
+        .unreadable_suites
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for (relative, text) in &read.suites {
+        let file = dir.join(relative);
+        match crate::suite::parse(&file, text) {
             Ok(suite) => results.push(crate::suite::run(&set, &file, &suite)),
             Err(e) => broken.push(e),
         }

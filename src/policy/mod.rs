@@ -441,11 +441,8 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
         {
             continue;
         }
-        let raw: RawDocument = serde_yaml_ng::from_str(&chunk).map_err(|e| LoadError {
-            file: file.to_path_buf(),
-            line: Some(e.location().map(|l| l.line() + line - 1).unwrap_or(line)),
-            message: describe_yaml_error(&e),
-        })?;
+        let raw: RawDocument =
+            serde_yaml_ng::from_str(&chunk).map_err(|e| yaml_error(file, line, &e))?;
         let item = raw.into_document().map_err(|message| LoadError {
             file: file.to_path_buf(),
             line: Some(line),
@@ -461,12 +458,24 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
     Ok(documents)
 }
 
-fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
+/// The one way a YAML error is told, for policies, suites and the config file alike: the file,
+/// the line (`first_line` is the file line the parsed text starts at: documents of a multi-document
+/// file are parsed one by one), and the parser's message without its own " at line L column C",
+/// so that the line is said once.
+pub fn yaml_error(file: &Path, first_line: usize, e: &serde_yaml_ng::Error) -> LoadError {
     let message = e.to_string();
-    // serde_yaml appends " at line L column C"; our prefix already says where.
-    match message.find(" at line ") {
+    let message = match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
+    };
+    LoadError {
+        file: file.to_path_buf(),
+        line: Some(
+            e.location()
+                .map(|l| l.line() + first_line - 1)
+                .unwrap_or(first_line),
+        ),
+        message,
     }
 }
 
