@@ -3,7 +3,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Daemon, BIN};
 
@@ -220,16 +220,8 @@ fn sigterm_stops_the_daemon_cleanly() {
         .status()
         .unwrap()
         .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = daemon
+        .wait_exit(Duration::from_secs(60))
+        .expect("the daemon stops after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
 }

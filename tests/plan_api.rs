@@ -10,11 +10,7 @@ use verdict::server::proto::{self, FilterOp, PlanKind, SqlDialect};
 
 fn principal(v: serde_json::Value) -> Option<proto::Principal> {
     let p: Principal = serde_json::from_value(v).unwrap();
-    verdict::cli::to_proto(&verdict::request::CheckRequest {
-        principal: p,
-        ..Default::default()
-    })
-    .principal
+    Some(verdict::server::convert::principal_to_proto(&p))
 }
 
 fn request(p: serde_json::Value, kind: &str, action: &str) -> proto::PlanFilterRequest {
@@ -163,22 +159,14 @@ async fn unconditional_plans_and_postgres_placeholders() {
     );
 
     // The endpoint already fixes the patient: nothing left to filter.
-    alice.known_attr = verdict::cli::to_proto(&verdict::request::CheckRequest {
-        context: json!({"patient_id": "123"}),
-        ..Default::default()
-    })
-    .context;
+    alice.known_attr = verdict::server::convert::json_to_struct(&json!({"patient_id": "123"}));
     let r = client
         .plan_filter(alice.clone())
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.kind, PlanKind::AlwaysAllowed as i32);
-    alice.known_attr = verdict::cli::to_proto(&verdict::request::CheckRequest {
-        context: json!({"patient_id": "456"}),
-        ..Default::default()
-    })
-    .context;
+    alice.known_attr = verdict::server::convert::json_to_struct(&json!({"patient_id": "456"}));
     let r = client.plan_filter(alice).await.unwrap().into_inner();
     assert_eq!(r.kind, PlanKind::AlwaysDenied as i32);
 }
@@ -261,7 +249,7 @@ async fn a_condition_no_filter_can_express_is_refused_naming_its_rule() {
         ..Default::default()
     };
     let r = client
-        .check(verdict::cli::to_proto(&check))
+        .check(verdict::server::convert::to_proto(&check))
         .await
         .unwrap()
         .into_inner();

@@ -364,6 +364,7 @@ pub fn read_dir(dir: &Path) -> (PolicySource, Vec<LoadError>) {
     let PolicyFiles {
         texts,
         unreadable: mut errors,
+        ..
     } = match read_files(dir) {
         Ok(read) => read,
         Err(error) => {
@@ -389,17 +390,34 @@ pub struct PolicyFiles {
     pub texts: Vec<(PathBuf, String)>,
     /// An error for each file that could not be read.
     pub unreadable: Vec<LoadError>,
+    /// The test suites (`*_test.yaml`...) found in the same walk, (relative path, text), sorted:
+    /// what the reload gate runs against the set these policies compile to.
+    pub suites: Vec<(PathBuf, String)>,
+    /// An error for each suite that could not be read.
+    pub unreadable_suites: Vec<LoadError>,
 }
 
-/// The policy files under `dir` as [`load_dir`] finds them, read but not parsed. Fails if the
-/// directory itself cannot be listed.
+/// The policy files under `dir` as [`load_dir`] finds them, and the test suites next to them,
+/// read but not parsed. Fails if the directory itself cannot be listed.
 pub fn read_files(dir: &Path) -> Result<PolicyFiles, LoadError> {
-    let mut files = Vec::new();
-    collect_files(dir, dir, &mut files).map_err(|e| LoadError {
+    let (mut files, mut suites) = (Vec::new(), Vec::new());
+    collect_files(dir, dir, &mut files, &mut suites).map_err(|e| LoadError {
         file: dir.to_path_buf(),
         line: None,
         message: format!("cannot read policy directory: {e}"),
     })?;
+    let (texts, unreadable) = read_all(dir, files);
+    let (suites, unreadable_suites) = read_all(dir, suites);
+    Ok(PolicyFiles {
+        texts,
+        unreadable,
+        suites,
+        unreadable_suites,
+    })
+}
+
+/// Reads files (paths relative to `dir`), sorted by path; an error for each unreadable one.
+fn read_all(dir: &Path, mut files: Vec<PathBuf>) -> (Vec<(PathBuf, String)>, Vec<LoadError>) {
     files.sort();
     let mut texts = Vec::with_capacity(files.len());
     let mut errors = Vec::new();
@@ -413,10 +431,7 @@ pub fn read_files(dir: &Path) -> Result<PolicyFiles, LoadError> {
             }),
         }
     }
-    Ok(PolicyFiles {
-        texts,
-        unreadable: errors,
-    })
+    (texts, errors)
 }
 
 /// The version [`parse_files`] gives these files: a hex SHA-256 prefix over the (relative path,
@@ -478,11 +493,8 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
         {
             continue;
         }
-        let raw: RawDocument = serde_yaml_ng::from_str(&chunk).map_err(|e| LoadError {
-            file: file.to_path_buf(),
-            line: Some(e.location().map(|l| l.line() + line - 1).unwrap_or(line)),
-            message: describe_yaml_error(&e),
-        })?;
+        let raw: RawDocument =
+            serde_yaml_ng::from_str(&chunk).map_err(|e| yaml_error(file, line, &e))?;
         let item = raw.into_document().map_err(|message| LoadError {
             file: file.to_path_buf(),
             line: Some(line),
@@ -498,12 +510,24 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
     Ok(documents)
 }
 
-fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
+/// The one way a YAML error is told, for policies, suites and the config file alike: the file,
+/// the line (`first_line` is the file line the parsed text starts at: documents of a multi-document
+/// file are parsed one by one), and the parser's message without its own " at line L column C",
+/// so that the line is said once.
+pub fn yaml_error(file: &Path, first_line: usize, e: &serde_yaml_ng::Error) -> LoadError {
     let message = e.to_string();
-    // serde_yaml appends " at line L column C"; our prefix already says where.
-    match message.find(" at line ") {
+    let message = match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
+    };
+    LoadError {
+        file: file.to_path_buf(),
+        line: Some(
+            e.location()
+                .map(|l| l.line() + first_line - 1)
+                .unwrap_or(first_line),
+        ),
+        message,
     }
 }
 
@@ -530,7 +554,13 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.starts_with('.') || name.ends_with('~')
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Policy files into `out`, test suites into `suites` (paths relative to `root`).
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    suites: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if is_hidden(&entry.file_name()) {
@@ -545,13 +575,17 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Re
             Err(e) => return Err(e),
         };
         if meta.is_dir() {
-            collect_files(root, &path, out)?;
+            collect_files(root, &path, out, suites)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml") | Some("yml")
-        ) && !is_test_suite(&path)
-        {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        ) {
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            if is_test_suite(&path) {
+                suites.push(relative);
+            } else {
+                out.push(relative);
+            }
         }
     }
     Ok(())
@@ -598,8 +632,14 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join(".hidden.yaml"), "not: [yaml").unwrap();
+        std::fs::write(dir.path().join("sub/a_test.yaml"), "suite: s\n").unwrap();
         let read = read_files(dir.path()).unwrap();
         assert!(read.unreadable.is_empty());
+        assert_eq!(
+            read.suites,
+            vec![(PathBuf::from("sub/a_test.yaml"), "suite: s\n".to_string())],
+            "suites are read in the same walk, apart from the policies"
+        );
         let files = read.texts;
         let names: Vec<_> = files.iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(

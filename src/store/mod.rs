@@ -2,8 +2,13 @@
 //! compiles a whole new set off the request path and publishes it with one atomic swap, or keeps
 //! the last good set and records the error.
 //!
-//! [`watch`] decides *when* to reload (file events, a periodic poll, SIGHUP); this module decides
-//! *what* a reload does. Knows nothing of gRPC.
+//! The reload gate: when the directory holds test suites (`*_test.yaml`) and
+//! [`StoreOptions::require_tests`] is on (the default), a new set goes live only if every case of
+//! every suite passes against it; otherwise it is rejected like a broken set, and the failing
+//! cases are named in the status, the logs and the `verdict_policy_failing_tests` gauge.
+//!
+//! [`crate::reload`] decides *when* to reload (file events, a periodic poll, SIGHUP) and logs
+//! failures; this module decides *what* a reload does. Knows nothing of gRPC.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -14,16 +19,27 @@ use arc_swap::ArcSwap;
 
 use crate::compile::PolicySet;
 use crate::policy::{self, LoadError, LoadErrors};
+use crate::reload::{self, Outcome};
+use crate::suite;
+use crate::telemetry::{
+    POLICY_FAILING_TESTS as FAILING_TESTS, POLICY_INFO, POLICY_RELOADS_TOTAL as RELOADS_TOTAL,
+    POLICY_RELOAD_SECONDS as RELOAD_SECONDS,
+};
 
-pub mod watch;
+/// How the store accepts a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A set whose directory holds test suites goes live only if they all pass (at start too).
+    pub require_tests: bool,
+}
 
-/// Counter, label `result` = `ok` | `failed`: reload attempts that published a new set or
-/// rejected a broken one (unchanged content is neither).
-pub const RELOADS_TOTAL: &str = "verdict_policy_reloads_total";
-/// Gauge, label `version`: 1 for the active policy set's version, 0 for versions it replaced.
-pub const POLICY_INFO: &str = "verdict_policy_info";
-/// Histogram, seconds: load and compile time of each published set.
-pub const RELOAD_SECONDS: &str = "verdict_policy_reload_duration_seconds";
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            require_tests: true,
+        }
+    }
+}
 
 /// What the last reload attempt did, for the status endpoint and metrics.
 #[derive(Debug, Clone)]
@@ -45,11 +61,16 @@ pub struct ReloadStatus {
     pub reloads_ok: u64,
     /// Reload attempts that rejected a broken set.
     pub reloads_failed: u64,
+    /// The test cases the last rejected set failed (the reload gate), as
+    /// `file:line: suite "...": test "..." failed: ...`; empty when it was rejected for another
+    /// reason, and cleared with `last_error`.
+    pub failing_tests: Vec<String>,
 }
 
 /// The policy directory and the set compiled from it.
 pub struct PolicyStore {
     dir: PathBuf,
+    options: StoreOptions,
     active: ArcSwap<PolicySet>,
     status: ArcSwap<ReloadStatus>,
     /// Serialises reloads (watcher and SIGHUP); never taken on the request path.
@@ -68,15 +89,34 @@ pub enum ReloadOutcome {
 }
 
 impl PolicyStore {
-    /// Loads the directory; fails if the set does not compile (the daemon refuses to start).
+    /// Loads the directory with the default options (the reload gate on); fails if the set does
+    /// not compile or fails its test suites (the daemon refuses to start).
     pub fn open(dir: &Path) -> Result<PolicyStore, LoadErrors> {
-        let set = PolicySet::load(dir)?;
-        Ok(PolicyStore::with_set(dir, set))
+        PolicyStore::open_with(dir, StoreOptions::default())
     }
 
-    /// A store serving `set`, reloading from `dir`.
+    /// Loads the directory; fails if the set does not compile, or, with `require_tests`, fails
+    /// its test suites.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<PolicyStore, LoadErrors> {
+        let read = policy::read_files(dir).map_err(|e| LoadErrors(vec![e]))?;
+        if !read.unreadable.is_empty() {
+            return Err(LoadErrors(read.unreadable));
+        }
+        let source = policy::parse_files(dir, &read.texts)?;
+        let set = PolicySet::compile(&source)?;
+        if options.require_tests {
+            gate(dir, &set, read.unreadable_suites, &read.suites)
+                .map_err(|rejection| rejection.errors)?;
+        }
+        let mut store = PolicyStore::with_set(dir, set);
+        store.options = options;
+        Ok(store)
+    }
+
+    /// A store serving `set`, reloading from `dir` (with the default options).
     pub fn with_set(dir: &Path, set: PolicySet) -> PolicyStore {
         metrics::gauge!(POLICY_INFO, "version" => set.version.clone()).set(1.0);
+        metrics::gauge!(FAILING_TESTS).set(0.0);
         let status = ReloadStatus {
             active_version: set.version.clone(),
             loaded_at: SystemTime::now(),
@@ -86,9 +126,11 @@ impl PolicyStore {
             last_error_at: None,
             reloads_ok: 0,
             reloads_failed: 0,
+            failing_tests: Vec::new(),
         };
         PolicyStore {
             dir: dir.to_path_buf(),
+            options: StoreOptions::default(),
             active: ArcSwap::from_pointee(set),
             status: ArcSwap::from_pointee(status),
             reloading: std::sync::Mutex::new(()),
@@ -111,8 +153,13 @@ impl PolicyStore {
         &self.dir
     }
 
+    pub fn options(&self) -> StoreOptions {
+        self.options
+    }
+
     /// Reads the directory again and, if its content differs from the active set's, compiles it
-    /// and publishes the result; a broken set is rejected whole and the active set stays.
+    /// and publishes the result; a broken set, or one that fails its test suites (the reload
+    /// gate), is rejected whole and the active set stays.
     ///
     /// Unchanged content (same version hash) is neither parsed nor compiled again, so the
     /// periodic poll and spurious file events cost a read and a hash of the files. A directory
@@ -124,9 +171,10 @@ impl PolicyStore {
         let started = Instant::now();
         let previous = self.status.load_full();
         let loaded = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let read = policy::read_files(&self.dir).map_err(|e| LoadErrors(vec![e]))?;
+            let read =
+                policy::read_files(&self.dir).map_err(|e| Rejection::from(LoadErrors(vec![e])))?;
             if !read.unreadable.is_empty() {
-                return Err(LoadErrors(read.unreadable));
+                return Err(LoadErrors(read.unreadable).into());
             }
             let files = read.texts;
             if policy::version_of(&files) == previous.active_version {
@@ -139,10 +187,15 @@ impl PolicyStore {
                     message: "no policy file (*.yaml, *.yml) found; an empty directory is taken \
                               for one being replaced, and the active set stays"
                         .into(),
-                }]));
+                }])
+                .into());
             }
             let source = policy::parse_files(&self.dir, &files)?;
-            PolicySet::compile(&source).map(Some)
+            let set = PolicySet::compile(&source)?;
+            if self.options.require_tests {
+                gate(&self.dir, &set, read.unreadable_suites, &read.suites)?;
+            }
+            Ok(Some(set))
         }))
         .unwrap_or_else(|panic| {
             // A bug, not the operator's fault; still no reason to stop serving the active set.
@@ -155,22 +208,21 @@ impl PolicyStore {
                 file: self.dir.clone(),
                 line: None,
                 message: format!("internal error while loading the policies: {what}"),
-            }]))
+            }])
+            .into())
         });
         match loaded {
             Ok(None) => {
                 if previous.last_error.is_some() {
                     // The files were broken and are back to the active content: nothing is wrong
                     // any more.
-                    tracing::info!(
-                        version = %previous.active_version,
-                        "policy files match the active set again; last reload error cleared"
-                    );
                     self.status.store(Arc::new(ReloadStatus {
                         last_error: None,
                         last_error_at: None,
+                        failing_tests: Vec::new(),
                         ..(*previous).clone()
                     }));
+                    metrics::gauge!(FAILING_TESTS).set(0.0);
                 }
                 ReloadOutcome::Unchanged(previous.active_version.clone())
             }
@@ -191,7 +243,9 @@ impl PolicyStore {
                     last_error_at: None,
                     reloads_ok: previous.reloads_ok + 1,
                     reloads_failed: previous.reloads_failed,
+                    failing_tests: Vec::new(),
                 }));
+                metrics::gauge!(FAILING_TESTS).set(0.0);
                 let elapsed = started.elapsed();
                 metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);
                 metrics::histogram!(RELOAD_SECONDS).record(elapsed.as_secs_f64());
@@ -208,24 +262,90 @@ impl PolicyStore {
                 retire(replaced);
                 ReloadOutcome::Published(version)
             }
-            Err(errors) => {
+            Err(Rejection {
+                errors,
+                failing_tests,
+            }) => {
                 let message = errors.to_string();
                 metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(1);
-                tracing::error!(
-                    active_version = %previous.active_version,
-                    problems = errors.0.len(),
-                    "policy reload rejected, keeping the active set:\n{message}"
-                );
+                metrics::gauge!(FAILING_TESTS).set(failing_tests.len() as f64);
                 self.status.store(Arc::new(ReloadStatus {
                     last_error: Some(message.clone()),
                     last_error_at: Some(SystemTime::now()),
                     reloads_failed: previous.reloads_failed + 1,
+                    failing_tests,
                     ..(*previous).clone()
                 }));
                 ReloadOutcome::Rejected(message)
             }
         }
     }
+}
+
+/// Why a set was not accepted: every problem, and which of them are failing test cases.
+struct Rejection {
+    errors: LoadErrors,
+    /// The failing test cases (`file:line: message`), when the reload gate refused the set.
+    failing_tests: Vec<String>,
+}
+
+impl From<LoadErrors> for Rejection {
+    fn from(errors: LoadErrors) -> Self {
+        Rejection {
+            errors,
+            failing_tests: Vec::new(),
+        }
+    }
+}
+
+/// The policy directory, reloaded by a [`reload::Reloader`].
+impl reload::Source for PolicyStore {
+    fn name(&self) -> &'static str {
+        "policies"
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
+    }
+
+    fn refresh(&self) -> Outcome {
+        match self.reload() {
+            ReloadOutcome::Published(_) => Outcome::Published,
+            ReloadOutcome::Unchanged(_) => Outcome::Unchanged,
+            ReloadOutcome::Rejected(error) if !self.status().failing_tests.is_empty() => {
+                Outcome::Rejected(format!("the new set fails its test suites:\n{error}"))
+            }
+            ReloadOutcome::Rejected(error) => Outcome::Rejected(error),
+        }
+    }
+}
+
+/// The reload gate: `set` must pass the suites read from `dir` (relative paths), and every suite
+/// must have been readable.
+fn gate(
+    dir: &Path,
+    set: &PolicySet,
+    unreadable: Vec<LoadError>,
+    suites: &[(PathBuf, String)],
+) -> Result<(), Rejection> {
+    let suites: Vec<(PathBuf, String)> = suites
+        .iter()
+        .map(|(relative, text)| (dir.join(relative), text.clone()))
+        .collect();
+    let mut errors = unreadable;
+    errors.extend(suite::gate(set, &suites).into_iter().map(|f| LoadError {
+        file: f.file,
+        line: f.line,
+        message: f.message,
+    }));
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let failing_tests = errors.iter().map(LoadError::to_string).collect();
+    Err(Rejection {
+        errors: LoadErrors(errors),
+        failing_tests,
+    })
 }
 
 /// How long a reload waits for requests to release a replaced set before leaving it to them.
@@ -255,86 +375,34 @@ fn retire(replaced: Arc<PolicySet>) {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
-    use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
-    use metrics::{Metadata, Recorder, SharedString, Unit};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
     const READ: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: read\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n";
     const WRITE: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: write\n      effect: allow\n      actions: [write]\n      kinds: [Doc]\n      when: R.attr.owner == P.id\n";
     const BROKEN: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: write\n      effect: allow\n      actions: [write]\n      kinds: [Doc]\n      when: R.attr.owner == Q.id\n";
 
-    /// Every metric as `name{label=value,...}` -> value (a histogram counts its records).
-    #[derive(Default)]
-    struct Captured(Mutex<BTreeMap<String, f64>>);
-
-    struct Cell(String, Arc<Captured>);
-
-    impl Cell {
-        fn update(&self, f: impl FnOnce(f64) -> f64) {
-            let mut map = self.1 .0.lock().unwrap();
-            let value = map.entry(self.0.clone()).or_insert(0.0);
-            *value = f(*value);
-        }
-    }
-
-    impl CounterFn for Cell {
-        fn increment(&self, by: u64) {
-            self.update(|v| v + by as f64)
-        }
-        fn absolute(&self, value: u64) {
-            self.update(|_| value as f64)
-        }
-    }
-
-    impl GaugeFn for Cell {
-        fn increment(&self, by: f64) {
-            self.update(|v| v + by)
-        }
-        fn decrement(&self, by: f64) {
-            self.update(|v| v - by)
-        }
-        fn set(&self, value: f64) {
-            self.update(|_| value)
-        }
-    }
-
-    impl HistogramFn for Cell {
-        fn record(&self, _value: f64) {
-            self.update(|v| v + 1.0)
-        }
-    }
-
-    struct TestRecorder(Arc<Captured>);
-
-    impl TestRecorder {
-        fn cell(&self, key: &Key) -> Arc<Cell> {
-            let labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let name = format!("{}{{{}}}", key.name(), labels.join(","));
-            Arc::new(Cell(name, Arc::clone(&self.0)))
-        }
-
-        fn get(&self, name: &str) -> Option<f64> {
-            self.0 .0.lock().unwrap().get(name).copied()
-        }
-    }
-
-    impl Recorder for TestRecorder {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            Counter::from_arc(self.cell(key))
-        }
-        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::from_arc(self.cell(key))
-        }
-        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::from_arc(self.cell(key))
-        }
+    /// What was recorded since the last snapshot, as `name{label=value,...}` -> value: a
+    /// counter's increase, a gauge's value (0 if not set since), a histogram's record count.
+    fn recorded(snapshotter: &Snapshotter) -> BTreeMap<String, f64> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let value = match value {
+                    DebugValue::Counter(n) => n as f64,
+                    DebugValue::Gauge(v) => v.into_inner(),
+                    DebugValue::Histogram(values) => values.len() as f64,
+                };
+                (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+            })
+            .collect()
     }
 
     #[test]
@@ -342,14 +410,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("clerks.yaml");
         std::fs::write(&file, READ).unwrap();
-        let recorder = TestRecorder(Arc::default());
+        let info = |version: &str| format!("{POLICY_INFO}{{version={version}}}");
+        // Opening publishes the first version.
+        let opening = DebuggingRecorder::new();
+        let opened = opening.snapshotter();
+        let first = metrics::with_local_recorder(&opening, || {
+            PolicyStore::open(dir.path())
+                .unwrap()
+                .current()
+                .version
+                .clone()
+        });
+        assert_eq!(recorded(&opened).get(&info(&first)), Some(&1.0));
+
+        // A snapshot resets gauges: each one below covers the steps since the last, and none is
+        // taken where a reset would hide a gauge the code must set.
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
             let store = PolicyStore::open(dir.path()).unwrap();
-            let first = store.status().active_version.clone();
-            assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={first}}}")),
-                Some(1.0)
-            );
             assert_eq!(store.reload(), ReloadOutcome::Unchanged(first.clone()));
 
             std::fs::write(&file, WRITE).unwrap();
@@ -362,19 +441,15 @@ mod tests {
                 (status.active_version.as_str(), status.reloads_ok),
                 (second.as_str(), 1)
             );
+            let published = recorded(&snapshotter);
+            assert_eq!(published.get(&info(&first)), Some(&0.0), "{published:?}");
+            assert_eq!(published.get(&info(&second)), Some(&1.0), "{published:?}");
             assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={first}}}")),
-                Some(0.0)
+                published.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
+                Some(&1.0),
+                "one publication, the unchanged reload none: {published:?}"
             );
-            assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={second}}}")),
-                Some(1.0)
-            );
-            assert_eq!(
-                recorder.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
-                Some(1.0)
-            );
-            assert_eq!(recorder.get(&format!("{RELOAD_SECONDS}{{}}")), Some(1.0));
+            assert_eq!(published.get(&format!("{RELOAD_SECONDS}{{}}")), Some(&1.0));
 
             std::fs::write(&file, BROKEN).unwrap();
             let ReloadOutcome::Rejected(error) = store.reload() else {
@@ -387,14 +462,17 @@ mod tests {
             assert_eq!(status.last_error.as_deref(), Some(error.as_str()));
             assert!(status.last_error_at.is_some());
             assert_eq!((status.reloads_ok, status.reloads_failed), (1, 1));
+            let rejected = recorded(&snapshotter);
             assert_eq!(
-                recorder.get(&format!("{RELOADS_TOTAL}{{result=failed}}")),
-                Some(1.0)
+                rejected.get(&format!("{RELOADS_TOTAL}{{result=failed}}")),
+                Some(&1.0)
             );
             assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={second}}}")),
-                Some(1.0)
+                rejected.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
+                Some(&0.0),
+                "nothing published: {rejected:?}"
             );
+            assert_eq!(rejected.get(&format!("{RELOAD_SECONDS}{{}}")), Some(&0.0));
 
             // Put back as the active set: nothing published, and nothing wrong any more.
             std::fs::write(&file, WRITE).unwrap();

@@ -211,43 +211,21 @@ impl Suite {
 pub fn load(path: &Path) -> Result<Suite, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    serde_yaml_ng::from_str(&text).map_err(|e| {
-        let line = e
-            .location()
-            .map(|l| format!(":{}", l.line()))
-            .unwrap_or_default();
-        format!("{}{line}: {e}", path.display())
-    })
+    parse(path, &text)
 }
 
-/// Every suite file under `dir`, sorted.
-pub fn find(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            if std::fs::metadata(&path)?.is_dir() {
-                walk(&path, out)?;
-            } else if crate::policy::is_test_suite(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    walk(dir, &mut out)?;
-    out.sort();
-    Ok(out)
+/// Parses the text of a suite file; `path` names it in errors (`file:line: message`).
+pub fn parse(path: &Path, text: &str) -> Result<Suite, String> {
+    serde_yaml_ng::from_str(text).map_err(|e| crate::policy::yaml_error(path, 1, &e).to_string())
 }
 
 /// The outcome of one test case (a Check action or a plan).
 #[derive(Debug, Clone)]
 pub struct CaseResult {
+    /// The case as reported: `test name / action`, or `plan: plan name`.
     pub name: String,
+    /// The `name` of the test or plan in the suite file.
+    pub test: String,
     /// `None` when it passed; the diff otherwise.
     pub failure: Option<String>,
 }
@@ -288,6 +266,7 @@ pub fn run(set: &PolicySet, file: &Path, suite: &Suite) -> SuiteResult {
             Err(e) => {
                 cases.push(CaseResult {
                     name: case.name.clone(),
+                    test: case.name.clone(),
                     failure: Some(e),
                 });
                 continue;
@@ -297,6 +276,7 @@ pub fn run(set: &PolicySet, file: &Path, suite: &Suite) -> SuiteResult {
         for (action, decision) in &results[0].actions {
             cases.push(CaseResult {
                 name: format!("{} / {action}", case.name),
+                test: case.name.clone(),
                 failure: case.expectation(action).check(&observed(decision)),
             });
         }
@@ -308,6 +288,7 @@ pub fn run(set: &PolicySet, file: &Path, suite: &Suite) -> SuiteResult {
         };
         cases.push(CaseResult {
             name: format!("plan: {}", case.name),
+            test: case.name.clone(),
             failure,
         });
     }
@@ -342,6 +323,82 @@ fn check_plan(case: &PlanCase, result: Result<Plan, plan::PlanError>) -> Option<
         }
     }
     None
+}
+
+/// A failing case of a suite run by the reload gate, or a suite it could not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateFailure {
+    /// The suite file, as given.
+    pub file: PathBuf,
+    /// The line of the failing test's `name` in that file, when found.
+    pub line: Option<usize>,
+    /// `suite "clinic": test "...": expected ..., got ...`, on one line.
+    pub message: String,
+}
+
+/// Runs suites already read (`(path, text)`, paths as they should be reported) against `set`, as
+/// the reload gate does before a set goes live: every failing case, and every suite that does
+/// not parse, is a [`GateFailure`]; none means the set passes its suites.
+pub fn gate(set: &PolicySet, suites: &[(PathBuf, String)]) -> Vec<GateFailure> {
+    let mut failures = Vec::new();
+    for (file, text) in suites {
+        let suite = match parse(file, text) {
+            Ok(suite) => suite,
+            Err(e) => {
+                failures.push(GateFailure {
+                    file: file.clone(),
+                    line: None,
+                    message: format!("the suite cannot be read: {e}"),
+                });
+                continue;
+            }
+        };
+        let result = run(set, file, &suite);
+        for case in result.cases {
+            let Some(diff) = case.failure else { continue };
+            // `- expected: ...` / `+ got:      ...` on one line: `expected: ...; got: ...`.
+            let diff: Vec<String> = diff
+                .lines()
+                .map(|line| {
+                    let line = line.trim_start_matches(['-', '+']);
+                    line.split_whitespace().collect::<Vec<_>>().join(" ")
+                })
+                .collect();
+            failures.push(GateFailure {
+                file: file.clone(),
+                line: line_of_test(text, &case.test),
+                message: format!(
+                    "suite \"{}\": test \"{}\" failed: {}",
+                    suite.suite,
+                    case.name,
+                    diff.join("; ")
+                ),
+            });
+        }
+    }
+    failures
+}
+
+/// The first line (1-based) naming test `name` (`name: x`, `- {name: x, ...}`, quoted or not).
+fn line_of_test(text: &str, name: &str) -> Option<usize> {
+    let forms = [
+        format!("name: {name}"),
+        format!("name: \"{name}\""),
+        format!("name: '{name}'"),
+    ];
+    text.lines()
+        .position(|line| {
+            forms.iter().any(|form| {
+                line.find(form.as_str()).is_some_and(|at| {
+                    let rest = &line[at + form.len()..];
+                    rest.is_empty()
+                        || rest.starts_with(',')
+                        || rest.starts_with(' ')
+                        || rest.starts_with('}')
+                })
+            })
+        })
+        .map(|i| i + 1)
 }
 
 /// A human-readable report; failures come with their diff.

@@ -6,6 +6,7 @@ reload:
   watch: {{ .Values.reload.watch }}
   debounce_ms: {{ .Values.reload.debounceMs | int64 }}
   poll_secs: {{ .Values.reload.pollSecs | int64 }}
+  require_tests: {{ .Values.reload.requireTests }}
 limits:
   max_resources: {{ .Values.limits.maxResources | int64 }}
   max_actions: {{ .Values.limits.maxActions | int64 }}
