@@ -1,6 +1,6 @@
 //! The `schema` document as written: kinds with their actions and typed attributes, the
 //! principal's roles and attributes (claims), and the context's facts. Only the shape is checked
-//! here; `crate::schema` merges the documents of a set and gives the types their meaning.
+//! here; the `schema` module merges the documents of a set and gives the types their meaning.
 //!
 //! An attribute's type is written either short, as a string (`string`, `int`, `double`,
 //! `number`, `bool`, `list<T>`, any of them followed by `?` for optional), or long, as a map:

@@ -3,7 +3,7 @@
 //! load by merging the set's `schema` documents (a set may spread its schema over several files).
 //!
 //! A set with a schema is a closed world: a kind, action or attribute the schema does not declare
-//! does not exist. The type checker (`crate::cel::check`) holds every condition to it at load;
+//! does not exist. The type checker (`cel::check`) holds every condition to it at load;
 //! [`validate`] holds every request to it before any rule runs; [`json_schema`] exports it for
 //! callers to validate on their side.
 //!
