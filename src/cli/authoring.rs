@@ -25,6 +25,9 @@ pub struct ValidateArgs {
     /// Exit non-zero on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// A set without a `schema` document is an error, not a warning.
+    #[arg(long)]
+    pub require_schema: bool,
 }
 
 pub fn test(args: TestArgs) -> Result<()> {
@@ -80,6 +83,15 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     match crate::compile::PolicySet::compile(&source) {
         Ok(set) => {
             warnings = set.warnings.clone();
+            if args.require_schema && set.schema.is_none() {
+                // The untyped-set warning becomes the error.
+                warnings.retain(|w| w.line.is_some());
+                errors.push(crate::policy::LoadError {
+                    file: args.policies.clone(),
+                    line: None,
+                    message: "the set declares no schema (--require-schema): add a `schema` document declaring its kinds, actions, roles and attributes".into(),
+                });
+            }
             summary = Some(format!(
                 "{} policies, {} rules, version {}",
                 set.policy_count,
