@@ -388,17 +388,58 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-/// For tests that need a tool CI installs (`.ci/run`): `true` when `available`; otherwise skips
-/// the test, saying why, or fails it in CI.
-pub fn tool_available(available: bool, what: &str) -> bool {
-    if available {
-        return true;
+/// A tool a test needs: what it is (with how to install it) and whether it was found.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    pub what: &'static str,
+    pub found: bool,
+}
+
+impl Tool {
+    /// `command ARGS` runs and succeeds (`grpcurl -version`, `buf --version`...).
+    pub fn command(what: &'static str, command: &str, args: &[&str]) -> Tool {
+        let found = std::process::Command::new(command)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        Tool { what, found }
     }
+}
+
+/// A test of a binary with `harness = false` (libtest-mimic) that needs outside tools. With them
+/// all, it runs. Without one, outside CI, it is listed as ignored (`[needs TOOL]` before its
+/// name) and the summary counts it, so that a run shows what it did not test; in CI (`CI` set),
+/// it fails, naming the missing tool: CI must run everything (`.ci/run` installs the tools).
+pub fn trial(name: &str, needs: &[Tool], test: fn()) -> libtest_mimic::Trial {
+    let missing: Vec<&str> = needs.iter().filter(|t| !t.found).map(|t| t.what).collect();
+    if missing.is_empty() {
+        return libtest_mimic::Trial::test(name, move || {
+            test();
+            Ok(())
+        });
+    }
+    let why = format!("{} missing", missing.join(", "));
     if in_ci() {
-        panic!("{what} is missing, and CI must run this test (.ci/run installs it)");
+        return libtest_mimic::Trial::test(name, move || {
+            Err(format!("{why}, and CI must run this test (.ci/run installs it)").into())
+        });
     }
-    eprintln!("skipping: {what} is missing (CI installs it; see .ci/run)");
-    false
+    let kind = needs
+        .iter()
+        .filter(|t| !t.found)
+        .map(|t| t.what.split_whitespace().next().unwrap_or(t.what))
+        .collect::<Vec<_>>()
+        .join(", ");
+    libtest_mimic::Trial::test(name, move || Err(why.into()))
+        .with_kind(format!("needs {kind}"))
+        .with_ignored_flag(true)
+}
+
+/// Runs the trials of a `harness = false` test binary as `cargo test` runs tests.
+pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
 }
 
 /// What kubelet does to a ConfigMap volume: every key is a symlink `key -> ..data/key`, `..data`
