@@ -931,6 +931,12 @@ fn the_chart_ships_the_bundled_clinic_policies_byte_for_byte() {
          find helm/verdict/policies -name '*.yaml' -delete && \
          find policies/clinic -maxdepth 1 -name '*.yaml' ! -name '*_test.yaml' -exec cp {{}} helm/verdict/policies/ \\;"
     );
+    // And so the same version: the policy version is a hash of content, not of the layout
+    // (`policies/`, `policies/clinic/` and the chart's flat copy are three layouts).
+    let version = |dir: &Path| verdict::compile::PolicySet::load(dir).unwrap().version;
+    let local = version(&root().join("policies"));
+    assert_eq!(version(&root().join("policies/clinic")), local);
+    assert_eq!(version(&chart().join("policies")), local);
 }
 
 /// The default rendering's policy ConfigMap carries exactly the chart's policies.
