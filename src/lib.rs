@@ -12,7 +12,10 @@ pub mod telemetry;
 
 pub mod reload;
 
-// Deciding: scopes, filters, the CEL boundary, compiled sets, the engine, the planner, suites.
+// Deciding: the schema, scopes, filters, the CEL boundary, compiled sets, the engine, the planner,
+// suites.
+pub mod schema;
+
 pub mod smart;
 
 pub mod filter;

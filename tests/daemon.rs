@@ -290,7 +290,7 @@ fn the_daemon_refuses_to_start_on_a_broken_policy_set() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("typo.yaml:5: error: policy \"t\" rule \"guard\": when: unknown variable 'Rs' (did you mean 'R'?)"), "{stderr}");
+    assert!(stderr.contains("typo.yaml:8: error: policy \"t\" rule \"guard\": when: unknown variable 'Rs' (did you mean 'R'?)"), "{stderr}");
 
     let out = Command::new(BIN)
         .arg("validate")

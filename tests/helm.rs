@@ -1138,7 +1138,7 @@ fn dr_house_reads_patient_123(daemon: &common::Daemon) -> (String, String, Strin
         .args(["check", "--json", "--server", &daemon.url()])
         .args([
             "--principal",
-            r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#,
+            r#"{"id":"dr-house","roles":["physician"],"scopes":["user/*.cruds"],"attr":{"practice_id":"7"}}"#,
             "--resource",
             r#"{"kind":"Patient","id":"123","attr":{"practice_id":"7","patient_id":"123","celebrity":false}}"#,
             "--action",

@@ -23,7 +23,7 @@ use verdict::server::proto::{self, Effect};
 fn physician_reads_patient_json(request_id: &str) -> Json {
     json!({
         "request_id": request_id,
-        "principal": {"id": "dr-house", "roles": ["physician"], "attr": {"practice_id": "7", "ssn": "123-45-6789"}},
+        "principal": {"id": "dr-house", "roles": ["physician"], "scopes": ["user/*.cruds"], "attr": {"practice_id": "7", "ssn": "123-45-6789"}},
         "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "celebrity": false, "name": "Alice Secret"}}, "actions": ["read", "delete"]}]
     })
 }
@@ -649,7 +649,7 @@ async fn the_http_json_api_answers_check_plan_and_status_like_grpc_and_the_readm
 
     let columns = json!({"practice_id": "practice_id", "celebrity": "celebrity", "primary_physician_id": "primary_physician_id"});
     let plan = |dialect: &str| {
-        json!({"request_id": "plan-1", "principal": {"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
+        json!({"request_id": "plan-1", "principal": {"id": "n-joy", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}}, "resource_kind": "Patient", "action": "read",
                       "sql": {"dialect": dialect, "columns": columns}})
     };
     let planned: Json = ureq::post(&format!("{base}/v1/plan"))

@@ -42,7 +42,7 @@ async fn a_nurse_lists_her_practice_and_the_sql_selects_it_in_sqlite() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
     let mut req = request(
-        json!({"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}),
+        json!({"id": "n-joy", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}}),
         "Patient",
         "read",
     );
@@ -175,7 +175,7 @@ async fn unconditional_plans_and_postgres_placeholders() {
 async fn errors_are_clear_statuses() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
-    let nurse = json!({"roles": ["nurse"], "attr": {"practice_id": "7"}});
+    let nurse = json!({"roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}});
 
     let status = client
         .plan_filter(request(nurse.clone(), "", "read"))

@@ -89,12 +89,19 @@ const FLAGS: [&str; 5] = [
     "127.0.0.1:0",
 ];
 
-/// The typo of the typed-policies review: `R.attr.practce_id` compiles (attributes are not
-/// declared), and makes the clinic's own suite fail 46 of its cases.
+/// A slip no type checker can see: tenancy compares the patient id with the practice id (both
+/// strings), which makes the clinic's own suite fail.
 const TYPO: (&str, &str, &str) = (
     "conditions.yaml",
-    "when: R.attr.practice_id == P.attr.practice_id",
-    "when: R.attr.practce_id == P.attr.practice_id",
+    "&& R.attr.practice_id == P.attr.practice_id",
+    "&& R.attr.patient_id == P.attr.practice_id",
+);
+
+/// The typo of the typed-policies review: with the clinic's schema it no longer compiles.
+const MISSPELT: (&str, &str, &str) = (
+    "conditions.yaml",
+    "&& R.attr.practice_id == P.attr.practice_id",
+    "&& R.attr.practce_id == P.attr.practice_id",
 );
 
 #[tokio::test]
@@ -106,13 +113,28 @@ async fn a_push_that_breaks_the_suite_stays_out_and_the_failing_cases_are_report
     assert!(allowed);
     assert!(metrics(&daemon).contains("verdict_policy_failing_tests 0"));
 
-    // The typo: compiles, fails the suite.
+    // The misspelt attribute: the type checker refuses it, naming the attribute it meant.
+    let (file, from, to) = MISSPELT;
+    edit(dir.path(), file, from, to);
+    let after = reload(&daemon).await;
+    assert_eq!(after.active_version, good, "the misspelt push stayed out");
+    assert!(
+        after.last_error.contains("unknown attribute 'practce_id'")
+            && after.last_error.contains("did you mean 'practice_id'?"),
+        "{}",
+        after.last_error
+    );
+    assert!(after.failing_tests.is_empty());
+    edit(dir.path(), file, to, from);
+
+    // The slip: compiles, fails the suite.
     let (file, from, to) = TYPO;
     edit(dir.path(), file, from, to);
     let after = reload(&daemon).await;
     assert_eq!(after.active_version, good, "the broken push stayed out");
-    assert_eq!((after.reloads_ok, after.reloads_failed), (0, 1));
-    assert_eq!(after.failing_tests.len(), 46, "{:#?}", after.failing_tests);
+    assert_eq!((after.reloads_ok, after.reloads_failed), (0, 2));
+    let failing = after.failing_tests.len();
+    assert!(failing > 10, "{:#?}", after.failing_tests);
     let named = &after.failing_tests[0];
     assert!(
         named.contains("clinic_test.yaml:") && named.contains("suite \"clinic\": test \""),
@@ -121,8 +143,11 @@ async fn a_push_that_breaks_the_suite_stays_out_and_the_failing_cases_are_report
     assert!(after.last_error.contains(named.as_str()));
     assert_eq!(house_reads(&daemon).await, (good.clone(), true));
     let text = metrics(&daemon);
-    assert!(text.contains("verdict_policy_failing_tests 46"), "{text}");
-    assert!(text.contains("verdict_policy_reloads_total{result=\"failed\"} 1"));
+    assert!(
+        text.contains(&format!("verdict_policy_failing_tests {failing}")),
+        "{text}"
+    );
+    assert!(text.contains("verdict_policy_reloads_total{result=\"failed\"} 2"));
     assert!(
         daemon
             .logs()
@@ -142,7 +167,7 @@ async fn a_push_that_breaks_the_suite_stays_out_and_the_failing_cases_are_report
     );
     let after = reload(&daemon).await;
     assert_eq!(after.active_version, good);
-    assert_eq!(after.reloads_failed, 2);
+    assert_eq!(after.reloads_failed, 3);
     assert!(
         after
             .failing_tests

@@ -727,7 +727,7 @@ fn the_daemon_verifies_tokens_with_its_flags() {
         .args(["check", "--server", &daemon.url()])
         .args([
             "--principal",
-            r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#,
+            r#"{"id":"dr-house","roles":["physician"],"scopes":["user/*.cruds"],"attr":{"practice_id":"7"}}"#,
         ])
         .args([
             "--resource",

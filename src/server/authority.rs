@@ -300,6 +300,7 @@ impl Authority {
             rule: "".into(),
             reason: format!("token rejected: {error}").into(),
             evaluation_error: false,
+            schema_violation: None,
         };
         let results: Vec<ResourceDecisions> = request
             .resources

@@ -455,7 +455,7 @@ mod tests {
             let ReloadOutcome::Rejected(error) = store.reload() else {
                 panic!("a broken change is rejected")
             };
-            assert!(error.contains("clerks.yaml:5: "), "{error}");
+            assert!(error.contains("clerks.yaml:9: "), "{error}");
             assert!(error.contains("unknown variable 'Q'"), "{error}");
             assert_eq!(store.current().version, second, "the last good set stays");
             let status = store.status();
