@@ -104,6 +104,12 @@ fn object(object: &ObjectType) -> Json {
 
 fn attribute_schema(attribute: &Attribute) -> Json {
     let mut schema = type_schema(&attribute.ty);
+    if attribute.non_empty {
+        match &attribute.ty {
+            Type::List(_) => schema["minItems"] = json!(1),
+            _ => schema["minLength"] = json!(1),
+        }
+    }
     if let Some(description) = &attribute.description {
         schema["description"] = json!(description);
     }
