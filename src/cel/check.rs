@@ -77,7 +77,7 @@ impl Choices {
 /// An object type: its fields sorted by name, each with its type and whether it is always there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// What it is, in messages: `R.attr of kind "Patient"`, `P`.
+    /// What it is, in messages: `R.attr`, `P`.
     pub what: String,
     fields: Vec<Field>,
     /// Undeclared fields may be present (their type is unknown).
