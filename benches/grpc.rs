@@ -220,12 +220,12 @@ fn daemon(policies: &Path) -> Server {
 }
 
 fn check_request() -> proto::CheckRequest {
-    let request: verdict::request::CheckRequest = serde_json::from_value(serde_json::json!({
+    let body: verdict::server::json::CheckBody = serde_json::from_value(serde_json::json!({
         "principal": {"id": "dr-house", "roles": ["physician"], "scopes": ["user/*.cruds"], "attr": {"practice_id": "7", "licensed_states": ["CA", "NY"]}},
         "resources": [{"resource": {"kind": "Patient", "id": "123", "attr": {"practice_id": "7", "patient_id": "123", "state": "CA", "celebrity": false, "primary_physician_id": "dr-wilson"}}, "actions": ["read"]}]
     }))
     .unwrap();
-    verdict::cli::to_proto(&request)
+    verdict::server::convert::to_proto(&body.into_call().request)
 }
 
 async fn channels(addr: &str, n: usize) -> Vec<Channel> {

@@ -18,8 +18,8 @@ use criterion::Criterion;
 use serde_json::json;
 use verdict::compile::PolicySet;
 use verdict::engine;
+use verdict::reload::{ReloadOptions, Reloader};
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
-use verdict::store::watch::{ReloadOptions, Reloader};
 use verdict::store::{PolicyStore, ReloadOutcome};
 
 const FILES: usize = 1_000;

@@ -1,18 +1,44 @@
 //! Verdict: an authorization decision service (a policy decision point). See ARCHITECTURE.md for
-//! the map; modules are listed here from the bottom of the dependency graph up.
-pub mod cel;
-pub mod cli;
-pub mod compile;
-pub mod config;
-pub mod daemon;
-pub mod engine;
-pub mod filter;
-pub mod plan;
-pub mod policy;
+//! the map. Modules are declared from the bottom of the dependency graph up: each depends only on
+//! those above it (`tests/tidy.rs` holds this list, ARCHITECTURE.md and the code to it). One per
+//! paragraph, so that rustfmt keeps the order.
+
+// Leaves: the engine's request types, the policy file model, what operators see, when to reload.
 pub mod request;
-pub mod server;
-pub mod smart;
-pub mod store;
-pub mod suite;
+
+pub mod policy;
+
 pub mod telemetry;
+
+pub mod reload;
+
+// Deciding: the schema, scopes, filters, the CEL boundary, compiled sets, the engine, the planner,
+// suites.
+pub mod schema;
+
+pub mod smart;
+
+pub mod filter;
+
+pub mod cel;
+
+pub mod compile;
+
+pub mod engine;
+
+pub mod plan;
+
+pub mod suite;
+
+// Serving: the live set, tokens, the wire, settings, the daemon, the command line.
+pub mod store;
+
 pub mod token;
+
+pub mod server;
+
+pub mod config;
+
+pub mod daemon;
+
+pub mod cli;

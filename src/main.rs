@@ -6,7 +6,11 @@ async fn main() {
     let cli = verdict::cli::Cli::parse();
     if !matches!(cli.command, verdict::cli::Command::Serve(_)) {
         // `serve` sets up logging from its configuration.
-        verdict::telemetry::init_logging(&verdict::config::LogConfig::default());
+        let log = verdict::config::LogConfig::default();
+        verdict::telemetry::init_logging(
+            &log.level,
+            log.format == verdict::config::LogFormat::Json,
+        );
     }
     if let Err(e) = verdict::cli::run(cli).await {
         eprintln!("error: {e:#}");

@@ -1,6 +1,7 @@
 //! The engine's own request types: who asks (principal), about what (resource), with which facts
 //! (context). Plain data, shared by `compile`, `engine` and `plan`; the server converts protobuf
-//! into these, and tests build them directly.
+//! and its own JSON bodies into these, and tests build them directly. `Principal` and `Resource`
+//! deserialize for the fixtures of policy test suites (`suite`), not for the wire.
 //!
 //! Attribute values are JSON (`serde_json::Value`): numbers are doubles, as in protobuf's Struct,
 //! and a null attribute is treated as absent everywhere (Check, filters, SQL).
@@ -47,16 +48,14 @@ pub struct Resource {
 }
 
 /// A resource and the actions to decide on it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceCheck {
     pub resource: Resource,
     pub actions: Vec<String>,
 }
 
 /// A whole Check: one principal, several resources, shared context.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckRequest {
     pub request_id: String,
     pub principal: Principal,

@@ -37,7 +37,18 @@ fn the_bundled_suites_pass_and_write_junit() {
         xml.contains("<testsuite name=\"clinic\"") && xml.contains("failures=\"0\""),
         "{xml}"
     );
-    assert!(xml.matches("<testcase ").count() >= 100);
+    // One testcase per action of each test and per plan of the suite, none more, none less.
+    let suite =
+        verdict::suite::load(&common::bundled_policies().join("clinic/clinic_test.yaml")).unwrap();
+    let cases: usize =
+        suite.tests.iter().map(|t| t.expect.len()).sum::<usize>() + suite.plans.len();
+    assert_eq!(xml.matches("<testcase ").count(), cases, "{xml}");
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(&format!("{cases} passed, 0 failed")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -97,6 +108,45 @@ plans:
     );
     let xml = std::fs::read_to_string(junit).unwrap();
     assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
+
+    // A broken suite: its file and line, said once.
+    std::fs::write(
+        dir.path().join("broken_test.yaml"),
+        "suite: broken\nprincipals:\n  reader: {roles: [reader]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("test")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("broken_test.yaml"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("broken_test.yaml:4: "), "{line}");
+    assert!(!line.contains(" at line "), "the line is said once: {line}");
+}
+
+/// `verdict test` walks the directory as the daemon does: editors' backups (`~`) and hidden
+/// files are no suites, and a symlink caught mid-swap (dangling) is skipped, not an error.
+#[cfg(unix)]
+#[test]
+fn the_suite_walk_is_the_policy_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let clinic = common::bundled_policies().join("clinic");
+    for entry in std::fs::read_dir(&clinic).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("clinic_test.yaml~"), "not: [a suite").unwrap();
+    std::fs::write(dir.path().join(".draft_test.yaml"), "not: [a suite").unwrap();
+    std::os::unix::fs::symlink("..2026_gone/x_test.yaml", dir.path().join("x_test.yaml")).unwrap();
+    let (ok, stdout, stderr) = run(&["test"], dir.path());
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
 }
 
 #[test]
@@ -120,7 +170,7 @@ fn validate_reports_every_problem_at_once_with_carets_and_warnings() {
     );
     assert!(
         stderr.contains(
-            "b.yaml:5: error: policy \"b\" rule \"typo\": when: unknown function 'sizee'"
+            "b.yaml:9: error: policy \"b\" rule \"typo\": when: unknown function 'sizee'"
         ),
         "{stderr}"
     );
@@ -144,7 +194,11 @@ fn validate_reports_every_problem_at_once_with_carets_and_warnings() {
         ),
         "{stderr}"
     );
-    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    assert!(
+        stderr.contains("warning: the set declares no schema"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("2 warning(s)"), "{stdout}");
     let (ok, _, _) = run(&["validate", "--deny-warnings"], dir.path());
     assert!(!ok, "--deny-warnings fails on warnings");
 

@@ -6,9 +6,8 @@ use common::TestServer;
 use serde_json::{json, Value as Json};
 use verdict::server::proto;
 
-/// A Check request from its JSON form (the engine's request type, as `verdict check` reads it).
 fn check_request(value: Json) -> proto::CheckRequest {
-    verdict::cli::to_proto(&serde_json::from_value(value).expect("a check request"))
+    common::check_message(value)
 }
 
 /// A physician of practice 7 whose only scope is the SMART launch patient's observations.

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
@@ -162,7 +162,7 @@ impl Rendering {
     }
 
     fn config(&self) -> Config {
-        Config::from_yaml(&self.config_text())
+        Config::from_yaml(Path::new("verdict.yaml"), &self.config_text())
             .unwrap_or_else(|e| panic!("{}: the rendered config is refused: {e}", self.name))
     }
 
@@ -1083,7 +1083,7 @@ fn dr_house_reads_patient_123(daemon: &common::Daemon) -> (String, String, Strin
         .args(["check", "--json", "--server", &daemon.url()])
         .args([
             "--principal",
-            r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#,
+            r#"{"id":"dr-house","roles":["physician"],"scopes":["user/*.cruds"],"attr":{"practice_id":"7"}}"#,
             "--resource",
             r#"{"kind":"Patient","id":"123","attr":{"practice_id":"7","patient_id":"123","celebrity":false}}"#,
             "--action",
@@ -1195,22 +1195,18 @@ fn the_rendered_policy_configmap_hot_reloads_in_the_daemon_run_on_the_rendered_c
     let version_b = version_of(&files_b);
     volume.update(&pairs(&files_b));
     let swapped = Instant::now();
-    loop {
+    common::wait_for_blocking("the new ConfigMap is served", || {
         let (version, effect, rule) = dr_house_reads_patient_123(&daemon);
-        if version == version_b {
-            assert_eq!(
-                (effect.as_str(), rule.as_str()),
-                ("EFFECT_DENY", "chart-freeze")
-            );
-            break;
+        if version == version_a {
+            return false;
         }
-        assert_eq!(version, version_a, "only whole sets are served");
-        assert!(
-            swapped.elapsed() < Duration::from_secs(10),
-            "the new ConfigMap was not picked up"
+        assert_eq!(version, version_b, "only whole sets are served");
+        assert_eq!(
+            (effect.as_str(), rule.as_str()),
+            ("EFFECT_DENY", "chart-freeze")
         );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        true
+    });
     eprintln!("ConfigMap swap to served: {:?}", swapped.elapsed());
     let metrics = scrape(&daemon);
     assert!(
@@ -1221,14 +1217,9 @@ fn the_rendered_policy_configmap_hot_reloads_in_the_daemon_run_on_the_rendered_c
 
     // helm rollback: the added key disappears again.
     volume.update(&pairs(&files_a));
-    let swapped = Instant::now();
-    while dr_house_reads_patient_123(&daemon).0 != version_a {
-        assert!(
-            swapped.elapsed() < Duration::from_secs(10),
-            "rollback not picked up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_blocking("the rollback is served", || {
+        dr_house_reads_patient_123(&daemon).0 == version_a
+    });
     let metrics = scrape(&daemon);
     assert!(
         !metrics.lines().any(

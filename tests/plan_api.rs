@@ -10,11 +10,7 @@ use verdict::server::proto::{self, FilterOp, PlanKind, SqlDialect};
 
 fn principal(v: serde_json::Value) -> Option<proto::Principal> {
     let p: Principal = serde_json::from_value(v).unwrap();
-    verdict::cli::to_proto(&verdict::request::CheckRequest {
-        principal: p,
-        ..Default::default()
-    })
-    .principal
+    Some(verdict::server::convert::principal_to_proto(&p))
 }
 
 fn request(p: serde_json::Value, kind: &str, action: &str) -> proto::PlanFilterRequest {
@@ -46,7 +42,7 @@ async fn a_nurse_lists_her_practice_and_the_sql_selects_it_in_sqlite() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
     let mut req = request(
-        json!({"id": "n-joy", "roles": ["nurse"], "attr": {"practice_id": "7"}}),
+        json!({"id": "n-joy", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}}),
         "Patient",
         "read",
     );
@@ -163,22 +159,14 @@ async fn unconditional_plans_and_postgres_placeholders() {
     );
 
     // The endpoint already fixes the patient: nothing left to filter.
-    alice.known_attr = verdict::cli::to_proto(&verdict::request::CheckRequest {
-        context: json!({"patient_id": "123"}),
-        ..Default::default()
-    })
-    .context;
+    alice.known_attr = verdict::server::convert::json_to_struct(&json!({"patient_id": "123"}));
     let r = client
         .plan_filter(alice.clone())
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.kind, PlanKind::AlwaysAllowed as i32);
-    alice.known_attr = verdict::cli::to_proto(&verdict::request::CheckRequest {
-        context: json!({"patient_id": "456"}),
-        ..Default::default()
-    })
-    .context;
+    alice.known_attr = verdict::server::convert::json_to_struct(&json!({"patient_id": "456"}));
     let r = client.plan_filter(alice).await.unwrap().into_inner();
     assert_eq!(r.kind, PlanKind::AlwaysDenied as i32);
 }
@@ -187,7 +175,7 @@ async fn unconditional_plans_and_postgres_placeholders() {
 async fn errors_are_clear_statuses() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
-    let nurse = json!({"roles": ["nurse"], "attr": {"practice_id": "7"}});
+    let nurse = json!({"roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}});
 
     let status = client
         .plan_filter(request(nurse.clone(), "", "read"))
@@ -261,7 +249,7 @@ async fn a_condition_no_filter_can_express_is_refused_naming_its_rule() {
         ..Default::default()
     };
     let r = client
-        .check(verdict::cli::to_proto(&check))
+        .check(verdict::server::convert::to_proto(&check))
         .await
         .unwrap()
         .into_inner();

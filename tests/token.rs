@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -17,6 +17,7 @@ use common::{Daemon, TestServer, BIN};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value as Json};
 use verdict::server::{proto, ServerOptions};
+use verdict::telemetry::JWKS_RELOADS_TOTAL;
 use verdict::token::{TokenConfig, Verifier};
 
 const ISSUER: &str = "https://idp.clinic.test";
@@ -160,16 +161,9 @@ fn patient_123() -> proto::ResourceCheck {
         resource: Some(proto::Resource {
             kind: "Patient".into(),
             id: "123".into(),
-            attr: verdict::cli::to_proto(&verdict::request::CheckRequest {
-                principal: verdict::request::Principal {
-                    attr: json!({"practice_id": "7", "patient_id": "123", "celebrity": false}),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .principal
-            .unwrap()
-            .attr,
+            attr: verdict::server::convert::json_to_struct(
+                &json!({"practice_id": "7", "patient_id": "123", "celebrity": false}),
+            ),
         }),
         actions: vec!["read".into(), "delete".into()],
     }
@@ -616,52 +610,52 @@ async fn roles_from_a_nested_claim() {
     assert_eq!(read.effect, proto::Effect::Deny as i32, "{read:?}");
 }
 
-/// Waits (10 s at most) until `token` gets the `expected` token_error.
-async fn eventually(server: &TestServer, token: &str, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, token_error) = read_decision(server, token).await;
-        if token_error == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {token_error:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_keys() {
-    let setup = setup(|_| {}).await;
+    common::record_metrics();
+    let ok = || common::counter(JWKS_RELOADS_TOTAL, &[("result", "ok")]);
+    let failed = || common::counter(JWKS_RELOADS_TOTAL, &[("result", "failed")]);
+    // No poll: every reload below is the file watch's, after the write it reacts to (the temp file
+    // of a write is another name, which the watch ignores).
+    let setup = setup(|config| config.poll = Duration::from_secs(3600)).await;
     let old = sign(Signer::Ec(&keys().ec), Some("ec-1"), &house());
     let new = sign(Signer::Ec(&keys().ec_rotated), Some("ec-2"), &house());
-    eventually(&setup.server, &old, "").await;
-    eventually(&setup.server, &new, "unknown key id").await;
+    assert_eq!(read_decision(&setup.server, &old).await.1, "");
+    assert_eq!(read_decision(&setup.server, &new).await.1, "unknown key id");
 
     // Rotation: the new key is published and the old one retired.
+    let published = ok();
     let rotated = json!({"keys": [rsa_jwk("rsa-1"), ec_jwk("ec-2", &keys().ec_rotated)]});
     write_atomically(&setup.jwks, &rotated.to_string());
-    eventually(&setup.server, &new, "").await;
-    eventually(&setup.server, &old, "unknown key id").await;
+    common::counter_above(JWKS_RELOADS_TOTAL, &[("result", "ok")], published).await;
+    assert_eq!(read_decision(&setup.server, &new).await.1, "");
+    assert_eq!(read_decision(&setup.server, &old).await.1, "unknown key id");
     let ed = sign(Signer::Ed, None, &house());
-    eventually(&setup.server, &ed, "no key id, and no key for EdDSA").await;
-
-    // A broken file (and then a missing one) keeps the keys in use.
-    write_atomically(&setup.jwks, "{\"keys\": [ {\"kty\": \"RSA\"");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    eventually(&setup.server, &new, "").await;
-    std::fs::remove_file(&setup.jwks).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    eventually(&setup.server, &new, "").await;
-    // A key set with no usable key at all is broken too.
-    write_atomically(
-        &setup.jwks,
-        &json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string(),
+    assert_eq!(
+        read_decision(&setup.server, &ed).await.1,
+        "no key id, and no key for EdDSA"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    eventually(&setup.server, &new, "").await;
+
+    // A broken file, a missing one, and one with no usable key at all: each reload fails (the
+    // metric says so) and the keys in use stay.
+    let published = ok();
+    let no_usable_key = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
+    for breakage in ["broken", "missing", "no usable key"] {
+        let before = failed();
+        match breakage {
+            "broken" => write_atomically(&setup.jwks, "{\"keys\": [ {\"kty\": \"RSA\""),
+            "missing" => std::fs::remove_file(&setup.jwks).unwrap(),
+            _ => write_atomically(&setup.jwks, &no_usable_key),
+        }
+        common::counter_above(JWKS_RELOADS_TOTAL, &[("result", "failed")], before).await;
+        assert_eq!(read_decision(&setup.server, &new).await.1, "", "{breakage}");
+        assert_eq!(
+            read_decision(&setup.server, &old).await.1,
+            "unknown key id",
+            "{breakage}"
+        );
+    }
+    assert_eq!(ok(), published, "nothing was published");
 }
 
 #[test]
@@ -733,7 +727,7 @@ fn the_daemon_verifies_tokens_with_its_flags() {
         .args(["check", "--server", &daemon.url()])
         .args([
             "--principal",
-            r#"{"id":"dr-house","roles":["physician"],"attr":{"practice_id":"7"}}"#,
+            r#"{"id":"dr-house","roles":["physician"],"scopes":["user/*.cruds"],"attr":{"practice_id":"7"}}"#,
         ])
         .args([
             "--resource",
@@ -818,17 +812,27 @@ fn the_daemon_verifies_tokens_with_its_flags() {
     // SIGHUP re-reads the JWKS file at once.
     let rotated = json!({"keys": [ec_jwk("ec-2", &keys().ec_rotated)]});
     write_atomically(&jwks_path, &rotated.to_string());
+    // The file watch may see the new file first; SIGHUP reloads it anyway (its outcome, logged at
+    // info only for requested reloads, says whether it found the keys new or already loaded).
     daemon.signal("HUP");
+    common::wait_for_blocking("the JWKS reload SIGHUP asked for", || {
+        daemon.logs().iter().any(|line| {
+            common::field(line, "what").as_deref() == Some("JWKS")
+                && common::field(line, "outcome").is_some()
+        })
+    });
+    assert_eq!(
+        daemon.metric("verdict_jwks_reloads_total{result=\"ok\"}"),
+        1.0,
+        "the rotated keys, published once"
+    );
     let token = sign(Signer::Ec(&keys().ec_rotated), Some("ec-2"), &keycloak);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = verdict_check(&token);
-        if String::from_utf8_lossy(&out.stdout).contains("read: ALLOW") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "rotated key never accepted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let out = verdict_check(&token);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("read: ALLOW"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Without an issuer the daemon refuses to start.
     let out = Command::new(BIN)

@@ -5,7 +5,7 @@ out. The gRPC stubs are generated from the repository's proto/ on first use (see
 
     with Verdict("127.0.0.1:50051") as verdict:
         result = verdict.check(
-            principal={"id": "dr-house", "roles": ["physician"], "attr": {"practice_id": "7"}},
+            principal={"id": "dr-house", "roles": ["physician"], "scopes": ["user/*.cruds"], "attr": {"practice_id": "7"}},
             resources=[({"kind": "Patient", "id": "123", "attr": {"practice_id": "7"}}, ["read"])],
         )
         if result.allowed("Patient", "123", "read"): ...
@@ -210,7 +210,7 @@ if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
     with Verdict(target) as verdict:
         result = verdict.check(
-            principal={"id": "dr-house", "roles": ["physician"], "attr": {"practice_id": "7"}},
+            principal={"id": "dr-house", "roles": ["physician"], "scopes": ["user/*.cruds"], "attr": {"practice_id": "7"}},
             resources=[({"kind": "Patient", "id": "123",
                          "attr": {"practice_id": "7", "patient_id": "123", "celebrity": False}},
                         ["read", "delete"])],

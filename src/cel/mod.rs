@@ -19,6 +19,7 @@ use std::sync::Arc;
 use ::cel::common::ast::IdedExpr;
 use ::cel::{Env, Program};
 
+pub mod check;
 mod compile;
 mod eval;
 mod optimize;

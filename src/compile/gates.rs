@@ -39,6 +39,20 @@ impl Compiler {
             );
             return;
         }
+        if self.typing.is_some() {
+            let Some(kinds) = self.declared_kinds(&doc.file, line, &at, &g.kinds) else {
+                return;
+            };
+            if let Some(map) = &g.actions {
+                let actions: Vec<String> = map.keys().cloned().collect();
+                if self
+                    .declared_actions(&doc.file, line, &at, &kinds, &actions)
+                    .is_none()
+                {
+                    return;
+                }
+            }
+        }
         let mut letters = HashMap::new();
         match &g.actions {
             None => {

@@ -2,26 +2,40 @@
 //! deny rules first, so that a lookup on the request path is two hash probes.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::{CompiledRule, ANY};
 use crate::policy::Effect;
+use crate::schema::{KindSchema, Schema};
 
 /// The maps the request path looks kinds and actions up in. Their keys come from the policies,
 /// not from requests, so a fast hash that does not resist crafted collisions is safe.
 pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Rule ids for one kind: per action, and for actions no rule names explicitly.
+/// Rule ids for one kind: per action, and for actions no rule names explicitly; and the kind's
+/// schema, when the set declares one.
 #[derive(Debug, Default)]
 pub(super) struct KindIndex {
     pub(super) by_action: FastMap<String, Box<[u32]>>,
     pub(super) other_actions: Box<[u32]>,
+    pub(super) schema: Option<Arc<KindSchema>>,
 }
 
-/// Builds the (kind, action) -> rule ids index. For every kind and action named anywhere, the list
-/// is precomputed from exact and wildcard rules, so a lookup is two hash probes.
-pub(super) fn build_index(rules: &[CompiledRule]) -> (FastMap<String, KindIndex>, KindIndex) {
+/// Builds the (kind, action) -> rule ids index. For every kind and action named anywhere (and,
+/// with a schema, every declared kind and action), the list is precomputed from exact and wildcard
+/// rules, so a lookup is two hash probes.
+pub(super) fn build_index(
+    rules: &[CompiledRule],
+    schema: Option<&Schema>,
+) -> (FastMap<String, KindIndex>, KindIndex) {
     let mut kinds: BTreeSet<&str> = BTreeSet::new();
     let mut actions: BTreeSet<&str> = BTreeSet::new();
+    if let Some(schema) = schema {
+        for (name, kind) in &schema.kinds {
+            kinds.insert(name);
+            actions.extend(kind.actions.iter().map(String::as_str));
+        }
+    }
     for rule in rules {
         kinds.extend(rule.kinds.iter().map(String::as_str).filter(|k| *k != ANY));
         actions.extend(
@@ -59,6 +73,7 @@ pub(super) fn build_index(rules: &[CompiledRule]) -> (FastMap<String, KindIndex>
             .map(|a| (a.to_string(), select(kind, Some(a))))
             .collect(),
         other_actions: select(kind, None),
+        schema: kind.and_then(|k| schema?.kind(k)).cloned(),
     };
     let by_kind = kinds
         .iter()

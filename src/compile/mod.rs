@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::cel::projection::Projection;
 use crate::cel::{Environment, NamedConditions};
+use crate::policy::schema::ValidationMode;
 use crate::policy::{self, Document, LoadError, LoadErrors, Located, PolicySource};
+use crate::schema::{KindSchema, Schema};
 
 mod gates;
 mod index;
@@ -19,6 +21,7 @@ mod lints;
 mod names;
 mod rules;
 mod selector;
+mod typing;
 
 pub use gates::ScopeGate;
 use index::{build_index, FastMap, KindIndex};
@@ -47,6 +50,32 @@ pub struct PolicySet {
     pub warnings: Vec<LoadError>,
     /// The parts of `P` and `R` the conditions can read: all a request needs to build.
     pub projection: Projection,
+    /// The schema, if the set declares one: a closed world of kinds, actions and attributes.
+    pub schema: Option<Arc<Schema>>,
+}
+
+/// What the request path needs of one kind: its rules, and its schema.
+#[derive(Clone, Copy)]
+pub struct Kind<'s> {
+    index: &'s KindIndex,
+    /// Some rule names the kind explicitly (not only through `*`), or the schema declares it.
+    pub known: bool,
+}
+
+impl<'s> Kind<'s> {
+    /// The ids of the rules that can apply to `action` on this kind, deny rules first, each group
+    /// in declaration order.
+    pub fn rules_for(&self, action: &str) -> &'s [u32] {
+        self.index
+            .by_action
+            .get(action)
+            .unwrap_or(&self.index.other_actions)
+    }
+
+    /// The kind's schema: `None` when the set has no schema, or does not declare the kind.
+    pub fn schema(&self) -> Option<&'s KindSchema> {
+        self.index.schema.as_deref()
+    }
 }
 
 impl PolicySet {
@@ -88,6 +117,7 @@ impl PolicySet {
     pub fn empty() -> PolicySet {
         Compiler::default()
             .run(&PolicySource {
+                root: PathBuf::new(),
                 documents: Vec::new(),
                 version: "empty".to_string(),
             })
@@ -97,13 +127,30 @@ impl PolicySet {
     /// The ids of the rules that can apply to (kind, action), deny rules first, each group in
     /// declaration order.
     pub fn rules_for(&self, kind: &str, action: &str) -> &[u32] {
-        let index = self.by_kind.get(kind).unwrap_or(&self.other_kinds);
-        index.by_action.get(action).unwrap_or(&index.other_actions)
+        self.kind(kind).rules_for(action)
     }
 
-    /// Whether some rule names this kind explicitly (not through `*`).
+    /// One kind's rules and schema, looked up once.
+    pub fn kind(&self, kind: &str) -> Kind<'_> {
+        match self.by_kind.get(kind) {
+            Some(index) => Kind { index, known: true },
+            None => Kind {
+                index: &self.other_kinds,
+                known: false,
+            },
+        }
+    }
+
+    /// Whether some rule names this kind explicitly (not through `*`), or the schema declares it.
     pub fn knows_kind(&self, kind: &str) -> bool {
         self.by_kind.contains_key(kind)
+    }
+
+    /// The schema requests are held to: `None` without a schema or with validation `off`.
+    pub fn request_schema(&self) -> Option<&Schema> {
+        self.schema
+            .as_deref()
+            .filter(|s| s.mode != ValidationMode::Off)
     }
 
     /// The scope gate for a kind, if one is on.
@@ -141,10 +188,20 @@ struct Compiler {
     /// Capabilities some `capabilities` document defines.
     capability_names: HashSet<String>,
     gate_sites: HashMap<String, (PathBuf, usize)>,
+    /// The schema and the types it gives `P`, `R`, `C`, if the set declares one.
+    typing: Option<typing::Typing>,
+    /// Every capability some capabilities document defines (known before any rule compiles).
+    declared_capabilities: HashSet<String>,
+    /// Named conditions as written, and where.
+    named_raw: typing::NamedRaw,
+    /// The kinds and actions where each named condition and derived role is evaluated.
+    name_contexts: HashMap<String, typing::Contexts>,
+    derived_contexts: HashMap<String, typing::Contexts>,
 }
 
 impl Compiler {
     fn run(mut self, source: &PolicySource) -> Result<PolicySet, LoadErrors> {
+        self.schema(source);
         self.conditions(&source.documents);
         for doc in &source.documents {
             match &doc.item {
@@ -152,15 +209,17 @@ impl Compiler {
                 Document::ResourcePolicy(p) => self.resource_policy(doc, p),
                 Document::Capabilities(c) => self.capabilities(doc, c),
                 Document::ScopeGate(g) => self.scope_gate(doc, g),
-                Document::Conditions(_) => {}
+                Document::Conditions(_) | Document::Schema(_) => {}
             }
         }
         let (gates, any_kind_gate) = self.gate_index();
+        self.type_check_names();
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
         }
         self.warn(&gates);
-        let (by_kind, other_kinds) = build_index(&self.rules);
+        let schema = self.typing.take().map(|t| t.schema);
+        let (by_kind, other_kinds) = build_index(&self.rules, schema.as_deref());
         let mut projection = Projection::default();
         for rule in &self.rules {
             for condition in rule
@@ -183,6 +242,7 @@ impl Compiler {
             policy_count: self.policy_names.len(),
             warnings: self.warnings,
             projection,
+            schema,
         })
     }
 
@@ -274,7 +334,7 @@ agent_policy:
         let text = "agent_policy:\n  name: nurse\n  principals: {roles: [nurse]}\n  rules:\n    - name: bad\n      effect: allow\n      actions: [read]\n      kinds: [Patient]\n      when: Rs.attr.x == 1\n";
         let err = compile(&[("nurse.yaml", text)]).unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("policies/nurse.yaml:5: policy \"nurse\" rule \"bad\": when: unknown variable 'Rs' (did you mean 'R'?)"), "{shown}");
+        assert!(shown.starts_with("policies/nurse.yaml:9: policy \"nurse\" rule \"bad\": when: unknown variable 'Rs' (did you mean 'R'?)"), "{shown}");
         assert!(shown.contains("^"), "{shown}");
     }
 
@@ -421,7 +481,7 @@ conditions:
         );
         let typo = "conditions:\n  name: c\n  conditions:\n    - name: a\n      when: R.attr.x == 1\n---\nagent_policy:\n  name: p\n  principals: {roles: [r]}\n  rules:\n    - name: uses-typo\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: aa && true\n";
         let err = compile(&[("c.yaml", typo)]).unwrap_err().to_string();
-        assert!(err.contains("c.yaml:11: policy \"p\" rule \"uses-typo\": when: unknown variable 'aa' (did you mean the condition 'a'?)"), "{err}");
+        assert!(err.contains("c.yaml:15: policy \"p\" rule \"uses-typo\": when: unknown variable 'aa' (did you mean the condition 'a'?)"), "{err}");
         let unknown_role = "agent_policy:\n  name: p\n  principals: {derived_roles: [ghost]}\n  rules:\n    - name: r\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n";
         let err = compile(&[("p.yaml", unknown_role)])
             .unwrap_err()
@@ -512,7 +572,8 @@ scope_gate:
             all.contains("scope gate \"smart\": no rule names kind \"Spaceship\""),
             "{all}"
         );
-        assert_eq!(warnings.len(), 6, "{all}");
+        assert!(all.contains("the set declares no schema"), "{all}");
+        assert_eq!(warnings.len(), 7, "{all}");
         assert!(clinic_warnings().is_empty(), "{:?}", clinic_warnings());
     }
 

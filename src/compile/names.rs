@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::typing::Site;
 use super::Compiler;
 use crate::cel::{NamedConditions, VARIABLES};
 use crate::policy::{Document, Located};
@@ -12,6 +13,9 @@ use crate::policy::{Document, Located};
 pub(super) struct Derived {
     pub(super) parent_roles: Vec<String>,
     pub(super) when: String,
+    /// Its condition as written, and where.
+    pub(super) source: String,
+    pub(super) site: Site,
 }
 impl Compiler {
     /// Collects every named condition and derived role of the set, expanding names used inside
@@ -42,11 +46,20 @@ impl Compiler {
                 } else {
                     raw.insert(named.name.clone(), named.when.clone());
                     sites.insert(named.name.clone(), (doc.file.clone(), line));
+                    let what = format!("condition \"{}\": when", named.name);
+                    self.named_raw.insert(
+                        named.name.clone(),
+                        (Site::of(doc, "when", line, what), named.when.clone()),
+                    );
                 }
             }
             for role in &c.derived_roles {
                 let line = doc.line_of_name(&role.name, doc_line);
-                derived_raw.push((doc.file.clone(), line, role.clone()));
+                let what = format!("derived role \"{}\": when", role.name);
+                let site = Site::of(doc, "when", line, what);
+                let at = format!("derived role \"{}\"", role.name);
+                self.declared_principals(&doc.file, line, &at, &role.parent_roles, &[]);
+                derived_raw.push((doc.file.clone(), line, role.clone(), site));
             }
         }
         // Each name's direct uses, then expansion in dependency order; a cycle is an error.
@@ -77,7 +90,7 @@ impl Compiler {
                 self.error(&file, line, format!("condition \"{name}\": {cycle}"));
             }
         }
-        for (file, line, role) in derived_raw {
+        for (file, line, role, site) in derived_raw {
             if self.derived.contains_key(&role.name) {
                 self.error(
                     &file,
@@ -95,6 +108,8 @@ impl Compiler {
                         Derived {
                             parent_roles: role.parent_roles.clone(),
                             when,
+                            source: role.when.clone(),
+                            site,
                         },
                     );
                 }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::typing::{Contexts, Site};
 use super::{Compiler, PrincipalMatcher, ANY};
 use crate::cel::Condition;
 use crate::policy::{self, Document, Effect, Located};
@@ -54,6 +55,11 @@ impl Compiler {
         source: Option<&str>,
         extra: &[String],
     ) -> Result<Option<Condition>, ()> {
+        // An error in the text as written is reported on its own line of the file.
+        let at = |e: &crate::cel::CompileError| {
+            let site = Site::of(doc, "when", line, String::new());
+            site.file_line(e.position.map(|(l, _)| l).unwrap_or(1))
+        };
         if let (Some(source), true) = (source, extra.is_empty()) {
             // The common case: one parse, named conditions inlined only if used.
             return match self.environment.compile_with(source, &self.named) {
@@ -62,7 +68,7 @@ impl Compiler {
                     Ok(Some(condition))
                 }
                 Err(e) => {
-                    self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
+                    self.error(&doc.file, at(&e), format!("{what}: {}", e.render(source)));
                     Err(())
                 }
             };
@@ -75,7 +81,7 @@ impl Compiler {
                     parts.push(text);
                 }
                 Err(e) => {
-                    self.error(&doc.file, line, format!("{what}: {}", e.render(source)));
+                    self.error(&doc.file, at(&e), format!("{what}: {}", e.render(source)));
                     return Err(());
                 }
             }
@@ -157,6 +163,8 @@ impl Compiler {
                 format!("agent policy \"{}\": principals must name at least one role, capability, id or client", p.name),
             );
         }
+        let at = format!("agent policy \"{}\": principals", p.name);
+        self.selector(&doc.file, policy_line, &at, &p.principals);
         self.rules_of(
             doc,
             &p.name,
@@ -191,6 +199,20 @@ impl Compiler {
             Ok(c) => c.map(Arc::new),
             Err(()) => return,
         };
+        let at = format!("resource policy \"{}\": resource.kind", p.name);
+        let kinds = [p.resource.kind.clone()];
+        if let Some(kinds) = self.declared_kinds(&doc.file, policy_line, &at, &kinds) {
+            if let (Some(when), Some(contexts)) = (
+                &p.resource.when,
+                self.declared_actions(&doc.file, policy_line, &at, &kinds, &[ANY.to_string()]),
+            ) {
+                let site = Site::of(doc, "when", policy_line, what);
+                let names = self.type_check(&site, when, &contexts);
+                self.record_use(&names, &[], &contexts);
+            }
+        } else if self.typing.is_some() {
+            return;
+        }
         let kind = p.resource.kind.clone();
         self.rules_of(
             doc,
@@ -270,6 +292,20 @@ impl Compiler {
                 self.error(&doc.file, line, format!("{at}: principals is empty; remove it or name a role, capability, id, client or derived role"));
                 continue;
             }
+            if let Some(own) = &rule.principals {
+                self.selector(&doc.file, line, &format!("{at}: principals"), own);
+            }
+            if self.typing.is_some() {
+                let Some(declared) = self.declared_kinds(&doc.file, line, &at, &kinds) else {
+                    continue;
+                };
+                let Some(contexts) =
+                    self.declared_actions(&doc.file, line, &at, &declared, &rule.actions)
+                else {
+                    continue;
+                };
+                self.type_check_rule(doc, line, &at, rule, policy_principals, &contexts);
+            }
             // Each combination of the policy's and the rule's selector variants is one compiled
             // rule under the same name: an allow holds if any holds, a deny fires if any fires.
             let empty = (Vec::new(), Vec::new());
@@ -328,6 +364,57 @@ impl Compiler {
                 }
             }
         }
+    }
+
+    /// Checks a principal selector: no `*` where it would match a literal string, and (with a
+    /// schema) only declared roles and defined capabilities.
+    fn selector(
+        &mut self,
+        file: &Path,
+        line: usize,
+        at: &str,
+        selector: &policy::PrincipalSelector,
+    ) {
+        for (key, list) in [
+            ("ids", &selector.ids),
+            ("clients", &selector.clients),
+            ("capabilities", &selector.capabilities),
+        ] {
+            if list.iter().any(|x| x == ANY) {
+                self.error(
+                    file,
+                    line,
+                    format!("{at}: \"*\" in {key} would only match the literal \"*\"; to select every principal, write roles: [\"*\"]"),
+                );
+            }
+        }
+        self.declared_principals(file, line, at, &selector.roles, &selector.capabilities);
+    }
+
+    /// Type-checks a rule's condition for the kinds and actions it covers, and records where the
+    /// names and derived roles it uses are evaluated.
+    fn type_check_rule(
+        &mut self,
+        doc: &Located<Document>,
+        line: usize,
+        at: &str,
+        rule: &policy::Rule,
+        policy_principals: Option<&policy::PrincipalSelector>,
+        contexts: &Contexts,
+    ) {
+        let derived: Vec<String> = policy_principals
+            .into_iter()
+            .chain(rule.principals.as_ref())
+            .flat_map(|s| s.derived_roles.iter().cloned())
+            .collect();
+        let names = match &rule.when {
+            Some(when) => {
+                let site = Site::of(doc, "when", line, format!("{at}: when"));
+                self.type_check(&site, when, contexts)
+            }
+            None => Vec::new(),
+        };
+        self.record_use(&names, &derived, contexts);
     }
 
     pub(super) fn capabilities(&mut self, doc: &Located<Document>, c: &policy::Capabilities) {
@@ -389,6 +476,33 @@ impl Compiler {
             }
             if bad {
                 continue;
+            }
+            if self.typing.is_some() {
+                let mut contexts = Contexts::new();
+                for (kind, actions) in &by_kind {
+                    let Some(kinds) =
+                        self.declared_kinds(&doc.file, line, &at, std::slice::from_ref(kind))
+                    else {
+                        bad = true;
+                        continue;
+                    };
+                    match self.declared_actions(&doc.file, line, &at, &kinds, actions) {
+                        Some(c) => {
+                            for (k, a) in c {
+                                contexts.entry(k).or_default().extend(a);
+                            }
+                        }
+                        None => bad = true,
+                    }
+                }
+                if bad {
+                    continue;
+                }
+                if let Some(when) = &capability.when {
+                    let site = Site::of(doc, "when", line, format!("{at}: when"));
+                    let names = self.type_check(&site, when, &contexts);
+                    self.record_use(&names, &[], &contexts);
+                }
             }
             self.capability_names.insert(capability.name.clone());
             let selector = policy::PrincipalSelector {

@@ -301,18 +301,16 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Config::from_yaml(&text).map_err(|e| format!("{}{e}", path.display()))
+        Config::from_yaml(path, &text)
     }
 
-    /// Parses YAML; the error starts with `:line: ` when the line is known.
-    pub fn from_yaml(text: &str) -> Result<Config, String> {
+    /// Parses the YAML text of `file`; an error is `file:line: message`, as every YAML error.
+    pub fn from_yaml(file: &Path, text: &str) -> Result<Config, String> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
-            Some(l) => format!(":{}: {}", l.line(), strip_location(&e.to_string())),
-            None => format!(": {e}"),
-        })
+        serde_yaml_ng::from_str(text)
+            .map_err(|e| crate::policy::yaml_error(file, 1, &e).to_string())
     }
 
     /// Checks settings that are each valid but make no sense together.
@@ -389,20 +387,13 @@ impl Config {
     }
 }
 
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn an_empty_file_is_the_defaults_and_defaults_are_sane() {
-        let c = Config::from_yaml("").unwrap();
+        let c = Config::from_yaml(Path::new("verdict.yaml"), "").unwrap();
         assert_eq!(c, Config::default());
         assert!(c.validate().is_ok());
         assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
@@ -411,27 +402,32 @@ mod tests {
 
     #[test]
     fn a_file_sets_nested_settings_and_rejects_unknown_keys_with_a_line() {
-        let c = Config::from_yaml("listen: 0.0.0.0:50051\nmetrics: {listen: 0.0.0.0:9464}\naudit:\n  enabled: true\n  output: /var/log/verdict.jsonl\nlimits: {max_resources: 50}\n").unwrap();
+        let c = Config::from_yaml(Path::new("verdict.yaml"), "listen: 0.0.0.0:50051\nmetrics: {listen: 0.0.0.0:9464}\naudit:\n  enabled: true\n  output: /var/log/verdict.jsonl\nlimits: {max_resources: 50}\n").unwrap();
         assert_eq!(c.metrics.listen.0.unwrap().port(), 9464);
         assert!(c.audit.enabled);
         assert_eq!(c.limits.max_resources, 50);
         assert_eq!(c.limits.max_actions, 100, "unset keys keep their defaults");
-        let err = Config::from_yaml("listen: 0.0.0.0:1\nlimits:\n  max_resource: 5\n").unwrap_err();
+        let err = Config::from_yaml(
+            Path::new("verdict.yaml"),
+            "listen: 0.0.0.0:1\nlimits:\n  max_resource: 5\n",
+        )
+        .unwrap_err();
         assert!(
-            err.starts_with(":3: limits: unknown field `max_resource`"),
+            err.starts_with("verdict.yaml:3: limits: unknown field `max_resource`"),
             "{err}"
         );
-        let err = Config::from_yaml("metrics: {listen: nowhere}\n").unwrap_err();
+        let err = Config::from_yaml(Path::new("verdict.yaml"), "metrics: {listen: nowhere}\n")
+            .unwrap_err();
         assert!(err.contains("not an address"), "{err}");
         assert_eq!(
-            Config::from_yaml("metrics: {listen: null}\n")
+            Config::from_yaml(Path::new("verdict.yaml"), "metrics: {listen: null}\n")
                 .unwrap()
                 .metrics
                 .listen,
             Endpoint(None)
         );
         assert_eq!(
-            Config::from_yaml("metrics: {listen: off}\n")
+            Config::from_yaml(Path::new("verdict.yaml"), "metrics: {listen: off}\n")
                 .unwrap()
                 .metrics
                 .listen,
@@ -449,7 +445,7 @@ mod tests {
         let start = doc.rfind("```yaml\n").expect("a yaml block") + "```yaml\n".len();
         let end = start + doc[start..].find("```").unwrap();
         assert_eq!(
-            Config::from_yaml(&doc[start..end]).unwrap(),
+            Config::from_yaml(Path::new("verdict.yaml"), &doc[start..end]).unwrap(),
             Config::default()
         );
     }
@@ -464,7 +460,7 @@ mod tests {
         c.tokens.issuer = Some("https://idp".into());
         c.tokens.audiences = vec!["verdict".into()];
         assert!(c.validate().is_ok());
-        let c = Config::from_yaml(
+        let c = Config::from_yaml(Path::new("verdict.yaml"), 
             "tokens: {jwks_file: /etc/jwks.json, issuer: https://idp, audiences: [a, b], roles_claim: realm_access.roles}\n",
         )
         .unwrap();

@@ -1,7 +1,8 @@
 //! `verdict serve`, wired: from a [`Config`] to running servers, and back down on a signal.
 //!
 //! Startup refuses anything broken (config, policies, certificates, ports) before it announces
-//! the gRPC address; SIGHUP reloads policies (and the JWKS file); SIGTERM (or Ctrl-C) drains: health turns
+//! the gRPC address; SIGHUP reloads policies, the JWKS file and the TLS certificates (each has
+//! its own [`Reloader`] thread, which also watches and polls); SIGTERM (or Ctrl-C) drains: health turns
 //! NOT_SERVING, the listeners keep serving for `shutdown.drain_secs`, then stop accepting and
 //! in-flight requests get up to `shutdown.timeout_secs` to finish.
 
@@ -12,10 +13,10 @@ use anyhow::{Context as _, Result};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::server::convert::Limits;
+use crate::reload::{ReloadOptions, Reloader};
 use crate::server::tls::{ReloadingTls, TlsFiles};
+use crate::server::Limits;
 use crate::server::{http, ServerOptions};
-use crate::store::watch::{ReloadOptions, Reloader};
 use crate::store::{PolicyStore, StoreOptions};
 use crate::telemetry::audit::AuditLog;
 use crate::token::{ClaimMapping, TokenConfig, Verifier};
@@ -95,24 +96,24 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
 
-    let (grpc_tls, http_tls) = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => {
-            let files = TlsFiles {
+    let tls = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(
+            ReloadingTls::load(TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: config.tls.client_ca.clone(),
-            };
-            let grpc = ReloadingTls::load(files.clone(), vec![b"h2".to_vec()]).context("TLS")?;
-            let http = ReloadingTls::load(files, vec![b"http/1.1".to_vec()]).context("TLS")?;
-            (Some(grpc), Some(http))
-        }
-        _ => (None, None),
+            })
+            .context("TLS")?,
+        ),
+        _ => None,
     };
-    let tls_watchers: Vec<_> = [&grpc_tls, &http_tls]
-        .into_iter()
-        .flatten()
-        .map(|t| t.watch(config.tls.reload_interval()))
-        .collect();
+    let tls_reloader = match &tls {
+        None => None,
+        Some(tls) => Some(Arc::new(
+            tls.watch(config.tls.reload_interval())
+                .context("cannot start the TLS reload thread")?,
+        )),
+    };
 
     // Before the listener is announced: from then on, SIGHUP must reload and SIGTERM drain.
     let hangups = signals::hangups()?;
@@ -133,6 +134,7 @@ pub async fn run(config: Config) -> Result<()> {
         hangups,
         Arc::clone(&reloader),
         tokens.clone(),
+        tls_reloader.clone(),
     ));
 
     let grpc_listener = TcpListener::bind(config.listen)
@@ -166,14 +168,14 @@ pub async fn run(config: Config) -> Result<()> {
             .then(|| Duration::from_millis(config.limits.request_timeout_ms)),
         max_message_bytes: config.limits.max_message_bytes,
         audit,
-        tls: grpc_tls,
+        tls: tls.clone(),
         serving: Some(serving_rx.clone()),
         tokens,
     };
 
     let mut tasks = Vec::new();
     if let Some((handle, listener)) = metrics {
-        tracing::info!(addr = %listener.local_addr()?, "serving metrics on /metrics");
+        tracing::info!(listener = "metrics", addr = %listener.local_addr()?, "serving metrics on /metrics");
         let router = http::metrics_router(handle, Some(serving_rx.clone()));
         // Metrics stay up until the very end, to be scraped while draining.
         tasks.push(tokio::spawn(async move {
@@ -183,15 +185,16 @@ pub async fn run(config: Config) -> Result<()> {
         }));
     }
     if let Some(listener) = http_listener {
-        tracing::info!(addr = %listener.local_addr()?, tls = http_tls.is_some(), "serving HTTP/JSON");
+        tracing::info!(listener = "http", addr = %listener.local_addr()?, tls = tls.is_some(), "serving HTTP/JSON");
         let router = http::api_router(
             options.authority(Arc::clone(&store)),
             config.limits.max_message_bytes,
             Some(serving_rx),
         );
         let done = stopped();
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, router, http_tls, done).await {
+            if let Err(e) = http::serve(listener, router, tls, done).await {
                 tracing::error!("HTTP/JSON server failed: {e}");
             }
         }));
@@ -211,7 +214,7 @@ pub async fn run(config: Config) -> Result<()> {
         let _ = stop.send(true);
     });
 
-    tracing::info!(addr = %grpc_listener.local_addr()?, tls = options.tls.is_some(), "serving gRPC");
+    tracing::info!(listener = "grpc", addr = %grpc_listener.local_addr()?, tls = options.tls.is_some(), "serving gRPC");
     let served = crate::server::serve(grpc_listener, Arc::clone(&store), options, stopped());
     let mut served = std::pin::pin!(served);
     // Once stopping has begun, in-flight requests get `grace` to finish.
@@ -226,10 +229,11 @@ pub async fn run(config: Config) -> Result<()> {
         }
     };
     on_hangup.abort();
-    for task in tasks.into_iter().chain(tls_watchers) {
+    for task in tasks {
         task.abort();
     }
     drop(reloader);
+    drop(tls_reloader);
     tracing::info!("stopped");
     result
 }
@@ -240,7 +244,7 @@ mod signals {
 
     use anyhow::{Context as _, Result};
 
-    use crate::store::watch::Reloader;
+    use crate::reload::Reloader;
     use crate::token::Verifier;
 
     #[cfg(unix)]
@@ -259,18 +263,23 @@ mod signals {
         Ok(())
     }
 
-    /// Each SIGHUP asks the reload threads for an immediate reload: policies, and the JWKS file.
+    /// Each SIGHUP asks the reload threads for an immediate reload: policies, the JWKS file and
+    /// the TLS certificates.
     #[cfg(unix)]
     pub async fn reload_on_hangup(
         mut hangups: Hangups,
         reloader: Arc<Reloader>,
         tokens: Option<Arc<Verifier>>,
+        tls: Option<Arc<Reloader>>,
     ) {
         while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received; reloading policies");
+            tracing::info!("SIGHUP received; reloading");
             reloader.reload_now();
             if let Some(tokens) = &tokens {
                 tokens.reload_now();
+            }
+            if let Some(tls) = &tls {
+                tls.reload_now();
             }
         }
     }
@@ -280,6 +289,7 @@ mod signals {
         _hangups: Hangups,
         _reloader: Arc<Reloader>,
         _tokens: Option<Arc<Verifier>>,
+        _tls: Option<Arc<Reloader>>,
     ) {
     }
 

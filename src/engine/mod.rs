@@ -10,6 +10,12 @@
 //!    allow (its error is named in the reason of the default deny);
 //! 4. otherwise deny (default deny).
 //!
+//! Before any of that, a set with a schema holds the request to it (unless its validation is
+//! `off`): a principal or context that violates it, a kind it does not declare, an action it does
+//! not declare for the kind, or a resource whose attributes violate it gets a deny naming the
+//! attribute, the expected and the actual type (validation `reject`), or is decided as usual
+//! with the violation reported beside the decision (validation `warn`).
+//!
 //! Request values (`P`, `C`) are built once per request, `R` once per resource, `A` once per
 //! action; every candidate rule is evaluated in the same context.
 
@@ -17,9 +23,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cel::{Activation, EvalContext, EvalError, Value};
-use crate::compile::{CompiledRule, PolicySet};
+use crate::compile::{CompiledRule, Kind, PolicySet};
+use crate::policy::schema::ValidationMode;
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource};
+use crate::schema::{self, Schema};
 use crate::smart::SmartScope;
 
 /// The decision on one action of one resource.
@@ -33,6 +41,9 @@ pub struct Decision {
     pub reason: Arc<str>,
     /// A condition failed to evaluate while deciding (the decision is a deny).
     pub evaluation_error: bool,
+    /// How the request violates the set's schema, if it does: the reason of the deny under
+    /// validation `reject`, reported beside a decision made as usual under `warn`.
+    pub schema_violation: Option<Arc<str>>,
 }
 
 impl Decision {
@@ -47,6 +58,7 @@ impl Decision {
             rule: Arc::clone(&rule.name),
             reason: Arc::clone(&rule.reason),
             evaluation_error: false,
+            schema_violation: None,
         }
     }
 
@@ -58,6 +70,7 @@ impl Decision {
             rule: Arc::clone(&rule.name),
             reason: reason.into(),
             evaluation_error: true,
+            schema_violation: None,
         }
     }
 
@@ -78,6 +91,19 @@ impl Decision {
             rule: "".into(),
             reason: reason.into(),
             evaluation_error: false,
+            schema_violation: None,
+        }
+    }
+
+    /// A deny because the request violates the schema.
+    fn invalid(violation: &Arc<str>) -> Decision {
+        Decision {
+            effect: Effect::Deny,
+            policy: "".into(),
+            rule: "".into(),
+            reason: format!("denied: {violation}").into(),
+            evaluation_error: false,
+            schema_violation: Some(Arc::clone(violation)),
         }
     }
 }
@@ -115,6 +141,8 @@ pub fn check_until(
     request: &CheckRequest,
     deadline: Option<Instant>,
 ) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
+    let schema = set.request_schema();
+    let request_violation = schema.and_then(|s| request_violation(s, request));
     let principal = set.projection.principal(&request.principal);
     let context = Value::from_json_object(&request.context);
     let mut scopes = GrantedScopes::new(&request.principal.scopes);
@@ -123,6 +151,12 @@ pub fn check_until(
     let mut results = Vec::with_capacity(request.resources.len());
     for check in &request.resources {
         let resource = &check.resource;
+        let kind = set.kind(&resource.kind);
+        let resource_violation = match (&request_violation, schema) {
+            (Some(v), _) => Some(Arc::clone(v)),
+            (None, Some(_)) => resource_violation(kind, resource),
+            (None, None) => None,
+        };
         let resource_value = set.projection.resource(resource);
         let mut actions = Vec::with_capacity(check.actions.len());
         for action in &check.actions {
@@ -134,16 +168,29 @@ pub fn check_until(
                     return Err(DeadlineExceeded { decided, requested });
                 }
             }
-            let decision = decide(
-                set,
-                &request.principal,
-                &principal,
-                resource,
-                &resource_value,
-                action,
-                &context,
-                &mut scopes,
-            );
+            let violation = match (&resource_violation, schema) {
+                (Some(v), _) => Some(Arc::clone(v)),
+                (None, Some(_)) => action_violation(kind, resource, action),
+                (None, None) => None,
+            };
+            let decision = match (violation, schema.map(|s| s.mode)) {
+                (Some(v), Some(ValidationMode::Reject)) => Decision::invalid(&v),
+                (violation, _) => {
+                    let mut decision = decide(
+                        set,
+                        kind,
+                        &request.principal,
+                        &principal,
+                        resource,
+                        &resource_value,
+                        action,
+                        &context,
+                        &mut scopes,
+                    );
+                    decision.schema_violation = violation;
+                    decision
+                }
+            };
             actions.push((action.clone(), decision));
             decided += 1;
         }
@@ -154,6 +201,48 @@ pub fn check_until(
         });
     }
     Ok(results)
+}
+
+/// How the principal or the context violates the schema, if either does.
+fn request_violation(schema: &Schema, request: &CheckRequest) -> Option<Arc<str>> {
+    let violation = schema
+        .principal
+        .check("P.attr", &request.principal.attr)
+        .and_then(|()| schema.context.check("C", &request.context))
+        .err()?;
+    Some(violation.to_string().into())
+}
+
+/// How a resource violates the schema (its kind undeclared, or its attributes), if it does.
+fn resource_violation(kind: Kind<'_>, resource: &Resource) -> Option<Arc<str>> {
+    let Some(declared) = kind.schema() else {
+        return Some(undeclared_kind(&resource.kind));
+    };
+    let violation = declared.attributes.check("R.attr", &resource.attr).err()?;
+    Some(violation.to_string().into())
+}
+
+#[cold]
+fn undeclared_kind(kind: &str) -> Arc<str> {
+    format!("kind {kind:?} is not declared in the schema").into()
+}
+
+/// Whether the kind declares the action (the resource already passed).
+fn action_violation(kind: Kind<'_>, resource: &Resource, action: &str) -> Option<Arc<str>> {
+    let declared = kind.schema()?;
+    if declared.has_action(action) {
+        return None;
+    }
+    let hint = schema::closest(action, declared.actions.iter().map(String::as_str))
+        .map(|c| format!(" (did you mean {c:?}?)"))
+        .unwrap_or_default();
+    Some(
+        format!(
+            "action {action:?} is not declared for kind {:?} in the schema{hint}",
+            resource.kind
+        )
+        .into(),
+    )
 }
 
 /// The principal's SMART scopes, parsed on first use.
@@ -180,6 +269,7 @@ impl<'r> GrantedScopes<'r> {
 #[allow(clippy::too_many_arguments)]
 fn decide(
     set: &PolicySet,
+    kind_rules: Kind<'_>,
     principal: &Principal,
     principal_value: &Value<'_>,
     resource: &Resource,
@@ -193,7 +283,7 @@ fn decide(
     let eval = activation.context(&set.environment);
     let mut failed_allow: Option<(&CompiledRule, EvalError)> = None;
     let mut gate_passed = false;
-    for &id in set.rules_for(&resource.kind, action) {
+    for &id in kind_rules.rules_for(action) {
         let rule = &set.rules[id as usize];
         if !rule.principals.matches(principal) {
             continue;
@@ -230,7 +320,7 @@ fn decide(
                 rule.name, rule.policy
             ),
         ),
-        None if !set.knows_kind(kind) => Decision::default_deny(format!(
+        None if !kind_rules.known => Decision::default_deny(format!(
             "denied by default: no policy names kind \"{kind}\" and no rule allows {kind}:{action} for this principal"
         )),
         None => Decision::default_deny(format!(
@@ -268,6 +358,7 @@ fn scope_gate(
         rule: "scope-gate".into(),
         reason: reason.into(),
         evaluation_error: false,
+        schema_violation: None,
     };
     let Some(permission) = gate.permission(action) else {
         return Some(denial(format!(

@@ -304,6 +304,21 @@ fn combine(operands: Vec<Filter>, is_and: bool) -> Filter {
             }
         }
     }
+    if is_and {
+        // A comparison holds only on a present attribute: `exists(a) && a == x` is `a == x`.
+        let compared: Vec<String> = out
+            .iter()
+            .filter_map(|f| match f.unannotated() {
+                Filter::Compare { attribute, .. }
+                | Filter::In { attribute, .. }
+                | Filter::Contains { attribute, .. } => Some(attribute.clone()),
+                _ => None,
+            })
+            .collect();
+        out.retain(|f| {
+            !matches!(f.unannotated(), Filter::Exists { attribute } if compared.contains(attribute))
+        });
+    }
     match out.len() {
         0 => unit,
         1 => out.remove(0),
@@ -446,6 +461,15 @@ mod tests {
             Filter::True
         );
         assert_eq!(Filter::negate(Filter::negate(x.clone())).simplify(), x);
+        assert_eq!(
+            Filter::And(vec![Filter::exists("a"), x.clone()]).simplify(),
+            x,
+            "a comparison implies presence"
+        );
+        assert_eq!(
+            Filter::And(vec![Filter::exists("b"), x.clone()]).simplify(),
+            Filter::And(vec![Filter::exists("b"), x.clone()])
+        );
         assert_eq!(Filter::And(vec![x.clone(), x.clone()]).simplify(), x);
         assert_eq!(
             Filter::And(vec![x.clone(), Filter::And(vec![y.clone(), Filter::True])]).simplify(),

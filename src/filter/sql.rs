@@ -7,6 +7,14 @@
 //! String ordering uses `COLLATE "C"` on PostgreSQL (code point order, like CEL).
 //!
 //! List attributes (for `contains`) are `jsonb` arrays on PostgreSQL and JSON text on SQLite.
+//!
+//! For a kind with a schema ([`render_typed`]), the WHERE clause also holds what makes a row fit
+//! the schema, as Check requires before any rule runs, for every declared attribute that has a
+//! column: required ones are not NULL, and values have their declared type. On SQLite, whose
+//! columns hold any type, that is a `typeof()` check per column (a bool is the integer 0 or 1,
+//! as SQLite stores it); on PostgreSQL the column types do most of it, and the clause checks what
+//! they cannot: enum values, whole numbers, list element types. So a row Check would deny for its
+//! types is never selected, whatever the rules say.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -14,6 +22,15 @@ use std::fmt::Write;
 use serde_json::Value as Json;
 
 use super::{CmpOp, Filter};
+use crate::schema::{ObjectType, Type};
+
+fn join_and(parts: &[String]) -> String {
+    if parts.len() == 1 {
+        parts[0].clone()
+    } else {
+        format!("({})", parts.join(" AND "))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -53,6 +70,17 @@ pub fn render(
     dialect: Dialect,
     columns: &HashMap<String, String>,
 ) -> Result<SqlFilter, SqlError> {
+    render_typed(filter, dialect, columns, None)
+}
+
+/// Like [`render`], for rows of a kind whose attributes the schema declares as `attributes`: the
+/// clause also requires every mapped column to fit its declared type (see the module doc).
+pub fn render_typed(
+    filter: &Filter,
+    dialect: Dialect,
+    columns: &HashMap<String, String>,
+    attributes: Option<&ObjectType>,
+) -> Result<SqlFilter, SqlError> {
     for attribute in filter.attributes() {
         let column = columns
             .get(attribute)
@@ -64,13 +92,40 @@ pub fn render(
             });
         }
     }
+    for column in columns.values() {
+        if !is_column_name(column) {
+            let attribute = columns
+                .iter()
+                .find(|(_, c)| *c == column)
+                .map(|(a, _)| a.clone())
+                .unwrap_or_default();
+            return Err(SqlError::BadColumn {
+                attribute,
+                column: column.clone(),
+            });
+        }
+    }
     let mut r = Renderer {
         dialect,
         columns,
         out: String::new(),
         params: Vec::new(),
     };
-    r.filter(filter);
+    let mut guards = Vec::new();
+    if let Some(attributes) = attributes {
+        r.conformance(attributes, "", &mut guards);
+    }
+    match (guards.is_empty(), filter) {
+        (true, _) => r.filter(filter),
+        (false, Filter::True) => r.out = join_and(&guards),
+        (false, _) => {
+            r.out = join_and(&guards);
+            r.out.insert(0, '(');
+            r.out.push_str(" AND ");
+            r.filter(filter);
+            r.out.push(')');
+        }
+    }
     Ok(SqlFilter {
         where_clause: r.out,
         params: r.params,
@@ -111,6 +166,89 @@ impl Renderer<'_> {
             (Dialect::Postgres, Json::Bool(_)) => format!("{p}::boolean"),
             _ => p,
         }
+    }
+
+    /// The clauses that make each mapped attribute of `attributes` (below the dotted `prefix`) fit
+    /// its declared type.
+    fn conformance(&mut self, attributes: &ObjectType, prefix: &str, out: &mut Vec<String>) {
+        for (name, attribute) in attributes.attributes() {
+            let path = format!("{prefix}{name}");
+            if let Type::Object(inner) = &attribute.ty {
+                self.conformance(inner, &format!("{path}."), out);
+                continue;
+            }
+            let Some(column) = self.columns.get(&path).cloned() else {
+                continue;
+            };
+            let guard = self.type_guard(&column, &attribute.ty);
+            // Only top-level attributes can be required of every row: a nested one is required
+            // only where its object is present.
+            let required = attribute.required && prefix.is_empty();
+            out.push(match (required, guard) {
+                (true, Some(g)) => format!("({column} IS NOT NULL AND {g})"),
+                (true, None) => format!("{column} IS NOT NULL"),
+                (false, Some(g)) => format!("({column} IS NULL OR {g})"),
+                (false, None) => continue,
+            });
+        }
+    }
+
+    /// What makes a non-NULL `column` hold a value of `ty`, beyond what its SQL type ensures.
+    fn type_guard(&mut self, column: &str, ty: &Type) -> Option<String> {
+        let sqlite = self.dialect == Dialect::Sqlite;
+        Some(match ty {
+            Type::String if sqlite => format!("typeof({column}) = 'text'"),
+            Type::Double if sqlite => format!("typeof({column}) IN ('integer', 'real')"),
+            Type::Int if sqlite => format!(
+                "(typeof({column}) IN ('integer', 'real') AND {column} = CAST({column} AS INTEGER) AND abs({column}) <= 9007199254740992)"
+            ),
+            Type::Int => format!("({column} = trunc({column}) AND abs({column}) <= 9007199254740992)"),
+            Type::Bool if sqlite => format!("(typeof({column}) = 'integer' AND {column} IN (0, 1))"),
+            Type::Enum(values) => {
+                let placeholders: Vec<String> = values
+                    .iter()
+                    .map(|v| self.placeholder(&Json::String(v.clone())))
+                    .collect();
+                let test = format!("{column} IN ({})", placeholders.join(", "));
+                if sqlite {
+                    format!("(typeof({column}) = 'text' AND {test})")
+                } else {
+                    test
+                }
+            }
+            Type::List(item) => {
+                let (element_ok, array) = match self.dialect {
+                    Dialect::Sqlite => (
+                        match item.as_ref() {
+                            Type::String | Type::Enum(_) => "json_each.type = 'text'",
+                            Type::Double | Type::Int => "json_each.type IN ('integer', 'real')",
+                            Type::Bool => "json_each.type IN ('true', 'false')",
+                            _ => "TRUE",
+                        },
+                        format!("json_valid({column}) AND json_type({column}) = 'array'"),
+                    ),
+                    Dialect::Postgres => (
+                        match item.as_ref() {
+                            Type::String | Type::Enum(_) => "jsonb_typeof(e) = 'string'",
+                            Type::Double | Type::Int => "jsonb_typeof(e) = 'number'",
+                            Type::Bool => "jsonb_typeof(e) = 'boolean'",
+                            _ => "TRUE",
+                        },
+                        format!("jsonb_typeof({column}) = 'array'"),
+                    ),
+                };
+                match self.dialect {
+                    Dialect::Sqlite => format!(
+                        "({array} AND NOT EXISTS (SELECT 1 FROM json_each({column}) WHERE NOT ({element_ok})))"
+                    ),
+                    Dialect::Postgres => format!(
+                        "({array} AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({column}) AS e WHERE NOT ({element_ok})))"
+                    ),
+                }
+            }
+            // PostgreSQL's column types hold strings, numbers and bools as they are.
+            Type::String | Type::Double | Type::Bool | Type::Object(_) => return None,
+        })
     }
 
     fn column(&self, attribute: &str) -> &str {
@@ -318,6 +456,32 @@ mod tests {
         assert!(!empty_in.matches(&json!({"x": "a"})));
         assert!(Filter::And(vec![]).matches(&json!({})));
         assert!(!Filter::Or(vec![]).matches(&json!({})));
+    }
+
+    #[test]
+    fn typed_rendering_checks_every_mapped_column_against_the_schema() {
+        let schema = crate::schema::tests::schema_of(&["schema:\n  name: s\n  kinds:\n    K:\n      actions: [read]\n      attributes:\n        flag: bool\n        level: {type: enum, values: [a, b], required: false}\n        n: int?\n        note: string?\n"]).unwrap().unwrap();
+        let attributes = &schema.kinds["K"].attributes;
+        let cols = columns(&["flag", "level", "n"]);
+        let f = Filter::compare(CmpOp::Eq, "flag", json!(true));
+        let lite = render_typed(&f, Dialect::Sqlite, &cols, Some(attributes)).unwrap();
+        assert_eq!(
+            lite.where_clause,
+            "(((t.flag IS NOT NULL AND (typeof(t.flag) = 'integer' AND t.flag IN (0, 1))) AND (t.level IS NULL OR (typeof(t.level) = 'text' AND t.level IN (?, ?))) AND (t.n IS NULL OR (typeof(t.n) IN ('integer', 'real') AND t.n = CAST(t.n AS INTEGER) AND abs(t.n) <= 9007199254740992))) AND t.flag = ?)"
+        );
+        assert_eq!(lite.params, vec![json!("a"), json!("b"), json!(true)]);
+        let pg = render_typed(&Filter::True, Dialect::Postgres, &cols, Some(attributes)).unwrap();
+        assert_eq!(
+            pg.where_clause,
+            "(t.flag IS NOT NULL AND (t.level IS NULL OR t.level IN ($1, $2)) AND (t.n IS NULL OR (t.n = trunc(t.n) AND abs(t.n) <= 9007199254740992)))"
+        );
+        // Unmapped attributes (note) are the caller's to leave out; without a schema, nothing is added.
+        assert_eq!(
+            render_typed(&f, Dialect::Sqlite, &cols, None)
+                .unwrap()
+                .where_clause,
+            "t.flag = ?"
+        );
     }
 
     #[test]

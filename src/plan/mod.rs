@@ -23,6 +23,7 @@ use crate::cel::partial::{Known, Truth};
 use crate::cel::{Condition, Value};
 use crate::compile::{CompiledRule, PolicySet, ScopeGate};
 use crate::filter::{CmpOp, Filter};
+use crate::policy::schema::ValidationMode;
 use crate::policy::Effect;
 use crate::request::Principal;
 use crate::smart::{Compartment, SmartScope};
@@ -78,8 +79,65 @@ impl std::fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// A plan, and why it is ALWAYS_DENIED when the request violates the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub plan: Plan,
+    /// How the request violates the set's schema (validation `reject`): the plan is then
+    /// [`Plan::AlwaysDenied`], as Check would deny every resource.
+    pub schema_violation: Option<Arc<str>>,
+}
+
 /// Plans `request` against `set`.
 pub fn plan(set: &PolicySet, request: &PlanRequest) -> Result<Plan, PlanError> {
+    plan_explained(set, request).map(|p| p.plan)
+}
+
+/// Like [`plan`], with the schema violation that made it ALWAYS_DENIED, if one did.
+///
+/// With a schema (validation `reject`), a principal or context that violates it, a kind or action
+/// it does not declare, or `known_attr` of the wrong type plan to ALWAYS_DENIED, as Check denies
+/// them. The filter otherwise selects the resources Check allows among those whose attributes
+/// fit the schema (as a typed table holds them; `filter::sql` renders the checks a table's
+/// column types cannot make).
+pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned, PlanError> {
+    let denied = |violation: String| {
+        Ok(Planned {
+            plan: Plan::AlwaysDenied,
+            schema_violation: Some(violation.into()),
+        })
+    };
+    let kind = set.kind(&request.kind);
+    if let Some(schema) = set
+        .request_schema()
+        .filter(|s| s.mode == ValidationMode::Reject)
+    {
+        if let Err(v) = schema
+            .principal
+            .check("P.attr", &request.principal.attr)
+            .and_then(|()| schema.context.check("C", &request.context))
+        {
+            return denied(v.to_string());
+        }
+        let Some(declared) = kind.schema() else {
+            return denied(format!(
+                "kind {:?} is not declared in the schema",
+                request.kind
+            ));
+        };
+        if !declared.has_action(&request.action) {
+            return denied(format!(
+                "action {:?} is not declared for kind {:?} in the schema",
+                request.action, request.kind
+            ));
+        }
+        if let Err(v) = declared
+            .attributes
+            .check_known("R.attr", &request.known_attr)
+        {
+            return denied(v.to_string());
+        }
+    }
     let principal = set.projection.principal(&request.principal);
     let action = Value::string(&request.action);
     let context = Value::from_json_object(&request.context);
@@ -98,13 +156,24 @@ pub fn plan(set: &PolicySet, request: &PlanRequest) -> Result<Plan, PlanError> {
     };
     let mut denies = Vec::new();
     let mut allows = Vec::new();
-    for &id in set.rules_for(&request.kind, &request.action) {
+    // A deny rule no filter can express matters only if some allow rule can hold.
+    let mut unplannable_deny: Option<PlanError> = None;
+    for &id in kind.rules_for(&request.action) {
         let rule = &set.rules[id as usize];
         if !rule.principals.matches(&request.principal) {
             continue;
         }
-        let target = truth_of(set, rule, rule.target.as_deref(), &known)?;
-        let condition = truth_of(set, rule, rule.condition.as_ref(), &known)?;
+        let truths = truth_of(set, rule, rule.target.as_deref(), &known).and_then(|target| {
+            truth_of(set, rule, rule.condition.as_ref(), &known).map(|c| (target, c))
+        });
+        let (target, condition) = match (truths, rule.effect) {
+            (Ok(truths), _) => truths,
+            (Err(e), Effect::Deny) => {
+                unplannable_deny.get_or_insert(e);
+                continue;
+            }
+            (Err(e), Effect::Allow) => return Err(e),
+        };
         let term = match rule.effect {
             // Does not fire: the target is false, or it is true and the condition is false.
             Effect::Deny => Filter::Or(vec![
@@ -119,16 +188,31 @@ pub fn plan(set: &PolicySet, request: &PlanRequest) -> Result<Plan, PlanError> {
             Effect::Allow => allows.push(term),
         }
     }
-    let mut all = denies;
-    if let Some(gate) = set.scope_gate_for(&request.kind) {
-        all.push(scope_gate_terms(gate, request));
+    let allowed = substitute_known(Filter::Or(allows), known_attr).simplify();
+    let gate = set
+        .scope_gate_for(&request.kind)
+        .map(|gate| substitute_known(scope_gate_terms(gate, request), known_attr).simplify());
+    if allowed == Filter::False || gate == Some(Filter::False) {
+        // Nothing can be allowed, whatever the deny rules say.
+        return Ok(Planned {
+            plan: Plan::AlwaysDenied,
+            schema_violation: None,
+        });
     }
-    all.push(Filter::Or(allows));
+    if let Some(e) = unplannable_deny {
+        return Err(e);
+    }
+    let mut all = denies;
+    all.extend(gate);
+    all.push(allowed);
     let filter = substitute_known(Filter::And(all), known_attr).simplify();
-    Ok(match filter {
-        Filter::True => Plan::AlwaysAllowed,
-        Filter::False => Plan::AlwaysDenied,
-        f => Plan::Conditional(f),
+    Ok(Planned {
+        plan: match filter {
+            Filter::True => Plan::AlwaysAllowed,
+            Filter::False => Plan::AlwaysDenied,
+            f => Plan::Conditional(f),
+        },
+        schema_violation: None,
     })
 }
 
@@ -262,7 +346,7 @@ mod tests {
         let set = clinic();
         let p = plan_for(
             &set,
-            json!({"id": "n", "roles": ["nurse"], "attr": {"practice_id": "7"}}),
+            json!({"id": "n", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}}),
             "Patient",
             "read",
         );
@@ -279,7 +363,7 @@ mod tests {
         let set = clinic();
         let p = plan_for(
             &set,
-            json!({"id": "alice", "roles": ["patient"], "attr": {"patient_id": "123"}}),
+            json!({"id": "alice", "roles": ["patient"], "scopes": ["user/*.rs"], "attr": {"patient_id": "123"}}),
             "Invoice",
             "read",
         );
@@ -299,7 +383,12 @@ mod tests {
     fn system_reads_invoices_everywhere_and_the_unknown_nothing() {
         let set = clinic();
         assert_eq!(
-            plan_for(&set, json!({"roles": ["system"]}), "Invoice", "read"),
+            plan_for(
+                &set,
+                json!({"roles": ["system"], "scopes": ["system/*.read"]}),
+                "Invoice",
+                "read"
+            ),
             Plan::AlwaysAllowed
         );
         assert_eq!(
@@ -316,7 +405,9 @@ mod tests {
     fn known_attributes_are_substituted() {
         let set = clinic();
         let request = PlanRequest {
-            principal: principal(json!({"roles": ["patient"], "attr": {"patient_id": "123"}})),
+            principal: principal(
+                json!({"roles": ["patient"], "scopes": ["patient/Invoice.r"], "attr": {"patient_id": "123", "patient": "123"}}),
+            ),
             kind: "Invoice".into(),
             action: "read".into(),
             known_attr: json!({"patient_id": "123"}),

@@ -2,7 +2,8 @@
 //! loading of a whole directory into [`PolicySource`]s with file-and-line errors.
 //!
 //! A file holds one or more YAML documents (separated by `---`); each document is exactly one of
-//! `agent_policy`, `resource_policy`, `capabilities` or `scope_gate`. See `docs/policies.md`.
+//! `agent_policy`, `resource_policy`, `capabilities`, `scope_gate`, `conditions` or `schema`. See
+//! `docs/policies.md`.
 //!
 //! Must not know about CEL beyond carrying condition text: compiling is `compile`'s job.
 
@@ -10,8 +11,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
+
+pub mod schema;
+
+pub use schema::SchemaDocument;
 
 /// One YAML document of a policy file.
 #[derive(Debug, Clone)]
@@ -27,6 +32,8 @@ pub enum Document {
     ScopeGate(ScopeGate),
     /// Named conditions and derived roles, defined once and used by name in rules.
     Conditions(Conditions),
+    /// Kinds, actions, roles and typed attributes: what requests and conditions may use.
+    Schema(SchemaDocument),
 }
 
 /// A document as written: a map with exactly one of these keys.
@@ -38,6 +45,7 @@ struct RawDocument {
     capabilities: Option<Capabilities>,
     scope_gate: Option<ScopeGate>,
     conditions: Option<Conditions>,
+    schema: Option<SchemaDocument>,
 }
 
 impl RawDocument {
@@ -48,6 +56,7 @@ impl RawDocument {
         found.extend(self.capabilities.map(Document::Capabilities));
         found.extend(self.scope_gate.map(Document::ScopeGate));
         found.extend(self.conditions.map(Document::Conditions));
+        found.extend(self.schema.map(Document::Schema));
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(format!("a document must have one of the keys {DOCUMENT_KEYS}")),
@@ -56,7 +65,8 @@ impl RawDocument {
     }
 }
 
-const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate, conditions";
+const DOCUMENT_KEYS: &str =
+    "agent_policy, resource_policy, capabilities, scope_gate, conditions, schema";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,9 +119,21 @@ pub struct Rule {
     /// Narrows the principals this rule applies to, within those of its policy.
     #[serde(default)]
     pub principals: Option<PrincipalSelector>,
-    /// A CEL condition over `P`, `R`, `A`, `C`; absent means always.
-    #[serde(default)]
+    /// A CEL condition over `P`, `R`, `A`, `C`; absent means always. Written but empty
+    /// (`when:` with nothing after it) is an error, not "always".
+    #[serde(default, deserialize_with = "condition_text")]
     pub when: Option<String>,
+}
+
+/// A `when:` that is present must hold a condition: YAML reads `when:` alone as null, which would
+/// otherwise make the rule unconditional.
+fn condition_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        Some(text) if !text.trim().is_empty() => Ok(Some(text)),
+        _ => Err(serde::de::Error::custom(
+            "`when` is empty: write a condition, or remove the key for a rule that always applies",
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,7 +152,7 @@ pub struct ResourceSelector {
     /// The kind the policy travels with; `"*"` is every kind.
     pub kind: String,
     /// Narrows the policy to resources for which this CEL condition holds (e.g. a label).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "condition_text")]
     pub when: Option<String>,
 }
 
@@ -153,7 +175,7 @@ pub struct Capability {
     /// `Kind:action` pairs, with `*` wildcards (`Note:*`).
     pub grants: Vec<String>,
     /// An optional CEL condition every grant of the capability is subject to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "condition_text")]
     pub when: Option<String>,
 }
 
@@ -254,6 +276,32 @@ impl<T> Located<T> {
     }
 }
 
+impl<T> Located<T> {
+    /// The 1-based file line where the key `key:` first appears in this document at or after
+    /// `after` (a line within the document), quoted or not, in block or flow style; the
+    /// document's first line if it does not.
+    pub fn line_of_key(&self, key: &str, after: usize) -> usize {
+        let start = after.saturating_sub(self.line);
+        for (i, line) in self.text.lines().enumerate().skip(start) {
+            for quoted in [key.to_string(), format!("\"{key}\""), format!("'{key}'")] {
+                let mut from = 0;
+                while let Some(found) = line[from..].find(&quoted) {
+                    let at = from + found;
+                    let before = line[..at].chars().next_back();
+                    let after_key = line[at + quoted.len()..].trim_start();
+                    if before.is_none_or(|c| matches!(c, ' ' | '{' | ',' | '-'))
+                        && after_key.starts_with(':')
+                    {
+                        return self.line + i;
+                    }
+                    from = at + quoted.len();
+                }
+            }
+        }
+        self.line.max(after)
+    }
+}
+
 /// A problem in the policy files, located as precisely as we can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
@@ -292,6 +340,8 @@ impl std::error::Error for LoadErrors {}
 /// Every document of a policy directory, with the content hash of the files it came from.
 #[derive(Debug, Clone)]
 pub struct PolicySource {
+    /// The directory the documents were read from (for messages about the set as a whole).
+    pub root: PathBuf,
     pub documents: Vec<Located<Document>>,
     /// Hex SHA-256 prefix over the sorted (relative path, content) pairs.
     pub version: String,
@@ -320,6 +370,7 @@ pub fn read_dir(dir: &Path) -> (PolicySource, Vec<LoadError>) {
         Err(error) => {
             return (
                 PolicySource {
+                    root: dir.to_path_buf(),
                     documents: Vec::new(),
                     version: String::new(),
                 },
@@ -425,6 +476,7 @@ fn parse_files_lenient(root: &Path, files: &[(PathBuf, String)]) -> (PolicySourc
     }
     let digest = hasher.finalize();
     let source = PolicySource {
+        root: root.to_path_buf(),
         documents,
         version: hex::encode(&digest[..8]),
     };
@@ -441,11 +493,8 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
         {
             continue;
         }
-        let raw: RawDocument = serde_yaml_ng::from_str(&chunk).map_err(|e| LoadError {
-            file: file.to_path_buf(),
-            line: Some(e.location().map(|l| l.line() + line - 1).unwrap_or(line)),
-            message: describe_yaml_error(&e),
-        })?;
+        let raw: RawDocument =
+            serde_yaml_ng::from_str(&chunk).map_err(|e| yaml_error(file, line, &e))?;
         let item = raw.into_document().map_err(|message| LoadError {
             file: file.to_path_buf(),
             line: Some(line),
@@ -461,12 +510,24 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>
     Ok(documents)
 }
 
-fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
+/// The one way a YAML error is told, for policies, suites and the config file alike: the file,
+/// the line (`first_line` is the file line the parsed text starts at: documents of a multi-document
+/// file are parsed one by one), and the parser's message without its own " at line L column C",
+/// so that the line is said once.
+pub fn yaml_error(file: &Path, first_line: usize, e: &serde_yaml_ng::Error) -> LoadError {
     let message = e.to_string();
-    // serde_yaml appends " at line L column C"; our prefix already says where.
-    match message.find(" at line ") {
+    let message = match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
+    };
+    LoadError {
+        file: file.to_path_buf(),
+        line: Some(
+            e.location()
+                .map(|l| l.line() + first_line - 1)
+                .unwrap_or(first_line),
+        ),
+        message,
     }
 }
 

@@ -1,7 +1,13 @@
 //! What a request goes through between its wire format and the engine, the same for gRPC and the
-//! HTTP/JSON API: a request id, who it is about (its principal, or the one its token proves), one
-//! policy-set snapshot, the deadline, the engine or the planner, and what operators see of it (a
-//! span with its latency, metrics, the decision log, a warning for every evaluation error).
+//! HTTP/JSON API: one entry point per API call ([`Authority::check`], [`Authority::plan`],
+//! [`Authority::status`]) that both transports call with the request they decoded. Each takes it
+//! from there: the request's shape ([`validate`]), a request id, who it is about (its principal,
+//! or the one its token proves), one policy-set snapshot, the deadline, the engine or the
+//! planner, and what operators see of it (metrics and latency counted once per call, refusals
+//! included; a span; the decision log; a warning for every evaluation error).
+//!
+//! A transport only decodes its wire format into a [`CheckCall`] or [`PlanCall`] (or a
+//! [`Refusal`] when it cannot) and encodes the answer: gRPC and HTTP cannot drift.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tonic::Code;
+use tracing::field::Empty;
+use tracing::Span;
 
-use super::convert::Limits;
+use super::validate::{self, Limits};
 use crate::compile::PolicySet;
 use crate::engine::{self, Decision, ResourceDecisions};
 use crate::filter::sql::{self, Dialect, SqlFilter};
@@ -18,7 +26,7 @@ use crate::filter::Filter;
 use crate::plan::{self, Plan, PlanRequest};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal};
-use crate::store::PolicyStore;
+use crate::store::{PolicyStore, ReloadStatus};
 use crate::telemetry::audit::{AuditLog, Decided, Entry, Outcome};
 use crate::telemetry::{
     DECISIONS_TOTAL, DECISION_SECONDS, EVALUATION_ERRORS_TOTAL, PLANS_TOTAL, REQUESTS_TOTAL,
@@ -43,6 +51,54 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// INVALID_ARGUMENT: the caller sent something malformed.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Refusal::new(Code::InvalidArgument, message)
+    }
+}
+
+/// One API call, whatever its transport: the method it is counted under, when it arrived, the
+/// request id header and the caller's own deadline.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    pub started: Instant,
+    /// The `x-request-id` header, used when the request has no `request_id` of its own.
+    pub header_id: Option<String>,
+    /// The caller's deadline (`grpc-timeout`); a shorter server deadline wins.
+    pub deadline: Option<Duration>,
+}
+
+impl Call {
+    /// A call arriving now.
+    pub fn new(method: &'static str, header_id: Option<&str>, deadline: Option<Duration>) -> Call {
+        Call {
+            method,
+            started: Instant::now(),
+            header_id: header_id.map(str::to_string),
+            deadline,
+        }
+    }
+}
+
+/// A Check decoded from the wire into the engine's types, not yet validated.
+#[derive(Debug, Clone, Default)]
+pub struct CheckCall {
+    pub request: CheckRequest,
+    /// A JWT to verify instead of the request's principal; empty if none.
+    pub token: String,
+}
+
+/// A PlanFilter decoded from the wire, not yet validated.
+#[derive(Debug, Clone)]
+pub struct PlanCall {
+    pub request_id: String,
+    pub request: PlanRequest,
+    /// A JWT to verify instead of the request's principal; empty if none.
+    pub token: String,
+    /// SQL to render the filter as, if asked.
+    pub sql: Option<SqlSpec>,
 }
 
 impl From<Refusal> for tonic::Status {
@@ -71,7 +127,7 @@ pub struct Planned {
 }
 
 /// Who a request is about.
-pub enum Subject {
+enum Subject {
     /// The principal the request carried, or the one its token proved.
     Principal(Principal),
     /// The request's token failed verification: every answer is a deny.
@@ -125,15 +181,55 @@ impl Authority {
         self
     }
 
+    /// The limits decoders enforce while converting (and [`validate`] after).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn store(&self) -> &Arc<PolicyStore> {
+        &self.store
+    }
+
+    /// The Check API: decides `decoded` (or counts its refusal). Every action of every resource
+    /// gets a decision, from one policy-set snapshot; a rejected token denies them all.
+    pub fn check(
+        &self,
+        call: Call,
+        decoded: Result<CheckCall, Refusal>,
+    ) -> Result<Checked, Refusal> {
+        // A debug span: at info level, building it for every request would cost more than the
+        // decision; the events that matter at info and above carry the request id themselves.
+        let span = tracing::debug_span!("check", request_id = Empty, resources = Empty);
+        let _entered = span.enter();
+        let result = decoded.and_then(|decoded| self.check_call(&call, decoded, &span));
+        finish(&call, result.as_ref().err());
+        result
+    }
+
+    /// The PlanFilter API: plans `decoded` (or counts its refusal).
+    pub fn plan(&self, call: Call, decoded: Result<PlanCall, Refusal>) -> Result<Planned, Refusal> {
+        let span = tracing::debug_span!("plan", request_id = Empty, kind = Empty, action = Empty);
+        let _entered = span.enter();
+        let result = decoded.and_then(|decoded| self.plan_call(&call, decoded, &span));
+        finish(&call, result.as_ref().err());
+        result
+    }
+
+    /// The Status API: the store's reload status, read without locking.
+    pub fn status(&self, call: Call) -> Arc<ReloadStatus> {
+        let status = self.store.status();
+        finish(&call, None);
+        status
+    }
+
     /// Who a request is about: the principal its token proves (`token` non-empty), or the one it
     /// carried. Refused (INVALID_ARGUMENT): a token when verification is not configured, a token
     /// next to a non-empty principal (ambiguous), no token when one is required. A token that
     /// fails verification is [`Subject::Rejected`], not a refusal: the answer is a deny.
-    pub fn subject(&self, token: &str, principal: Principal) -> Result<Subject, Refusal> {
+    fn subject(&self, token: &str, principal: Principal) -> Result<Subject, Refusal> {
         if token.is_empty() {
             if self.tokens.as_ref().is_some_and(|t| t.required()) {
-                return Err(Refusal::new(
-                    Code::InvalidArgument,
+                return Err(Refusal::invalid(
                     "token: this server requires a token (--require-token); a principal alone \
                      is not accepted",
                 ));
@@ -141,15 +237,13 @@ impl Authority {
             return Ok(Subject::Principal(principal));
         }
         let Some(verifier) = &self.tokens else {
-            return Err(Refusal::new(
-                Code::InvalidArgument,
+            return Err(Refusal::invalid(
                 "token: given, but token verification is not configured on this server \
                  (--jwks-file)",
             ));
         };
         if !principal.is_empty() {
-            return Err(Refusal::new(
-                Code::InvalidArgument,
+            return Err(Refusal::invalid(
                 "send either token or principal, not both: the token's claims are the principal",
             ));
         }
@@ -163,15 +257,42 @@ impl Authority {
         }
     }
 
-    /// The answer to a validated Check whose token was rejected: every action denied, with the
-    /// reason `token rejected: ...`; recorded like any other Check.
-    pub fn check_rejected(
-        &self,
-        method: &'static str,
-        mut request: CheckRequest,
-        error: &TokenError,
-    ) -> Checked {
-        let started = Instant::now();
+    /// The request id to use: the caller's (`request_id` field, else `x-request-id`), or a new one.
+    fn request_id(&self, field: &str, header: Option<&str>) -> String {
+        request_id(if field.is_empty() {
+            header.unwrap_or("")
+        } else {
+            field
+        })
+    }
+
+    fn deadline(&self, call: &Call) -> Option<Instant> {
+        let budget = match (self.timeout, call.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        budget.map(|b| call.started + b)
+    }
+
+    fn check_call(&self, call: &Call, decoded: CheckCall, span: &Span) -> Result<Checked, Refusal> {
+        let CheckCall { mut request, token } = decoded;
+        // The request's shape is checked first: it is cheap, and a signature check is not.
+        validate::check_request(&request, &self.limits).map_err(Refusal::invalid)?;
+        request.request_id = self.request_id(&request.request_id, call.header_id.as_deref());
+        span.record("request_id", request.request_id.as_str());
+        span.record("resources", request.resources.len());
+        let principal = std::mem::take(&mut request.principal);
+        match self.subject(&token, principal)? {
+            Subject::Principal(principal) => {
+                request.principal = principal;
+                self.decide(call, request)
+            }
+            Subject::Rejected(error) => Ok(self.deny_all(request, &error)),
+        }
+    }
+
+    /// Every action denied, with the reason `token rejected: ...`; recorded like any other Check.
+    fn deny_all(&self, mut request: CheckRequest, error: &TokenError) -> Checked {
         let set = self.store.current();
         let denied = Decision {
             effect: Effect::Deny,
@@ -179,6 +300,7 @@ impl Authority {
             rule: "".into(),
             reason: format!("token rejected: {error}").into(),
             evaluation_error: false,
+            schema_violation: None,
         };
         let results: Vec<ResourceDecisions> = request
             .resources
@@ -194,7 +316,6 @@ impl Authority {
             })
             .collect();
         self.observe_decisions(&set, &request, &results);
-        finish(method, started, None);
         Checked {
             request_id: std::mem::take(&mut request.request_id),
             policy_version: set.version.clone(),
@@ -203,73 +324,13 @@ impl Authority {
         }
     }
 
-    /// The answer to a validated PlanFilter whose token was rejected: ALWAYS_DENIED (SQL `FALSE`
-    /// when asked for).
-    pub fn plan_rejected(
-        &self,
-        method: &'static str,
-        request_id: String,
-        sql: Option<SqlSpec>,
-        error: &TokenError,
-    ) -> Planned {
-        let started = Instant::now();
+    fn decide(&self, call: &Call, mut request: CheckRequest) -> Result<Checked, Refusal> {
         let set = self.store.current();
-        metrics::counter!(PLANS_TOTAL, "kind" => "always_denied").increment(1);
-        finish(method, started, None);
-        Planned {
-            request_id,
-            policy_version: set.version.clone(),
-            plan: Plan::AlwaysDenied,
-            // `false` names no attribute: rendering cannot fail.
-            sql: sql
-                .and_then(|(dialect, columns)| sql::render(&Filter::False, dialect, &columns).ok()),
-            token_error: Some(error.to_string()),
-        }
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    pub fn store(&self) -> &Arc<PolicyStore> {
-        &self.store
-    }
-
-    /// The request id to use: the caller's (`request_id` field, else `x-request-id`), or a new one.
-    pub fn request_id(&self, field: &str, header: Option<&str>) -> String {
-        request_id(if field.is_empty() {
-            header.unwrap_or("")
-        } else {
-            field
-        })
-    }
-
-    fn deadline(&self, client: Option<Duration>, started: Instant) -> Option<Instant> {
-        let budget = match (self.timeout, client) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        budget.map(|b| started + b)
-    }
-
-    /// Decides a validated Check. `client_deadline` is the caller's own (`grpc-timeout`).
-    pub fn check(
-        &self,
-        method: &'static str,
-        mut request: CheckRequest,
-        client_deadline: Option<Duration>,
-    ) -> Result<Checked, Refusal> {
         let started = Instant::now();
-        // A debug span: at info level, building it for every request would cost more than the
-        // decision; the events that matter at info and above carry the request id themselves.
-        let span = tracing::debug_span!("check", request_id = %request.request_id, resources = request.resources.len());
-        let _entered = span.enter();
-        let set = self.store.current();
-        let outcome = engine::check_until(&set, &request, self.deadline(client_deadline, started));
-        let decided_in = started.elapsed();
-        let result = match outcome {
+        let outcome = engine::check_until(&set, &request, self.deadline(call));
+        match outcome {
             Ok(results) => {
-                metrics::histogram!(DECISION_SECONDS).record(decided_in.as_secs_f64());
+                metrics::histogram!(DECISION_SECONDS).record(started.elapsed().as_secs_f64());
                 self.observe_decisions(&set, &request, &results);
                 Ok(Checked {
                     request_id: std::mem::take(&mut request.request_id),
@@ -285,9 +346,7 @@ impl Authority {
                     e.decided, e.requested
                 ),
             )),
-        };
-        finish(method, started, result.as_ref().err());
-        result
+        }
     }
 
     fn observe_decisions(
@@ -351,17 +410,49 @@ impl Authority {
         });
     }
 
-    /// Plans a validated PlanFilter, rendering SQL when asked.
-    pub fn plan(
+    fn plan_call(&self, call: &Call, decoded: PlanCall, span: &Span) -> Result<Planned, Refusal> {
+        let PlanCall {
+            request_id,
+            mut request,
+            token,
+            sql,
+        } = decoded;
+        validate::plan_request(&request, &self.limits).map_err(Refusal::invalid)?;
+        let request_id = self.request_id(&request_id, call.header_id.as_deref());
+        span.record("request_id", request_id.as_str());
+        span.record("kind", request.kind.as_str());
+        span.record("action", request.action.as_str());
+        let principal = std::mem::take(&mut request.principal);
+        match self.subject(&token, principal)? {
+            Subject::Principal(principal) => {
+                request.principal = principal;
+                self.plan_filter(request_id, request, sql)
+            }
+            Subject::Rejected(error) => Ok(self.plan_denied(request_id, sql, &error)),
+        }
+    }
+
+    /// ALWAYS_DENIED (SQL `FALSE` when asked for), for a request whose token was rejected.
+    fn plan_denied(&self, request_id: String, sql: Option<SqlSpec>, error: &TokenError) -> Planned {
+        let set = self.store.current();
+        metrics::counter!(PLANS_TOTAL, "kind" => "always_denied").increment(1);
+        Planned {
+            request_id,
+            policy_version: set.version.clone(),
+            plan: Plan::AlwaysDenied,
+            // `false` names no attribute: rendering cannot fail.
+            sql: sql
+                .and_then(|(dialect, columns)| sql::render(&Filter::False, dialect, &columns).ok()),
+            token_error: Some(error.to_string()),
+        }
+    }
+
+    fn plan_filter(
         &self,
-        method: &'static str,
         request_id: String,
         request: PlanRequest,
         sql: Option<SqlSpec>,
     ) -> Result<Planned, Refusal> {
-        let started = Instant::now();
-        let span = tracing::debug_span!("plan", request_id = %request_id, kind = %request.kind, action = %request.action);
-        let _entered = span.enter();
         let set = self.store.current();
         let result = plan::plan(&set, &request)
             .map_err(|e| {
@@ -407,7 +498,6 @@ impl Authority {
                 },
             });
         }
-        finish(method, started, result.as_ref().err());
         result.map(|(plan, sql)| Planned {
             request_id,
             policy_version: set.version.clone(),
@@ -418,9 +508,10 @@ impl Authority {
     }
 }
 
-/// Records a finished request's metrics and latency.
-pub fn finish(method: &'static str, started: Instant, refusal: Option<&Refusal>) {
-    let elapsed = started.elapsed();
+/// Records a finished call's metrics and latency: once per call, refused or answered.
+fn finish(call: &Call, refusal: Option<&Refusal>) {
+    let method = call.method;
+    let elapsed = call.started.elapsed();
     let status = refusal.map(|r| code_name(r.code)).unwrap_or("OK");
     metrics::counter!(REQUESTS_TOTAL, "method" => method, "status" => status).increment(1);
     metrics::histogram!(REQUEST_SECONDS, "method" => method).record(elapsed.as_secs_f64());

@@ -1,41 +1,27 @@
-//! Protobuf <-> engine types. Converted requests go through [`super::validate`], so the engine only
-//! ever sees well-formed requests; every problem is an INVALID_ARGUMENT naming the field.
+//! Protobuf <-> engine types: requests into [`CheckCall`]s and [`PlanCall`]s for the
+//! [`Authority`](super::authority::Authority), its answers back into responses; and for clients
+//! (the CLI, tests, benchmarks), engine requests into protobuf ([`to_proto`]). A problem met
+//! while converting is an INVALID_ARGUMENT naming the field; the shape of what converted is the
+//! authority's to check ([`super::validate`]), the same for every transport.
 
 use std::collections::HashMap;
 
 use prost_types::value::Kind;
 use serde_json::Value as Json;
-use tonic::Status;
 
+use super::authority::{CheckCall, Checked, PlanCall, Planned, Refusal};
 use super::proto;
-use crate::engine::{Decision, ResourceDecisions};
+use super::validate::Limits;
+use crate::engine::Decision;
 use crate::filter::sql::{Dialect, SqlFilter};
 use crate::filter::{CmpOp, Filter};
 use crate::plan::{Plan, PlanRequest};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
+use crate::store::ReloadStatus;
 
-/// Request limits enforced before deciding.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_resources: usize,
-    pub max_actions: usize,
-    /// Maximum nesting of attribute values (objects and lists).
-    pub max_attr_depth: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_resources: 1000,
-            max_actions: 100,
-            max_attr_depth: 16,
-        }
-    }
-}
-
-fn invalid(message: impl Into<String>) -> Status {
-    Status::invalid_argument(message.into())
+fn invalid(message: impl Into<String>) -> Refusal {
+    Refusal::invalid(message)
 }
 
 /// protobuf Struct -> JSON object (None -> empty object). Nulls and NaN become JSON null, which the
@@ -44,7 +30,7 @@ pub fn struct_to_json(
     s: Option<prost_types::Struct>,
     field: &dyn Fn() -> String,
     max_depth: usize,
-) -> Result<Json, Status> {
+) -> Result<Json, Refusal> {
     let mut map = serde_json::Map::new();
     if let Some(s) = s {
         // Keys and strings move from the message: nothing is copied.
@@ -61,7 +47,7 @@ fn value_to_json(
     field: &dyn Fn() -> String,
     depth: usize,
     max_depth: usize,
-) -> Result<Json, Status> {
+) -> Result<Json, Refusal> {
     if depth > max_depth {
         return Err(invalid(format!(
             "{}: attributes nest deeper than {max_depth} levels",
@@ -116,7 +102,7 @@ pub fn json_to_value(j: &Json) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Principal, Status> {
+pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Principal, Refusal> {
     let p = p.unwrap_or_default();
     Ok(Principal {
         attr: struct_to_json(
@@ -132,8 +118,9 @@ pub fn principal(p: Option<proto::Principal>, limits: &Limits) -> Result<Princip
     })
 }
 
-/// protobuf -> engine request, then the same validation the HTTP/JSON API applies.
-pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckRequest, Status> {
+/// A Check off the wire, in the engine's types (attributes nested deeper than the limit are
+/// refused while converting, before they are copied).
+pub fn check_call(r: proto::CheckRequest, limits: &Limits) -> Result<CheckCall, Refusal> {
     if r.resources.len() > limits.max_resources {
         return Err(invalid(super::validate::too_many_resources(
             r.resources.len(),
@@ -161,8 +148,10 @@ pub fn check_request(r: proto::CheckRequest, limits: &Limits) -> Result<CheckReq
         request_id: r.request_id,
         resources,
     };
-    super::validate::check_request(&request, limits).map_err(invalid)?;
-    Ok(request)
+    Ok(CheckCall {
+        request,
+        token: r.token,
+    })
 }
 
 pub fn action_decision(d: &Decision) -> proto::ActionDecision {
@@ -177,15 +166,12 @@ pub fn action_decision(d: &Decision) -> proto::ActionDecision {
     }
 }
 
-pub fn check_response(
-    request_id: String,
-    version: &str,
-    results: &[ResourceDecisions],
-) -> proto::CheckResponse {
+pub fn check_response(answer: Checked) -> proto::CheckResponse {
     proto::CheckResponse {
-        request_id,
-        policy_version: version.to_string(),
-        results: results
+        request_id: answer.request_id,
+        policy_version: answer.policy_version,
+        results: answer
+            .results
             .iter()
             .map(|r| proto::ResourceResult {
                 resource: Some(proto::ResourceIdentity {
@@ -199,11 +185,21 @@ pub fn check_response(
                     .collect::<HashMap<_, _>>(),
             })
             .collect(),
-        token_error: String::new(),
+        token_error: answer.token_error.unwrap_or_default(),
     }
 }
 
-pub fn plan_request(r: proto::PlanFilterRequest, limits: &Limits) -> Result<PlanRequest, Status> {
+/// A PlanFilter off the wire, in the engine's types.
+pub fn plan_call(r: proto::PlanFilterRequest, limits: &Limits) -> Result<PlanCall, Refusal> {
+    let sql = match r.sql {
+        None => None,
+        Some(s) => {
+            let name = proto::SqlDialect::try_from(s.dialect)
+                .map(|d| d.as_str_name().to_string())
+                .unwrap_or_else(|_| s.dialect.to_string());
+            Some((dialect(&name)?, s.columns))
+        }
+    };
     let request = PlanRequest {
         principal: principal(r.principal, limits)?,
         kind: r.resource_kind,
@@ -215,37 +211,61 @@ pub fn plan_request(r: proto::PlanFilterRequest, limits: &Limits) -> Result<Plan
             limits.max_attr_depth,
         )?,
     };
-    super::validate::plan_request(&request, limits).map_err(invalid)?;
-    Ok(request)
+    Ok(PlanCall {
+        request_id: r.request_id,
+        request,
+        token: r.token,
+        sql,
+    })
 }
 
-/// The SQL rendering asked for, if any: dialect and columns.
-pub fn sql_request(
-    sql: &Option<proto::SqlRequest>,
-) -> Result<Option<super::authority::SqlSpec>, Status> {
-    match sql {
-        None => Ok(None),
-        Some(s) => match proto::SqlDialect::try_from(s.dialect) {
-            Ok(proto::SqlDialect::Postgres) => Ok(Some((Dialect::Postgres, s.columns.clone()))),
-            Ok(proto::SqlDialect::Sqlite) => Ok(Some((Dialect::Sqlite, s.columns.clone()))),
-            _ => Err(invalid(
-                "sql.dialect must be SQL_DIALECT_POSTGRES or SQL_DIALECT_SQLITE",
-            )),
-        },
+/// The SQL dialect a request names, by its protobuf enum name (`SQL_DIALECT_POSTGRES`, what the
+/// gRPC field and the HTTP/JSON API carry) or its short alias (`postgres`, `sqlite`). The one
+/// place dialect names are read: gRPC, HTTP and `verdict plan --sql` all come through here.
+pub fn dialect(name: &str) -> Result<Dialect, Refusal> {
+    match name {
+        "SQL_DIALECT_POSTGRES" | "postgres" => Ok(Dialect::Postgres),
+        "SQL_DIALECT_SQLITE" | "sqlite" => Ok(Dialect::Sqlite),
+        other => Err(invalid(format!(
+            "sql.dialect \"{other}\" must be SQL_DIALECT_POSTGRES (postgres) or \
+             SQL_DIALECT_SQLITE (sqlite)"
+        ))),
     }
 }
 
-pub fn plan_response(p: &super::authority::Planned) -> proto::PlanFilterResponse {
+/// The protobuf enum of a dialect (for clients).
+pub fn dialect_to_proto(dialect: Dialect) -> proto::SqlDialect {
+    match dialect {
+        Dialect::Postgres => proto::SqlDialect::Postgres,
+        Dialect::Sqlite => proto::SqlDialect::Sqlite,
+    }
+}
+
+pub fn plan_response(p: Planned) -> proto::PlanFilterResponse {
     proto::PlanFilterResponse {
-        request_id: p.request_id.clone(),
-        policy_version: p.policy_version.clone(),
         kind: plan_kind(&p.plan) as i32,
         filter: match &p.plan {
             Plan::Conditional(f) => Some(filter(f)),
             _ => None,
         },
         sql: p.sql.as_ref().map(sql_filter),
-        token_error: p.token_error.clone().unwrap_or_default(),
+        request_id: p.request_id,
+        policy_version: p.policy_version,
+        token_error: p.token_error.unwrap_or_default(),
+    }
+}
+
+pub fn status_response(status: &ReloadStatus) -> proto::StatusResponse {
+    proto::StatusResponse {
+        active_version: status.active_version.clone(),
+        loaded_at: Some(status.loaded_at.into()),
+        rule_count: status.rule_count as u64,
+        policy_count: status.policy_count as u64,
+        last_error: status.last_error.clone().unwrap_or_default(),
+        last_error_at: status.last_error_at.map(Into::into),
+        reloads_ok: status.reloads_ok,
+        reloads_failed: status.reloads_failed,
+        failing_tests: status.failing_tests.clone(),
     }
 }
 
@@ -336,6 +356,48 @@ pub fn sql_filter(s: &SqlFilter) -> proto::SqlFilter {
     }
 }
 
+/// A JSON object as a protobuf Struct; `None` for anything else (null, absent).
+pub fn json_to_struct(j: &Json) -> Option<prost_types::Struct> {
+    match json_to_value(j).kind {
+        Some(Kind::StructValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The protobuf form of an engine principal (for clients).
+pub fn principal_to_proto(p: &Principal) -> proto::Principal {
+    proto::Principal {
+        id: p.id.clone(),
+        roles: p.roles.clone(),
+        capabilities: p.capabilities.clone(),
+        scopes: p.scopes.clone(),
+        attr: json_to_struct(&p.attr),
+        client_id: p.client_id.clone(),
+    }
+}
+
+/// The protobuf form of an engine request (for clients: the CLI, tests and benchmarks).
+pub fn to_proto(r: &CheckRequest) -> proto::CheckRequest {
+    proto::CheckRequest {
+        request_id: r.request_id.clone(),
+        principal: Some(principal_to_proto(&r.principal)),
+        resources: r
+            .resources
+            .iter()
+            .map(|c| proto::ResourceCheck {
+                resource: Some(proto::Resource {
+                    kind: c.resource.kind.clone(),
+                    id: c.resource.id.clone(),
+                    attr: json_to_struct(&c.resource.attr),
+                }),
+                actions: c.actions.clone(),
+            })
+            .collect(),
+        context: json_to_struct(&r.context),
+        token: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,11 +434,11 @@ mod tests {
         outer.fields.insert("deep".into(), deep);
         let err = struct_to_json(Some(outer), &|| "resources[0].resource.attr".to_string(), 4)
             .unwrap_err();
-        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(err.code, tonic::Code::InvalidArgument);
         assert!(
-            err.message().contains("resources[0].resource.attr"),
+            err.message.contains("resources[0].resource.attr"),
             "{}",
-            err.message()
+            err.message
         );
     }
 }

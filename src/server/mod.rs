@@ -2,8 +2,10 @@
 //! `grpc.health.v1`, reflection v1 and v1alpha) on one listener, optionally over TLS or mutual TLS
 //! ([`tls`]); the HTTP/JSON API and the Prometheus endpoint ([`http`]).
 //!
-//! The only module that knows wire types (protobuf, HTTP). Handlers convert the request into
-//! engine types ([`convert`], [`validate`]), and the shared [`authority`] resolves who asks (the
+//! The only module that knows wire types (protobuf, HTTP/JSON). Every API call goes through one
+//! entry point of the shared [`authority`] (`check`, `plan`, `status`): the transports only decode
+//! their wire format into engine types ([`convert`] for protobuf, [`json`] for HTTP) and encode
+//! the answer. The authority checks the request's shape ([`validate`]), resolves who asks (the
 //! request's principal, or the one its token proves), takes one policy-set snapshot, calls the
 //! synchronous engine or planner, and records metrics and the decision log. No locks and no I/O
 //! on the request path.
@@ -11,6 +13,7 @@
 pub mod authority;
 pub mod convert;
 pub mod http;
+pub mod json;
 pub mod tls;
 pub mod validate;
 
@@ -25,19 +28,19 @@ pub mod proto {
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::store::PolicyStore;
 use crate::telemetry::audit::AuditLog;
 use crate::token::Verifier;
-use authority::{Authority, Refusal, Subject};
-use convert::Limits;
+use authority::{Authority, Call};
 use proto::admin_server::{Admin, AdminServer};
 use proto::authorizer_server::{Authorizer, AuthorizerServer};
+pub use validate::Limits;
 
 /// How long past the request deadline tonic's own timer cancels a request.
 const TIMEOUT_BACKSTOP_MARGIN: Duration = Duration::from_secs(1);
@@ -51,7 +54,7 @@ pub struct ServerOptions {
     /// Largest request message accepted; 0 = tonic's default (4 MiB).
     pub max_message_bytes: usize,
     pub audit: Option<Arc<AuditLog>>,
-    /// TLS for the gRPC listener (h2 ALPN).
+    /// TLS for the gRPC listener (h2 ALPN; the HTTP listener shares it).
     pub tls: Option<Arc<tls::ReloadingTls>>,
     /// Health reports SERVING while this is true, NOT_SERVING while false (draining). `None`:
     /// always SERVING.
@@ -78,7 +81,7 @@ impl From<Limits> for ServerOptions {
     }
 }
 
-/// The Authorizer service.
+/// The Authorizer service: decodes, asks the [`Authority`], encodes.
 pub struct AuthorizerService {
     authority: Arc<Authority>,
 }
@@ -105,8 +108,13 @@ fn client_deadline<T>(request: &Request<T>) -> Option<Duration> {
     })
 }
 
-fn header<'a, T>(request: &'a Request<T>, name: &str) -> Option<&'a str> {
-    request.metadata().get(name).and_then(|v| v.to_str().ok())
+/// The call a gRPC request is: its method, `x-request-id` and `grpc-timeout`.
+fn call<T>(method: &'static str, request: &Request<T>) -> Call {
+    let header_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    Call::new(method, header_id, client_deadline(request))
 }
 
 #[tonic::async_trait]
@@ -115,84 +123,31 @@ impl Authorizer for AuthorizerService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
-        let started = Instant::now();
-        let deadline = client_deadline(&request);
-        let request_id = header(&request, "x-request-id").map(str::to_string);
-        let mut message = request.into_inner();
-        let token = std::mem::take(&mut message.token);
-        // The request's shape is checked first: it is cheap, and a signature check is not.
-        let mut checked = convert::check_request(message, self.authority.limits())
-            .map_err(|status| refused("Check", started, status))?;
-        checked.request_id = self
-            .authority
-            .request_id(&checked.request_id, request_id.as_deref());
-        let principal = std::mem::take(&mut checked.principal);
-        let answer = match self
-            .authority
-            .subject(&token, principal)
-            .map_err(|r| refused("Check", started, r.into()))?
-        {
-            Subject::Principal(principal) => {
-                checked.principal = principal;
-                self.authority.check("Check", checked, deadline)?
-            }
-            Subject::Rejected(e) => self.authority.check_rejected("Check", checked, &e),
-        };
-        let mut response =
-            convert::check_response(answer.request_id, &answer.policy_version, &answer.results);
-        response.token_error = answer.token_error.unwrap_or_default();
-        Ok(Response::new(response))
+        let call = call("Check", &request);
+        let decoded = convert::check_call(request.into_inner(), self.authority.limits());
+        let answer = self.authority.check(call, decoded)?;
+        Ok(Response::new(convert::check_response(answer)))
     }
 
     async fn plan_filter(
         &self,
         request: Request<proto::PlanFilterRequest>,
     ) -> Result<Response<proto::PlanFilterResponse>, Status> {
-        let started = Instant::now();
-        let header_id = header(&request, "x-request-id").map(str::to_string);
-        let mut request = request.into_inner();
-        let token = std::mem::take(&mut request.token);
-        let request_id = self
-            .authority
-            .request_id(&request.request_id, header_id.as_deref());
-        let sql =
-            convert::sql_request(&request.sql).map_err(|s| refused("PlanFilter", started, s))?;
-        let mut plan_request = convert::plan_request(request, self.authority.limits())
-            .map_err(|s| refused("PlanFilter", started, s))?;
-        let principal = std::mem::take(&mut plan_request.principal);
-        let planned = match self
-            .authority
-            .subject(&token, principal)
-            .map_err(|r| refused("PlanFilter", started, r.into()))?
-        {
-            Subject::Principal(principal) => {
-                plan_request.principal = principal;
-                self.authority
-                    .plan("PlanFilter", request_id, plan_request, sql)?
-            }
-            Subject::Rejected(e) => self
-                .authority
-                .plan_rejected("PlanFilter", request_id, sql, &e),
-        };
-        Ok(Response::new(convert::plan_response(&planned)))
+        let call = call("PlanFilter", &request);
+        let decoded = convert::plan_call(request.into_inner(), self.authority.limits());
+        let planned = self.authority.plan(call, decoded)?;
+        Ok(Response::new(convert::plan_response(planned)))
     }
 }
 
-/// A request refused before reaching the authority: counted like any other.
-fn refused(method: &'static str, started: Instant, status: Status) -> Status {
-    let refusal = Refusal::new(status.code(), status.message());
-    authority::finish(method, started, Some(&refusal));
-    status
-}
-
-/// The Admin service: the store's reload status, read without locking.
+/// The Admin service: the store's reload status.
 pub struct AdminService {
-    store: Arc<PolicyStore>,
+    authority: Arc<Authority>,
 }
 
 impl AdminService {
-    pub fn new(store: Arc<PolicyStore>) -> Self {
-        AdminService { store }
+    pub fn new(authority: Arc<Authority>) -> Self {
+        AdminService { authority }
     }
 }
 
@@ -200,33 +155,11 @@ impl AdminService {
 impl Admin for AdminService {
     async fn status(
         &self,
-        _request: Request<proto::StatusRequest>,
+        request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
-        let status = self.store.status();
-        Ok(Response::new(proto::StatusResponse {
-            active_version: status.active_version.clone(),
-            loaded_at: Some(status.loaded_at.into()),
-            rule_count: status.rule_count as u64,
-            policy_count: status.policy_count as u64,
-            last_error: status.last_error.clone().unwrap_or_default(),
-            last_error_at: status.last_error_at.map(Into::into),
-            reloads_ok: status.reloads_ok,
-            reloads_failed: status.reloads_failed,
-            failing_tests: status.failing_tests.clone(),
-        }))
+        let status = self.authority.status(call("Status", &request));
+        Ok(Response::new(convert::status_response(&status)))
     }
-}
-
-/// Accepted connections with Nagle's algorithm off: small gRPC frames must not wait for ACKs.
-fn plain_incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|stream| {
-        let stream = stream?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
 }
 
 /// Sets every service's health: SERVING or NOT_SERVING.
@@ -291,9 +224,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid");
-    let mut authorizer = AuthorizerServer::new(AuthorizerService::new(
-        options.authority(Arc::clone(&store)),
-    ));
+    let authority = options.authority(store);
+    let mut authorizer = AuthorizerServer::new(AuthorizerService::new(Arc::clone(&authority)));
     if options.max_message_bytes > 0 {
         authorizer = authorizer.max_decoding_message_size(options.max_message_bytes);
     }
@@ -310,15 +242,17 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authorizer)
-        .add_service(AdminServer::new(AdminService::new(store)));
+        .add_service(AdminServer::new(AdminService::new(authority)));
     let result = match &options.tls {
         None => {
+            // Nagle's algorithm off: small gRPC frames must not wait for ACKs.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
             router
-                .serve_with_incoming_shutdown(plain_incoming(listener), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         }
         Some(tls) => {
-            let (incoming, accept) = tls::incoming(listener, Arc::clone(tls));
+            let (incoming, accept) = tls::incoming(listener, Arc::clone(tls), tls::Protocol::Grpc);
             let result = router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await;

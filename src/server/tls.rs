@@ -1,11 +1,12 @@
 //! TLS for the listeners (rustls): a certificate and key from PEM files, optionally a client CA
-//! that turns on mutual TLS, all re-read when the files change (no restart to rotate a
-//! certificate). Each accepted connection uses the configuration current at its handshake; a
-//! broken new file keeps the previous configuration and is logged.
+//! that turns on mutual TLS, all re-read when the files change (a [`Reloader`] watches and polls
+//! them: no restart to rotate a certificate). Each accepted connection uses the configuration
+//! current at its handshake; a broken new file keeps the previous configuration, and the
+//! reloader logs it.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -18,6 +19,9 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::reload::{self, Outcome, ReloadOptions, Reloader};
+use crate::telemetry::TLS_RELOADS_TOTAL;
+
 /// Where the TLS material lives.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -26,12 +30,31 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Server configurations (one per ALPN protocol set) that follow the files.
+/// Which listener a connection arrives on: the ALPN protocol its configuration offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC: `h2`.
+    Grpc,
+    /// The HTTP/JSON API: `http/1.1`.
+    Http,
+}
+
+impl Protocol {
+    fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            Protocol::Grpc => vec![b"h2".to_vec()],
+            Protocol::Http => vec![b"http/1.1".to_vec()],
+        }
+    }
+}
+
+/// The server configurations of both listeners, following the files.
 pub struct ReloadingTls {
     files: TlsFiles,
-    alpn: Vec<Vec<u8>>,
-    current: ArcSwap<ServerConfig>,
-    fingerprint: std::sync::Mutex<Vec<u8>>,
+    grpc: ArcSwap<ServerConfig>,
+    http: ArcSwap<ServerConfig>,
+    /// Of the files the configurations were built from; only the reload thread takes it.
+    fingerprint: Mutex<Vec<u8>>,
 }
 
 fn read(path: &Path) -> io::Result<Vec<u8>> {
@@ -113,56 +136,79 @@ impl TlsFiles {
 
 impl ReloadingTls {
     /// Loads the files now (an error here stops the daemon from starting).
-    pub fn load(files: TlsFiles, alpn: Vec<Vec<u8>>) -> io::Result<Arc<ReloadingTls>> {
-        let config = files.server_config(&alpn)?;
+    pub fn load(files: TlsFiles) -> io::Result<Arc<ReloadingTls>> {
+        let grpc = files.server_config(&Protocol::Grpc.alpn())?;
+        let http = files.server_config(&Protocol::Http.alpn())?;
         let fingerprint = files.fingerprint()?;
         Ok(Arc::new(ReloadingTls {
             files,
-            alpn,
-            current: ArcSwap::from_pointee(config),
-            fingerprint: std::sync::Mutex::new(fingerprint),
+            grpc: ArcSwap::from_pointee(grpc),
+            http: ArcSwap::from_pointee(http),
+            fingerprint: Mutex::new(fingerprint),
         }))
     }
 
-    /// Re-reads the files if they changed; keeps the current configuration on any error.
-    pub fn refresh(&self) {
+    /// Starts the thread that re-reads the files when they change, every `poll`, and on
+    /// [`Reloader::reload_now`].
+    pub fn watch(self: &Arc<Self>, poll: Duration) -> io::Result<Reloader> {
+        Reloader::start(
+            Arc::clone(self),
+            ReloadOptions {
+                watch: true,
+                poll: Some(poll),
+                ..ReloadOptions::default()
+            },
+        )
+    }
+
+    fn acceptor(&self, protocol: Protocol) -> TlsAcceptor {
+        TlsAcceptor::from(match protocol {
+            Protocol::Grpc => self.grpc.load_full(),
+            Protocol::Http => self.http.load_full(),
+        })
+    }
+}
+
+impl reload::Source for ReloadingTls {
+    fn name(&self) -> &'static str {
+        "TLS certificates"
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.files.cert.clone(), self.files.key.clone()];
+        paths.extend(self.files.client_ca.clone());
+        paths
+    }
+
+    /// Re-reads the files if they changed; keeps the current configurations on any error.
+    fn refresh(&self) -> Outcome {
+        let failed = |e: io::Error| {
+            metrics::counter!(TLS_RELOADS_TOTAL, "result" => "failed").increment(1);
+            Outcome::Rejected(e.to_string())
+        };
         let fingerprint = match self.files.fingerprint() {
             Ok(f) => f,
-            Err(e) => {
-                tracing::error!("TLS files unreadable, keeping the current certificate: {e}");
-                return;
-            }
+            Err(e) => return failed(e),
         };
         let mut last = self.fingerprint.lock().unwrap_or_else(|e| e.into_inner());
         if *last == fingerprint {
-            return;
+            return Outcome::Unchanged;
         }
-        match self.files.server_config(&self.alpn) {
-            Ok(config) => {
-                self.current.store(Arc::new(config));
+        let configs = self
+            .files
+            .server_config(&Protocol::Grpc.alpn())
+            .and_then(|grpc| Ok((grpc, self.files.server_config(&Protocol::Http.alpn())?)));
+        match configs {
+            Ok((grpc, http)) => {
+                self.grpc.store(Arc::new(grpc));
+                self.http.store(Arc::new(http));
                 *last = fingerprint;
+                metrics::counter!(TLS_RELOADS_TOTAL, "result" => "ok").increment(1);
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                Outcome::Published
             }
-            Err(e) => tracing::error!("TLS reload rejected, keeping the current certificate: {e}"),
+            Err(e) => failed(e),
         }
-    }
-
-    /// Checks the files every `interval` on a background task.
-    pub fn watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let this = Arc::clone(&this);
-                let _ = tokio::task::spawn_blocking(move || this.refresh()).await;
-            }
-        })
-    }
-
-    fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
     }
 }
 
@@ -171,6 +217,7 @@ impl ReloadingTls {
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
+    protocol: Protocol,
 ) -> (
     tokio_stream::wrappers::ReceiverStream<io::Result<TlsStream<TcpStream>>>,
     tokio::task::JoinHandle<()>,
@@ -187,7 +234,7 @@ pub fn incoming(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = tls.acceptor();
+            let acceptor = tls.acceptor(protocol);
             let sender = sender.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {

@@ -3,9 +3,27 @@
 
 use serde_json::Value as Json;
 
-use super::convert::Limits;
 use crate::plan::PlanRequest;
 use crate::request::CheckRequest;
+
+/// Request limits enforced before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_resources: usize,
+    pub max_actions: usize,
+    /// Maximum nesting of attribute values (objects and lists).
+    pub max_attr_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_resources: 1000,
+            max_actions: 100,
+            max_attr_depth: 16,
+        }
+    }
+}
 
 pub fn too_many_resources(n: usize, limits: &Limits) -> String {
     format!(

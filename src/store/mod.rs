@@ -7,8 +7,8 @@
 //! every suite passes against it; otherwise it is rejected like a broken set, and the failing
 //! cases are named in the status, the logs and the `verdict_policy_failing_tests` gauge.
 //!
-//! [`watch`] decides *when* to reload (file events, a periodic poll, SIGHUP); this module decides
-//! *what* a reload does. Knows nothing of gRPC.
+//! [`crate::reload`] decides *when* to reload (file events, a periodic poll, SIGHUP) and logs
+//! failures; this module decides *what* a reload does. Knows nothing of gRPC.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -19,20 +19,12 @@ use arc_swap::ArcSwap;
 
 use crate::compile::PolicySet;
 use crate::policy::{self, LoadError, LoadErrors};
+use crate::reload::{self, Outcome};
 use crate::suite;
-
-pub mod watch;
-
-/// Counter, label `result` = `ok` | `failed`: reload attempts that published a new set or
-/// rejected a broken one (unchanged content is neither).
-pub const RELOADS_TOTAL: &str = "verdict_policy_reloads_total";
-/// Gauge, label `version`: 1 for the active policy set's version, 0 for versions it replaced.
-pub const POLICY_INFO: &str = "verdict_policy_info";
-/// Histogram, seconds: load and compile time of each published set.
-pub const RELOAD_SECONDS: &str = "verdict_policy_reload_duration_seconds";
-/// Gauge: test cases the last reload attempt's set failed (the reload gate); 0 once a set passes
-/// or the files are back to the active set's.
-pub const FAILING_TESTS: &str = "verdict_policy_failing_tests";
+use crate::telemetry::{
+    POLICY_FAILING_TESTS as FAILING_TESTS, POLICY_INFO, POLICY_RELOADS_TOTAL as RELOADS_TOTAL,
+    POLICY_RELOAD_SECONDS as RELOAD_SECONDS,
+};
 
 /// How the store accepts a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,10 +216,6 @@ impl PolicyStore {
                 if previous.last_error.is_some() {
                     // The files were broken and are back to the active content: nothing is wrong
                     // any more.
-                    tracing::info!(
-                        version = %previous.active_version,
-                        "policy files match the active set again; last reload error cleared"
-                    );
                     self.status.store(Arc::new(ReloadStatus {
                         last_error: None,
                         last_error_at: None,
@@ -281,20 +269,6 @@ impl PolicyStore {
                 let message = errors.to_string();
                 metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(1);
                 metrics::gauge!(FAILING_TESTS).set(failing_tests.len() as f64);
-                if failing_tests.is_empty() {
-                    tracing::error!(
-                        active_version = %previous.active_version,
-                        problems = errors.0.len(),
-                        "policy reload rejected, keeping the active set:\n{message}"
-                    );
-                } else {
-                    tracing::error!(
-                        active_version = %previous.active_version,
-                        failing_tests = failing_tests.len(),
-                        "policy reload rejected: the new set fails its test suites, keeping the \
-                         active set:\n{message}"
-                    );
-                }
                 self.status.store(Arc::new(ReloadStatus {
                     last_error: Some(message.clone()),
                     last_error_at: Some(SystemTime::now()),
@@ -320,6 +294,28 @@ impl From<LoadErrors> for Rejection {
         Rejection {
             errors,
             failing_tests: Vec::new(),
+        }
+    }
+}
+
+/// The policy directory, reloaded by a [`reload::Reloader`].
+impl reload::Source for PolicyStore {
+    fn name(&self) -> &'static str {
+        "policies"
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
+    }
+
+    fn refresh(&self) -> Outcome {
+        match self.reload() {
+            ReloadOutcome::Published(_) => Outcome::Published,
+            ReloadOutcome::Unchanged(_) => Outcome::Unchanged,
+            ReloadOutcome::Rejected(error) if !self.status().failing_tests.is_empty() => {
+                Outcome::Rejected(format!("the new set fails its test suites:\n{error}"))
+            }
+            ReloadOutcome::Rejected(error) => Outcome::Rejected(error),
         }
     }
 }
@@ -379,130 +375,34 @@ fn retire(replaced: Arc<PolicySet>) {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
-    use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName};
-    use metrics::{Metadata, Recorder, SharedString, Unit};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
     const READ: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: read\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n";
     const WRITE: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: write\n      effect: allow\n      actions: [write]\n      kinds: [Doc]\n      when: R.attr.owner == P.id\n";
     const BROKEN: &str = "agent_policy:\n  name: clerks\n  principals: {roles: [clerk]}\n  rules:\n    - name: write\n      effect: allow\n      actions: [write]\n      kinds: [Doc]\n      when: R.attr.owner == Q.id\n";
 
-    /// Every metric as `name{label=value,...}` -> value (a histogram counts its records).
-    #[derive(Default)]
-    struct Captured(Mutex<BTreeMap<String, f64>>);
-
-    struct Cell(String, Arc<Captured>);
-
-    impl Cell {
-        fn update(&self, f: impl FnOnce(f64) -> f64) {
-            let mut map = self.1 .0.lock().unwrap();
-            let value = map.entry(self.0.clone()).or_insert(0.0);
-            *value = f(*value);
-        }
-    }
-
-    impl CounterFn for Cell {
-        fn increment(&self, by: u64) {
-            self.update(|v| v + by as f64)
-        }
-        fn absolute(&self, value: u64) {
-            self.update(|_| value as f64)
-        }
-    }
-
-    impl GaugeFn for Cell {
-        fn increment(&self, by: f64) {
-            self.update(|v| v + by)
-        }
-        fn decrement(&self, by: f64) {
-            self.update(|v| v - by)
-        }
-        fn set(&self, value: f64) {
-            self.update(|_| value)
-        }
-    }
-
-    impl HistogramFn for Cell {
-        fn record(&self, _value: f64) {
-            self.update(|v| v + 1.0)
-        }
-    }
-
-    struct TestRecorder(Arc<Captured>);
-
-    impl TestRecorder {
-        fn cell(&self, key: &Key) -> Arc<Cell> {
-            let labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            let name = format!("{}{{{}}}", key.name(), labels.join(","));
-            Arc::new(Cell(name, Arc::clone(&self.0)))
-        }
-
-        fn get(&self, name: &str) -> Option<f64> {
-            self.0 .0.lock().unwrap().get(name).copied()
-        }
-    }
-
-    impl Recorder for TestRecorder {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            Counter::from_arc(self.cell(key))
-        }
-        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::from_arc(self.cell(key))
-        }
-        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-            Histogram::from_arc(self.cell(key))
-        }
-    }
-
-    const SUITE: &str = "suite: clerks\nprincipals:\n  clerk: {id: c-1, roles: [clerk]}\nresources:\n  doc: {kind: Doc, id: d1}\ntests:\n  - name: clerks read\n    principal: clerk\n    resource: doc\n    expect: {read: allow}\n";
-
-    #[test]
-    fn the_reload_gate_runs_the_suites_next_to_the_policies() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("clerks.yaml");
-        std::fs::write(&file, READ).unwrap();
-        std::fs::write(dir.path().join("clerks_test.yaml"), SUITE).unwrap();
-        let store = PolicyStore::open(dir.path()).unwrap();
-        let first = store.current().version.clone();
-
-        // WRITE drops `read`: the suite fails, the set stays out, the case is named with its line.
-        std::fs::write(&file, WRITE).unwrap();
-        let ReloadOutcome::Rejected(error) = store.reload() else {
-            panic!("a set failing its suite is rejected")
-        };
-        let status = store.status();
-        assert_eq!(status.active_version, first);
-        assert_eq!(status.failing_tests.len(), 1, "{error}");
-        let case = &status.failing_tests[0];
-        assert!(
-            case.contains("clerks_test.yaml:7: suite \"clerks\": test \"clerks read / read\" failed: expected: effect allow; got: deny"),
-            "{case}"
-        );
-        // A suite that does not parse cannot vouch for anything.
-        std::fs::write(&file, READ).unwrap();
-        std::fs::write(dir.path().join("broken_test.yaml"), "suite: [").unwrap();
-        std::fs::write(dir.path().join("more.yaml"), "# a comment\n").unwrap();
-        let ReloadOutcome::Rejected(error) = store.reload() else {
-            panic!("an unreadable suite rejects the set")
-        };
-        assert!(error.contains("broken_test.yaml") && error.contains("the suite cannot be read"));
-        assert_eq!(store.current().version, first);
-
-        // Without the gate, the same files go live, and a failing set at start is no obstacle.
-        let ungated = StoreOptions {
-            require_tests: false,
-        };
-        std::fs::write(&file, WRITE).unwrap();
-        assert!(PolicyStore::open(dir.path()).is_err());
-        let store = PolicyStore::open_with(dir.path(), ungated).unwrap();
-        assert_ne!(store.current().version, first);
+    /// What was recorded since the last snapshot, as `name{label=value,...}` -> value: a
+    /// counter's increase, a gauge's value (0 if not set since), a histogram's record count.
+    fn recorded(snapshotter: &Snapshotter) -> BTreeMap<String, f64> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                let value = match value {
+                    DebugValue::Counter(n) => n as f64,
+                    DebugValue::Gauge(v) => v.into_inner(),
+                    DebugValue::Histogram(values) => values.len() as f64,
+                };
+                (format!("{}{{{}}}", key.name(), labels.join(",")), value)
+            })
+            .collect()
     }
 
     #[test]
@@ -510,14 +410,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("clerks.yaml");
         std::fs::write(&file, READ).unwrap();
-        let recorder = TestRecorder(Arc::default());
+        let info = |version: &str| format!("{POLICY_INFO}{{version={version}}}");
+        // Opening publishes the first version.
+        let opening = DebuggingRecorder::new();
+        let opened = opening.snapshotter();
+        let first = metrics::with_local_recorder(&opening, || {
+            PolicyStore::open(dir.path())
+                .unwrap()
+                .current()
+                .version
+                .clone()
+        });
+        assert_eq!(recorded(&opened).get(&info(&first)), Some(&1.0));
+
+        // A snapshot resets gauges: each one below covers the steps since the last, and none is
+        // taken where a reset would hide a gauge the code must set.
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
             let store = PolicyStore::open(dir.path()).unwrap();
-            let first = store.status().active_version.clone();
-            assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={first}}}")),
-                Some(1.0)
-            );
             assert_eq!(store.reload(), ReloadOutcome::Unchanged(first.clone()));
 
             std::fs::write(&file, WRITE).unwrap();
@@ -530,39 +441,38 @@ mod tests {
                 (status.active_version.as_str(), status.reloads_ok),
                 (second.as_str(), 1)
             );
+            let published = recorded(&snapshotter);
+            assert_eq!(published.get(&info(&first)), Some(&0.0), "{published:?}");
+            assert_eq!(published.get(&info(&second)), Some(&1.0), "{published:?}");
             assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={first}}}")),
-                Some(0.0)
+                published.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
+                Some(&1.0),
+                "one publication, the unchanged reload none: {published:?}"
             );
-            assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={second}}}")),
-                Some(1.0)
-            );
-            assert_eq!(
-                recorder.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
-                Some(1.0)
-            );
-            assert_eq!(recorder.get(&format!("{RELOAD_SECONDS}{{}}")), Some(1.0));
+            assert_eq!(published.get(&format!("{RELOAD_SECONDS}{{}}")), Some(&1.0));
 
             std::fs::write(&file, BROKEN).unwrap();
             let ReloadOutcome::Rejected(error) = store.reload() else {
                 panic!("a broken change is rejected")
             };
-            assert!(error.contains("clerks.yaml:5: "), "{error}");
+            assert!(error.contains("clerks.yaml:9: "), "{error}");
             assert!(error.contains("unknown variable 'Q'"), "{error}");
             assert_eq!(store.current().version, second, "the last good set stays");
             let status = store.status();
             assert_eq!(status.last_error.as_deref(), Some(error.as_str()));
             assert!(status.last_error_at.is_some());
             assert_eq!((status.reloads_ok, status.reloads_failed), (1, 1));
+            let rejected = recorded(&snapshotter);
             assert_eq!(
-                recorder.get(&format!("{RELOADS_TOTAL}{{result=failed}}")),
-                Some(1.0)
+                rejected.get(&format!("{RELOADS_TOTAL}{{result=failed}}")),
+                Some(&1.0)
             );
             assert_eq!(
-                recorder.get(&format!("{POLICY_INFO}{{version={second}}}")),
-                Some(1.0)
+                rejected.get(&format!("{RELOADS_TOTAL}{{result=ok}}")),
+                Some(&0.0),
+                "nothing published: {rejected:?}"
             );
+            assert_eq!(rejected.get(&format!("{RELOAD_SECONDS}{{}}")), Some(&0.0));
 
             // Put back as the active set: nothing published, and nothing wrong any more.
             std::fs::write(&file, WRITE).unwrap();

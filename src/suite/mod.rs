@@ -214,39 +214,9 @@ pub fn load(path: &Path) -> Result<Suite, String> {
     parse(path, &text)
 }
 
-/// Parses the text of a suite file; `path` names it in errors.
+/// Parses the text of a suite file; `path` names it in errors (`file:line: message`).
 pub fn parse(path: &Path, text: &str) -> Result<Suite, String> {
-    serde_yaml_ng::from_str(text).map_err(|e| {
-        let line = e
-            .location()
-            .map(|l| format!(":{}", l.line()))
-            .unwrap_or_default();
-        format!("{}{line}: {e}", path.display())
-    })
-}
-
-/// Every suite file under `dir`, sorted.
-pub fn find(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            if std::fs::metadata(&path)?.is_dir() {
-                walk(&path, out)?;
-            } else if crate::policy::is_test_suite(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    walk(dir, &mut out)?;
-    out.sort();
-    Ok(out)
+    serde_yaml_ng::from_str(text).map_err(|e| crate::policy::yaml_error(path, 1, &e).to_string())
 }
 
 /// The outcome of one test case (a Check action or a plan).

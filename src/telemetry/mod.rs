@@ -1,8 +1,10 @@
 //! What the daemon tells its operators: logs (text or JSON, via `tracing`), metrics (the
 //! `metrics` facade, rendered for Prometheus) and the decision log ([`audit`]).
 //!
-//! Metric names are constants here so dashboards and tests share them. Recording a metric is a
-//! no-op until [`install_metrics`] has installed the Prometheus recorder.
+//! A leaf: the modules that have something to report (`store`, `token`, `server`) report into it,
+//! and it depends on none of them. Every metric name is a constant here, with its labels, so
+//! dashboards, tests and the code share them. Recording a metric is a no-op until
+//! [`install_metrics`] has installed the Prometheus recorder.
 
 pub mod audit;
 
@@ -10,45 +12,66 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::{LogConfig, LogFormat};
-
-/// gRPC (and HTTP/JSON) requests by `method` and `status` (a gRPC code name such as `OK`).
+/// Counter, labels `method` (`Check`, `PlanFilter`, `Status`, `http/v1/check`, `http/v1/plan`,
+/// `http/v1/status`) and `status` (a gRPC code name such as `OK`): every API call, refused ones
+/// included.
 pub const REQUESTS_TOTAL: &str = "verdict_requests_total";
-/// Request latency in seconds, by `method`.
+/// Histogram, seconds, label `method`: from a call's arrival to its answer.
 pub const REQUEST_SECONDS: &str = "verdict_request_duration_seconds";
-/// Decisions by `effect` (`allow`, `deny`).
+/// Counter, label `effect` (`allow`, `deny`): one per decided (resource, action).
 pub const DECISIONS_TOTAL: &str = "verdict_decisions_total";
-/// Latency of one (resource, action) decision inside a Check, in seconds.
+/// Histogram, seconds, no labels: the time the engine took to decide one Check, all its
+/// resources and actions.
 pub const DECISION_SECONDS: &str = "verdict_decision_duration_seconds";
-/// Conditions that failed to evaluate while deciding (each denied), by `effect` of the rule.
+/// Counter, no labels: conditions that failed to evaluate while deciding (each ended in a deny).
 pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
-/// PlanFilter answers by `kind` (`always_allowed`, `always_denied`, `conditional`, `error`).
+/// Counter, label `kind` (`always_allowed`, `always_denied`, `conditional`, `error`): PlanFilter
+/// answers.
 pub const PLANS_TOTAL: &str = "verdict_plans_total";
-/// Requests whose token was rejected, by `reason` (`expired`, `signature`, `unknown_kid`...).
+/// Counter, label `reason` (`too_large`, `malformed`, `unsigned`, `symmetric`, `algorithm`,
+/// `unknown_key`, `algorithm_mismatch`, `signature`, `expired`, `not_yet_valid`, `issuer`,
+/// `audience`, `claims`, `unverifiable`): requests whose token was rejected.
 pub const TOKENS_REJECTED_TOTAL: &str = "verdict_tokens_rejected_total";
-/// Decision-log lines dropped because the writer could not keep up.
+/// Counter, no labels: decision-log lines dropped because the writer could not keep up.
 pub const AUDIT_DROPPED_TOTAL: &str = "verdict_audit_dropped_total";
-/// Decision-log lines written.
+/// Counter, no labels: decision-log lines written.
 pub const AUDIT_WRITTEN_TOTAL: &str = "verdict_audit_written_total";
+/// Counter, label `result` (`ok`, `failed`): policy reload attempts that published a new set or
+/// rejected a broken one (unchanged content is neither).
+pub const POLICY_RELOADS_TOTAL: &str = "verdict_policy_reloads_total";
+/// Gauge, label `version`: 1 for the active policy set's version, 0 for versions it replaced.
+pub const POLICY_INFO: &str = "verdict_policy_info";
+/// Histogram, seconds, no labels: load and compile time of each published policy set.
+pub const POLICY_RELOAD_SECONDS: &str = "verdict_policy_reload_duration_seconds";
+/// Gauge, no labels: test cases the last rejected policy set failed (the reload gate); 0 once a
+/// set passes or the files are back to the active set's.
+pub const POLICY_FAILING_TESTS: &str = "verdict_policy_failing_tests";
+/// Counter, label `result` (`ok`: new keys published; `failed`: a broken or unreadable file,
+/// the last good keys kept): JWKS reload attempts.
+pub const JWKS_RELOADS_TOTAL: &str = "verdict_jwks_reloads_total";
+/// Counter, label `result` (`ok`: new certificates published; `failed`: the current ones kept):
+/// TLS certificate reload attempts.
+pub const TLS_RELOADS_TOTAL: &str = "verdict_tls_reloads_total";
 
-/// Sets up `tracing` for the daemon: `format` text or JSON on stderr, `level` a filter
-/// (overridden by `VERDICT_LOG` when set). Safe to call more than once (later calls do nothing).
-pub fn init_logging(config: &LogConfig) {
+/// Sets up `tracing`: text (`json` false) or JSON on stderr, `level` a filter (overridden by
+/// `VERDICT_LOG` when set). Safe to call more than once (later calls do nothing).
+pub fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VERDICT_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        LogFormat::Json => builder
+    let _ = if json {
+        builder
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
     };
 }
 
@@ -78,7 +101,11 @@ fn describe_metrics() {
     describe_counter!(REQUESTS_TOTAL, "Requests by method and gRPC status.");
     describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Request latency by method.");
     describe_counter!(DECISIONS_TOTAL, "Decisions by effect.");
-    describe_histogram!(DECISION_SECONDS, Unit::Seconds, "Latency of one decision.");
+    describe_histogram!(
+        DECISION_SECONDS,
+        Unit::Seconds,
+        "Time the engine took to decide one Check (all its resources and actions)."
+    );
     describe_counter!(
         EVALUATION_ERRORS_TOTAL,
         "Conditions that failed to evaluate (each ended in deny)."
@@ -94,20 +121,24 @@ fn describe_metrics() {
         "Requests whose token was rejected (each denied), by reason."
     );
     describe_counter!(
-        crate::token::JWKS_RELOADS_TOTAL,
+        JWKS_RELOADS_TOTAL,
         "JWKS file reloads by result (ok: new keys published; failed: last good keys kept)."
     );
-    describe_counter!(crate::store::RELOADS_TOTAL, "Policy reloads by result.");
+    describe_counter!(
+        TLS_RELOADS_TOTAL,
+        "TLS certificate reloads by result (ok: new certificates; failed: current ones kept)."
+    );
+    describe_counter!(POLICY_RELOADS_TOTAL, "Policy reloads by result.");
     describe_gauge!(
-        crate::store::POLICY_INFO,
+        POLICY_INFO,
         "1 for the active policy version, 0 for replaced ones."
     );
     describe_gauge!(
-        crate::store::FAILING_TESTS,
+        POLICY_FAILING_TESTS,
         "Test cases the last rejected policy set failed (the reload gate); 0 once a set passes."
     );
     describe_histogram!(
-        crate::store::RELOAD_SECONDS,
+        POLICY_RELOAD_SECONDS,
         Unit::Seconds,
         "Time to load and compile a policy set."
     );

@@ -13,8 +13,9 @@
 //! **Invariants.** Every failure is a [`TokenError`] whose text says what failed and never
 //! carries key material, token contents or library messages; nothing here panics on input. The
 //! key set lives behind `ArcSwap`: verifying takes no lock and does no I/O. The JWKS file is
-//! re-read on a thread of its own ([`Verifier::start`]): a changed file that parses replaces the
-//! key set whole; a missing or broken one keeps the last good set and is logged once.
+//! re-read on a [`Reloader`] thread of its own ([`Verifier::start`]) when it changes, on a poll
+//! and on SIGHUP: a changed file that parses replaces the key set whole; a missing or broken one
+//! keeps the last good set (and is logged once, as every reload failure is).
 //!
 //! Knows nothing of gRPC or policies: the server decides what a rejected token means for a
 //! request.
@@ -24,9 +25,7 @@ pub mod jwks;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -36,12 +35,11 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value as Json};
 
+use crate::reload::{self, Outcome, ReloadOptions, Reloader};
 use crate::request::Principal;
+use crate::telemetry::JWKS_RELOADS_TOTAL;
 pub use claims::ClaimMapping;
 pub use jwks::{JwksError, KeySet};
-
-/// Metric: JWKS file reloads by `result` (`ok`, `failed`).
-pub const JWKS_RELOADS_TOTAL: &str = "verdict_jwks_reloads_total";
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
@@ -63,7 +61,8 @@ pub struct TokenConfig {
     pub leeway: Duration,
     /// Requests must carry a token: a bare principal is refused.
     pub required: bool,
-    /// How often the JWKS file is re-read (a read and a hash; parsed only when it changed).
+    /// How often the JWKS file is re-read whatever the file events say (a read and a hash;
+    /// parsed only when it changed).
     pub poll: Duration,
 }
 
@@ -311,11 +310,6 @@ fn numeric_date_problem(token: &str, claim: &'static str) -> TokenError {
     ))
 }
 
-enum Message {
-    Reload,
-    Stop,
-}
-
 /// Verifies tokens against the current key set; owns the thread that re-reads the JWKS file.
 pub struct Verifier {
     keys: Arc<ArcSwap<KeySet>>,
@@ -323,8 +317,7 @@ pub struct Verifier {
     /// One validation per accepted algorithm (RS256, ES256, EdDSA), each allowing only it.
     validations: [Validation; 3],
     required: bool,
-    tx: mpsc::Sender<Message>,
-    thread: Option<JoinHandle<()>>,
+    reloader: Reloader,
 }
 
 impl fmt::Debug for Verifier {
@@ -369,17 +362,19 @@ impl Verifier {
             v.set_audience(&config.audiences);
             v
         };
-        let (tx, rx) = mpsc::channel();
-        let poller = Poller {
+        let file = JwksFile {
             path: config.jwks_file.clone(),
             keys: Arc::clone(&keys),
-            poll: config.poll,
-            failed: None,
         };
-        let thread = std::thread::Builder::new()
-            .name("verdict-jwks".into())
-            .spawn(move || poller.run(rx))
-            .map_err(|e| JwksError(format!("cannot start the JWKS reload thread: {e}")))?;
+        let reloader = Reloader::start(
+            Arc::new(file),
+            ReloadOptions {
+                watch: true,
+                poll: Some(config.poll),
+                ..ReloadOptions::default()
+            },
+        )
+        .map_err(|e| JwksError(format!("cannot start the JWKS reload thread: {e}")))?;
         Ok(Verifier {
             keys,
             mapping: config.mapping,
@@ -389,8 +384,7 @@ impl Verifier {
                 validation(Algorithm::EdDSA),
             ],
             required: config.required,
-            tx,
-            thread: Some(thread),
+            reloader,
         })
     }
 
@@ -406,7 +400,7 @@ impl Verifier {
 
     /// Asks the reload thread to re-read the JWKS file now (SIGHUP). Returns at once.
     pub fn reload_now(&self) {
-        let _ = self.tx.send(Message::Reload);
+        self.reloader.reload_now();
     }
 
     fn validation(&self, algorithm: Algorithm) -> &Validation {
@@ -469,15 +463,6 @@ impl Verifier {
     }
 }
 
-impl Drop for Verifier {
-    fn drop(&mut self) {
-        let _ = self.tx.send(Message::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn log_loaded(path: &Path, set: &KeySet, message: &str) {
     let kids: Vec<&str> = set
         .keys
@@ -495,59 +480,45 @@ fn log_loaded(path: &Path, set: &KeySet, message: &str) {
     }
 }
 
-/// The JWKS reload thread: re-reads the file every poll period or on request, and publishes a
-/// changed file that parses.
-struct Poller {
+/// The JWKS file, as a [`Reloader`] re-reads it: a changed file that parses is published.
+struct JwksFile {
     path: PathBuf,
     keys: Arc<ArcSwap<KeySet>>,
-    poll: Duration,
-    /// The last failure logged, so a broken file is logged once, not every poll.
-    failed: Option<String>,
 }
 
-impl Poller {
-    fn run(mut self, rx: mpsc::Receiver<Message>) {
-        loop {
-            match rx.recv_timeout(self.poll) {
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Message::Reload) | Err(RecvTimeoutError::Timeout) => self.check(),
-            }
-        }
+impl reload::Source for JwksFile {
+    fn name(&self) -> &'static str {
+        "JWKS"
     }
 
-    fn check(&mut self) {
+    fn paths(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
+
+    fn refresh(&self) -> Outcome {
+        let failed = |message: String| {
+            metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "failed").increment(1);
+            Outcome::Rejected(message)
+        };
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
-            Err(e) => {
-                return self.fail(format!("{}: cannot read: {e}", self.path.display()));
-            }
+            Err(e) => return failed(format!("{}: cannot read: {e}", self.path.display())),
         };
         let hash: [u8; 32] = {
             use sha2::{Digest, Sha256};
             Sha256::digest(&bytes).into()
         };
         if hash == self.keys.load().hash {
-            if self.failed.take().is_some() {
-                tracing::info!(file = %self.path.display(), "JWKS file is good again (unchanged keys)");
-            }
-            return;
+            return Outcome::Unchanged;
         }
         match jwks::parse(&bytes) {
             Ok(set) => {
                 log_loaded(&self.path, &set, "JWKS reloaded");
                 self.keys.store(Arc::new(set));
-                self.failed = None;
                 metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "ok").increment(1);
+                Outcome::Published
             }
-            Err(e) => self.fail(format!("{}: {e}", self.path.display())),
-        }
-    }
-
-    fn fail(&mut self, message: String) {
-        if self.failed.as_deref() != Some(message.as_str()) {
-            tracing::error!("JWKS not reloaded, keeping the last good keys: {message}");
-            metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "failed").increment(1);
-            self.failed = Some(message);
+            Err(e) => failed(format!("{}: {e}", self.path.display())),
         }
     }
 }

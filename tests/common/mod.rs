@@ -7,12 +7,107 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use verdict::server::convert::Limits;
+use verdict::reload::{ReloadOptions, Reloader};
 use verdict::server::proto::admin_client::AdminClient;
 use verdict::server::proto::authorizer_client::AuthorizerClient;
+use verdict::server::Limits;
 use verdict::server::ServerOptions;
-use verdict::store::watch::{ReloadOptions, Reloader};
 use verdict::store::PolicyStore;
+
+/// A gRPC Check request from its JSON form: the body `POST /v1/check` and
+/// `verdict check --request` take.
+pub fn check_message(body: serde_json::Value) -> verdict::server::proto::CheckRequest {
+    let body: verdict::server::json::CheckBody =
+        serde_json::from_value(body).expect("a check request body");
+    let call = body.into_call();
+    let mut message = verdict::server::convert::to_proto(&call.request);
+    message.token = call.token;
+    message
+}
+
+/// The metrics this test process records: `metrics_util`'s `DebuggingRecorder`, installed as the
+/// process's recorder by the first call (before the code under test records anything).
+fn snapshotter() -> &'static metrics_util::debugging::Snapshotter {
+    static SNAPSHOTTER: std::sync::OnceLock<metrics_util::debugging::Snapshotter> =
+        std::sync::OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("no other recorder in a test process");
+        snapshotter
+    })
+}
+
+/// Installs the recording of metrics (see [`counter`]); call before starting what records.
+pub fn record_metrics() {
+    snapshotter();
+}
+
+/// A counter's total since [`record_metrics`]: `name` with exactly `labels`. (A snapshot resets
+/// the recorder's counters: the totals are kept here, for every test of the process.)
+pub fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
+    use metrics_util::debugging::DebugValue;
+    /// `name{k=v,...}`, labels sorted.
+    fn series<'a>(name: &str, labels: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+        let mut labels: Vec<String> = labels.map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        format!("{name}{{{}}}", labels.join(","))
+    }
+    static TOTALS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut totals = TOTALS.lock().unwrap();
+    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+        if let DebugValue::Counter(n) = value {
+            let key = key.key();
+            let labels = key.labels().map(|l| (l.key(), l.value()));
+            *totals.entry(series(key.name(), labels)).or_default() += n;
+        }
+    }
+    let wanted = series(name, labels.iter().copied());
+    totals.get(&wanted).copied().unwrap_or(0)
+}
+
+/// Waits for the counter to exceed `before` (the event it counts); gives up (panics) only if it
+/// never comes, after a minute.
+pub async fn counter_above(name: &str, labels: &[(&str, &str)], before: u64) -> u64 {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = counter(name, labels);
+        if now > before {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "{name}{labels:?} never went past {before}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits for `done` to hold (the event a test waits for), checking every few milliseconds;
+/// gives up (panics, naming `what`) only if it never comes, after a minute.
+pub async fn wait_for<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done().await {
+        assert!(std::time::Instant::now() < give_up, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// [`wait_for`] for tests that are not async.
+pub fn wait_for_blocking(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < give_up, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
 
 pub fn bundled_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
@@ -120,8 +215,9 @@ pub struct Daemon {
     logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-/// A field of a log line, text (`name=value`) or JSON (`"fields": {"name": "value"}`).
-fn field(line: &str, name: &str) -> Option<String> {
+/// A field of a log line, text (`name=value`) or JSON (`"fields": {"name": "value"}`): a line's
+/// structured part, never its message text.
+pub fn field(line: &str, name: &str) -> Option<String> {
     if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
         return json["fields"][name].as_str().map(str::to_string);
     }
@@ -138,11 +234,15 @@ fn field(line: &str, name: &str) -> Option<String> {
 
 impl Daemon {
     /// Starts `verdict serve --listen 127.0.0.1:0 --policies DIR FLAGS...` with text logs at info,
-    /// and waits until it serves gRPC.
+    /// and waits until it is healthy.
     pub fn start(policies: &Path, flags: &[&str]) -> Daemon {
         Self::start_with_env(policies, flags, &[("VERDICT_LOG", "info")])
     }
 
+    /// As [`Daemon::start`], with environment variables. The addresses come from the `listener`
+    /// and `addr` fields of the daemon's announcements (text or JSON logs); the daemon is ready
+    /// once `GET /healthz` on its metrics listener (added on an ephemeral port unless `flags`
+    /// set one) answers 200, as a kubelet probe would see it.
     #[allow(clippy::zombie_processes)] // on a failed start the process is killed; Drop waits otherwise
     pub fn start_with_env(policies: &Path, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
         use std::io::{BufRead, BufReader};
@@ -154,6 +254,9 @@ impl Daemon {
             .env_remove("VERDICT_LOG")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
+        if !flags.contains(&"--metrics-listen") {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         for (k, v) in env {
             command.env(k, v);
         }
@@ -168,40 +271,79 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        let (mut metrics_addr, mut http_addr) = (None, None);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "the daemon did not start; it said:\n{}",
-                        logs.lock().unwrap().join("\n")
-                    );
-                }
+        let (mut addr, mut metrics_addr, mut http_addr) = (None, None, None);
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let failed = |child: &mut std::process::Child, why: &str| -> ! {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the daemon did not start ({why}); it said:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        };
+        while addr.is_none() || metrics_addr.is_none() {
+            let left = give_up.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                failed(&mut child, "no address announced");
             };
-            let addr = field(&line, "addr");
-            if line.contains("serving metrics") {
-                metrics_addr = addr;
-            } else if line.contains("serving HTTP/JSON") {
-                http_addr = addr;
-            } else if line.contains("serving gRPC") {
-                let addr = addr.expect("the gRPC line names its address");
-                return Daemon {
-                    child,
-                    addr,
-                    metrics_addr,
-                    http_addr,
-                    logs,
-                };
+            match field(&line, "listener").as_deref() {
+                Some("grpc") => addr = field(&line, "addr"),
+                Some("metrics") => metrics_addr = field(&line, "addr"),
+                Some("http") => http_addr = field(&line, "addr"),
+                _ => {}
             }
+        }
+        let healthz = format!("http://{}/healthz", metrics_addr.as_ref().unwrap());
+        loop {
+            if let Ok(response) = ureq::get(&healthz).call() {
+                if response.status() == 200 {
+                    break;
+                }
+            }
+            if child.try_wait().unwrap().is_some() {
+                failed(&mut child, "it exited");
+            }
+            if std::time::Instant::now() > give_up {
+                failed(&mut child, "never healthy");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Daemon {
+            child,
+            addr: addr.unwrap(),
+            metrics_addr,
+            http_addr,
+            logs,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `GET /metrics` on the metrics listener, as Prometheus would scrape it.
+    pub fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr.as_ref().unwrap());
+        ureq::get(&url)
+            .call()
+            .expect("/metrics answers")
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
+    /// The value of one series (`name{label="value"}` exactly as exposed), 0 while absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+    }
+
+    /// Waits until the series' value satisfies `done` (the event it counts).
+    pub async fn wait_metric(&self, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+        wait_for(series, || std::future::ready(done(self.metric(series)))).await;
+        self.metric(series)
     }
 
     /// Every log line so far.

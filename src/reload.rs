@@ -1,20 +1,22 @@
-//! When to reload the policy directory: file events (notify: inotify on Linux), debounced; a
-//! periodic poll as a fallback for missed events; and explicit requests (SIGHUP). Every reload
-//! runs [`PolicyStore::reload`] on this module's own thread, never on the request path.
+//! When to re-read what lives in files — the policy directory, the JWKS file, the TLS
+//! certificates — and how a failed attempt is reported. One [`Reloader`] thread per [`Source`]
+//! reloads it on file events (notify: inotify on Linux), debounced; on a periodic poll, a fallback
+//! for missed events; and on request (SIGHUP). What a reload does is the source's business
+//! ([`Source::refresh`]); every reload runs on the reloader's thread, never on the request path.
 //!
-//! The ways operators replace policy files, and what catches each:
-//! - **Editors and scripts** write a temp file and rename it over the policy, or rewrite it in
-//!   place: events under the directory, watched recursively.
-//! - **Kubernetes ConfigMap volumes**: the files are symlinks into `..data`, itself a symlink to a
-//!   timestamped directory; an update creates a new timestamped directory and renames a new
-//!   `..data` symlink over the old one. All of it happens in the directory itself, so the
-//!   recursive watch sees it; hidden entries are not filtered out of the events (only out of
-//!   loading).
+//! The ways operators replace files, and what catches each:
+//! - **Editors and scripts** write a temp file and rename it over the original, or rewrite it in
+//!   place: events under the watched path (a directory is watched recursively).
+//! - **Kubernetes ConfigMap and Secret volumes**: the files are symlinks into `..data`, itself a
+//!   symlink to a timestamped directory; an update creates a new timestamped directory and
+//!   renames a new `..data` symlink over the old one. Under a watched directory the recursive
+//!   watch sees it (hidden entries are not filtered out of the events, only out of loading); a
+//!   watched file sees its old target go away.
 //! - **git-sync** (or any deployment by symlink swap): the configured path, or a directory on
 //!   the way to it, is a symlink that gets replaced. The directory holding each such symlink (and
-//!   the one holding the policy directory, for a directory renamed into place) is watched
-//!   non-recursively; when the configured path comes to name another directory, the watches are
-//!   set up again on the new one before the reload.
+//!   the one holding the path itself, for a directory renamed into place) is watched
+//!   non-recursively; when the configured path comes to name another file or directory, the
+//!   watches are set up again on the new one before the reload.
 //!
 //! Events arrive in bursts (a ConfigMap update is a dozen of them); after an event the thread
 //! waits for a quiet period (the debounce) before reloading, but never defers a reload more than
@@ -22,7 +24,10 @@
 //! still picked up. Reads (open, close without writing) are not changes: the reload's own reads
 //! must not trigger another reload.
 //!
-//! Knows nothing of compiling or gRPC: what a reload does is [`PolicyStore::reload`]'s business.
+//! Failures are reported one way for every source: the first attempt that meets a given error
+//! logs it at error level (the source keeps what it has), repeats of the same error are logged at
+//! debug, and the first good attempt after a failure says so at info. Sources count their own
+//! metrics (`{result="ok"|"failed"}`) and log what they published.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,12 +39,33 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use super::PolicyStore;
+/// Something reloaded from files.
+pub trait Source: Send + Sync + 'static {
+    /// What it is, for logs: `policies`, `JWKS`, `TLS certificates`.
+    fn name(&self) -> &'static str;
+    /// The files or directories whose changes matter (watched when watching is on).
+    fn paths(&self) -> Vec<PathBuf>;
+    /// Reads the files again and publishes what changed; on any error keeps what it has and
+    /// says why. Blocks for as long as that takes (it runs on the reloader's thread).
+    fn refresh(&self) -> Outcome;
+}
 
-/// How the reload thread decides to reload.
+/// What one reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Something new was published.
+    Published,
+    /// The files hold what is already published.
+    Unchanged,
+    /// The files are broken or unreadable; what was published stays. The message names the
+    /// file (and line) and the problem.
+    Rejected(String),
+}
+
+/// How a reload thread decides to reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadOptions {
-    /// Watch the policy directory for changes. Off: reload only on the poll and on request.
+    /// Watch the paths for changes. Off: reload only on the poll and on request.
     pub watch: bool,
     /// Quiet period after the last file event of a burst before reloading.
     pub debounce: Duration,
@@ -70,8 +96,7 @@ enum Message {
     Stop,
 }
 
-/// The reload thread of a [`PolicyStore`]. Stops when dropped (a reload in progress finishes
-/// first).
+/// The reload thread of a [`Source`]. Stops when dropped (a reload in progress finishes first).
 pub struct Reloader {
     tx: mpsc::Sender<Message>,
     attempts: Arc<AtomicU64>,
@@ -79,27 +104,34 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Starts the thread, and with `options.watch` the file watches (a directory that cannot be
+    /// Starts the thread, and with `options.watch` the file watches (a path that cannot be
     /// watched yet is logged and retried; it never stops the daemon). Returns once the watches
-    /// are set up; the thread then reloads once, to catch up with changes made since the store
+    /// are set up; the thread then reloads once, to catch up with changes made since the source
     /// was loaded.
-    pub fn start(store: Arc<PolicyStore>, options: ReloadOptions) -> std::io::Result<Reloader> {
+    pub fn start<S: Source>(source: Arc<S>, options: ReloadOptions) -> std::io::Result<Reloader> {
+        let source: Arc<dyn Source> = source;
         let (tx, rx) = mpsc::channel();
         let attempts = Arc::new(AtomicU64::new(0));
-        let dir = std::path::absolute(store.dir())?;
+        let paths = source
+            .paths()
+            .iter()
+            .map(std::path::absolute)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let name = source.name();
         let worker = Worker {
-            store,
+            source,
             options,
-            dir,
+            paths,
             tx: tx.clone(),
             attempts: Arc::clone(&attempts),
             watcher: None,
-            layout: None,
+            layouts: None,
             retry_at: None,
+            failing: None,
         };
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
-            .name("verdict-reload".into())
+            .name(thread_name(name))
             .spawn(move || worker.run(rx, ready_tx))?;
         // Changes made once `start` has returned must be seen: wait for the watches. (An error
         // means the thread died; the daemon goes on serving the set it has.)
@@ -150,17 +182,18 @@ fn file_id(_meta: &std::fs::Metadata) -> FileId {
     (0, 0)
 }
 
-/// Where changes to the policy directory can show up, as of one look at the file system.
+/// Where changes to one watched path (a directory or a file) can show up, as of one look at the
+/// file system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Layout {
-    /// The configured directory, absolute but not resolved: events under it are watched
-    /// recursively and always matter.
+    /// The configured path, absolute but not resolved: events under it are watched (a directory
+    /// recursively) and always matter.
     dir: PathBuf,
-    /// The directory it resolves to and that directory's identity; `None` while it is missing.
-    /// When this changes, the configured path names another directory: watch again.
+    /// What it resolves to and its identity; `None` while it is missing. When this changes, the
+    /// configured path names another file or directory: watch again.
     resolved: Option<(PathBuf, FileId)>,
-    /// Symlinks on the way to the directory (the directory itself included), outermost first:
-    /// replacing one of them changes what the configured path names.
+    /// Symlinks on the way to the path (the path itself included), outermost first: replacing
+    /// one of them changes what the configured path names.
     links: Vec<PathBuf>,
     /// Directories watched non-recursively: the one holding `dir` and those holding `links`.
     parents: Vec<PathBuf>,
@@ -221,34 +254,51 @@ struct Burst {
 }
 
 struct Worker {
-    store: Arc<PolicyStore>,
+    source: Arc<dyn Source>,
     options: ReloadOptions,
-    /// The configured directory, made absolute.
-    dir: PathBuf,
+    /// The configured paths, made absolute.
+    paths: Vec<PathBuf>,
     /// For the notify event handler.
     tx: mpsc::Sender<Message>,
     attempts: Arc<AtomicU64>,
     watcher: Option<RecommendedWatcher>,
-    /// The layout the watches were set up for.
-    layout: Option<Layout>,
+    /// The layouts (one per path) the watches were set up for.
+    layouts: Option<Vec<Layout>>,
     /// When to try again to set up watches that failed.
     retry_at: Option<Instant>,
+    /// The error the last attempt met, if it failed.
+    failing: Option<String>,
+}
+
+/// A thread name of at most 15 bytes (Linux truncates longer ones): `verdict-reload-` is the rest.
+fn thread_name(name: &str) -> String {
+    name.split_whitespace().next().unwrap_or("").to_lowercase()
 }
 
 impl Worker {
+    fn name(&self) -> &'static str {
+        self.source.name()
+    }
+
+    fn shown_paths(&self) -> String {
+        let shown: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        shown.join(", ")
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Message>, ready: mpsc::SyncSender<()>) {
         if self.options.watch {
             self.rewatch();
         }
         let _ = ready.send(());
         tracing::info!(
-            dir = %self.dir.display(),
+            what = self.name(),
+            paths = %self.shown_paths(),
             watch = self.options.watch,
             debounce_ms = self.options.debounce.as_millis() as u64,
             poll_secs = self.options.poll.map(|p| p.as_secs_f64()).unwrap_or(0.0),
-            "policy reloader started"
+            "reloader started"
         );
-        // The store was loaded before the watches existed: catch up with changes made between.
+        // The source was loaded before the watches existed: catch up with changes made between.
         let mut burst: Option<Burst> = self.options.watch.then(|| {
             let now = Instant::now();
             Burst {
@@ -275,26 +325,28 @@ impl Worker {
             };
             let now = Instant::now();
             let mut reload = false;
+            let mut requested = false;
             match message {
                 Some(Message::Stop) => break,
                 Some(Message::ReloadNow) => {
-                    tracing::info!("reload requested");
+                    tracing::info!(what = self.name(), "reload requested");
                     reload = true;
+                    requested = true;
                 }
                 Some(Message::Fs(Ok(event))) if self.matters(&event) => {
-                    tracing::debug!(kind = ?event.kind, paths = ?event.paths, "policy files changed");
-                    if self.replaces_the_directory(&event) {
+                    tracing::debug!(what = self.name(), kind = ?event.kind, paths = ?event.paths, "files changed");
+                    if self.replaces_a_path(&event) {
                         // Watch again whatever the layout says: a directory deleted and created
                         // again can come back with the same inode number.
-                        self.layout = None;
+                        self.layouts = None;
                     }
                     burst = Some(self.extend(burst, now));
                 }
                 Some(Message::Fs(Ok(_))) => {}
                 Some(Message::Fs(Err(e))) => {
                     // A lost watch or an overflowing queue: look again at everything.
-                    tracing::warn!(error = %e, "policy directory watch error; reloading and watching again");
-                    self.layout = None;
+                    tracing::warn!(what = self.name(), error = %e, "watch error; reloading and watching again");
+                    self.layouts = None;
                     burst = Some(self.extend(burst, now));
                 }
                 None => {}
@@ -306,8 +358,8 @@ impl Worker {
                 reload = true;
             }
             if self.retry_at.is_some_and(|at| at <= now) {
-                // Reload only once the directory is watched again: what changed meanwhile went
-                // unseen. (While it cannot be, reloading every retry would only repeat the error.)
+                // Reload only once the paths are watched again: what changed meanwhile went
+                // unseen. (While they cannot be, reloading every retry would only repeat the error.)
                 self.rewatch();
                 reload |= self.retry_at.is_none();
             }
@@ -318,11 +370,47 @@ impl Worker {
                 // Events queued until now are covered by this reload; later ones start a new burst.
                 burst = None;
                 self.attempts.fetch_add(1, Ordering::Relaxed);
-                self.store.reload();
+                let outcome = self.source.refresh();
+                let name = match &outcome {
+                    Outcome::Published => "published",
+                    Outcome::Unchanged => "unchanged",
+                    Outcome::Rejected(_) => "rejected",
+                };
+                if requested {
+                    tracing::info!(what = self.name(), outcome = name, "requested reload done");
+                } else {
+                    tracing::debug!(what = self.name(), outcome = name, "reload done");
+                }
+                self.report(outcome);
                 next_poll = self.options.poll.map(|p| Instant::now() + p);
             }
         }
-        tracing::debug!("policy reloader stopped");
+        tracing::debug!(what = self.name(), "reloader stopped");
+    }
+
+    /// The one way a reload's failure is told: once per error, at error level; its end at info.
+    fn report(&mut self, outcome: Outcome) {
+        let name = self.name();
+        match outcome {
+            Outcome::Rejected(error) if self.failing.as_ref() == Some(&error) => {
+                tracing::debug!(what = name, "reload rejected again, for the same reason");
+            }
+            Outcome::Rejected(error) => {
+                tracing::error!(
+                    what = name,
+                    "reload rejected, keeping the active {name}: {error}"
+                );
+                self.failing = Some(error);
+            }
+            Outcome::Published | Outcome::Unchanged => {
+                if self.failing.take().is_some() {
+                    tracing::info!(
+                        what = name,
+                        "the files are good again; the reload error is over"
+                    );
+                }
+            }
+        }
     }
 
     fn matters(&self, event: &notify::Event) -> bool {
@@ -332,22 +420,26 @@ impl Worker {
         if event.need_rescan() || event.paths.is_empty() {
             return true;
         }
-        match &self.layout {
-            Some(layout) => event.paths.iter().any(|p| layout.concerns(p)),
+        match &self.layouts {
+            Some(layouts) => event
+                .paths
+                .iter()
+                .any(|p| layouts.iter().any(|layout| layout.concerns(p))),
             None => true,
         }
     }
 
-    /// Whether the event is about the directory itself or a symlink on the way to it (created,
-    /// removed, renamed), rather than about what it holds.
-    fn replaces_the_directory(&self, event: &notify::Event) -> bool {
-        let Some(layout) = &self.layout else {
+    /// Whether the event is about a watched path itself or a symlink on the way to it (created,
+    /// removed, renamed), rather than about what a directory holds.
+    fn replaces_a_path(&self, event: &notify::Event) -> bool {
+        let Some(layouts) = &self.layouts else {
             return false;
         };
-        event
-            .paths
-            .iter()
-            .any(|p| *p == layout.dir || layout.links.iter().any(|link| link == p))
+        event.paths.iter().any(|p| {
+            layouts
+                .iter()
+                .any(|layout| *p == layout.dir || layout.links.iter().any(|link| link == p))
+        })
     }
 
     fn extend(&self, burst: Option<Burst>, now: Instant) -> Burst {
@@ -359,72 +451,92 @@ impl Worker {
         }
     }
 
-    /// Sets the watches up again if the configured path now names another directory (or a
+    /// Sets the watches up again if a configured path now names another file or directory (or a
     /// symlink on the way changed, or the last attempt failed).
     fn rewatch(&mut self) {
-        let layout = Layout::of(&self.dir);
+        let layouts: Vec<Layout> = self.paths.iter().map(|p| Layout::of(p)).collect();
         if self.watcher.is_some()
             && self.retry_at.is_none()
-            && self.layout.as_ref() == Some(&layout)
+            && self.layouts.as_ref() == Some(&layouts)
         {
             return;
         }
-        if self.layout.as_ref().is_some_and(|old| *old != layout) {
-            tracing::info!(
-                dir = %self.dir.display(),
-                resolved = ?layout.resolved.as_ref().map(|(p, _)| p),
-                "policy directory changed place; watching it again"
-            );
+        if let Some(old) = &self.layouts {
+            for (old, new) in old.iter().zip(&layouts).filter(|(old, new)| old != new) {
+                tracing::info!(
+                    what = self.name(),
+                    path = %old.dir.display(),
+                    resolved = ?new.resolved.as_ref().map(|(p, _)| p),
+                    "a watched path changed place; watching it again"
+                );
+            }
         }
         // The old watches go first: the inotify instances are a limited resource.
         self.watcher = None;
         let failing = self.retry_at.is_some();
-        match self.watch(&layout) {
+        match self.watch(&layouts) {
             Ok((watcher, Ok(()))) => {
                 if failing {
-                    tracing::info!(dir = %self.dir.display(), "watching the policy directory again");
+                    tracing::info!(what = self.name(), paths = %self.shown_paths(), "watching again");
                 }
                 self.watcher = Some(watcher);
                 self.retry_at = None;
             }
             Ok((watcher, Err(e))) => {
-                // The parents are watched: the directory's return is noticed at once.
+                // The parents are watched: the path's return is noticed at once.
                 self.watcher = Some(watcher);
                 self.cannot_watch(&e, failing);
             }
             Err(e) => self.cannot_watch(&e, failing),
         }
-        self.layout = Some(layout);
+        self.layouts = Some(layouts);
     }
 
     fn cannot_watch(&mut self, e: &notify::Error, failing: bool) {
         if failing {
-            tracing::debug!(dir = %self.dir.display(), error = %e, "still cannot watch the policy directory");
+            tracing::debug!(what = self.name(), paths = %self.shown_paths(), error = %e, "still cannot watch");
         } else {
             tracing::warn!(
-                dir = %self.dir.display(),
+                what = self.name(),
+                paths = %self.shown_paths(),
                 error = %e,
                 retry_secs = REWATCH_RETRY.as_secs(),
-                "cannot watch the policy directory; retrying, and relying on the poll and SIGHUP meanwhile"
+                "cannot watch; retrying, and relying on the poll and SIGHUP meanwhile"
             );
         }
         self.retry_at = Some(Instant::now() + REWATCH_RETRY);
     }
 
-    /// A watcher on the parents (best effort: without them a swap of the directory itself is
-    /// only seen by the poll), and the outcome of watching the directory itself.
-    fn watch(&self, layout: &Layout) -> notify::Result<(RecommendedWatcher, notify::Result<()>)> {
+    /// A watcher on the parents (best effort: without them a swap of a path itself is only seen
+    /// by the poll), and the outcome of watching the paths themselves (the first error, if any).
+    fn watch(
+        &self,
+        layouts: &[Layout],
+    ) -> notify::Result<(RecommendedWatcher, notify::Result<()>)> {
         let tx = self.tx.clone();
         let mut watcher = notify::recommended_watcher(move |event| {
             let _ = tx.send(Message::Fs(event));
         })?;
-        for parent in &layout.parents {
-            if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %parent.display(), error = %e, "cannot watch a parent of the policy directory");
+        let mut parents: Vec<&PathBuf> = Vec::new();
+        for parent in layouts.iter().flat_map(|l| &l.parents) {
+            if !parents.contains(&parent) {
+                parents.push(parent);
             }
         }
-        let dir = watcher.watch(&layout.dir, RecursiveMode::Recursive);
-        Ok((watcher, dir))
+        for parent in parents {
+            if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+                tracing::warn!(what = self.name(), dir = %parent.display(), error = %e, "cannot watch a parent directory");
+            }
+        }
+        let mut outcome = Ok(());
+        for layout in layouts {
+            if let Err(e) = watcher.watch(&layout.dir, RecursiveMode::Recursive) {
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
+            }
+        }
+        Ok((watcher, outcome))
     }
 }
 
