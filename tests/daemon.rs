@@ -29,7 +29,7 @@ fn the_readme_check_one_liner_gets_a_decision_from_the_daemon() {
 
     let json = Command::new(BIN)
         .args(["check", "--json", "--server", &daemon.url(), "--request"])
-        .arg(r#"{"principal":{"roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
+        .arg(r#"{"principal":{"id":"j-1","roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
         .output()
         .unwrap();
     assert!(json.status.success());

@@ -194,14 +194,14 @@ fn respond<T>(
 async fn check(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let call = call("http/v1/check", &headers);
     let decoded = json::decode::<json::CheckBody>(&body).map(json::CheckBody::into_call);
-    let answer = api.authority.check(call, decoded);
+    let answer = api.authority.check(call, decoded).await;
     respond(answer, |c| &c.request_id, json::check_json)
 }
 
 async fn plan(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let call = call("http/v1/plan", &headers);
     let decoded = json::decode::<json::PlanBody>(&body).and_then(json::PlanBody::into_call);
-    let answer = api.authority.plan(call, decoded);
+    let answer = api.authority.plan(call, decoded).await;
     respond(answer, |p| &p.request_id, json::plan_json)
 }
 
