@@ -2,7 +2,7 @@
 use clap::Parser;
 
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     let cli = verdict::cli::Cli::parse();
     if !matches!(cli.command, verdict::cli::Command::Serve(_)) {
         // `serve` sets up logging from its configuration.
@@ -12,8 +12,11 @@ async fn main() {
             log.format == verdict::config::LogFormat::Json,
         );
     }
-    if let Err(e) = verdict::cli::run(cli).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match verdict::cli::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

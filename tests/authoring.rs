@@ -208,3 +208,61 @@ fn validate_reports_every_problem_at_once_with_carets_and_warnings() {
     );
     assert!(ok, "the bundled policies are clean: {stdout}{stderr}");
 }
+
+/// `verdict validate FILE`: the file as part of its directory's set (it may use named
+/// conditions of other files), reporting its own problems only; a suite or a non-policy file is
+/// refused with a message saying what to run instead.
+#[test]
+fn validate_takes_one_file_within_its_directory() {
+    let clinic = common::bundled_policies().join("clinic");
+    // celebrity.yaml uses a named condition conditions.yaml defines.
+    let (ok, stdout, stderr) = run(&["validate"], &clinic.join("celebrity.yaml"));
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("celebrity.yaml: ok, ")
+            && stdout.contains(" policies, ")
+            && stdout.contains("(in "),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.yaml"),
+        "agent_policy:\n  name: good\n  principals: {roles: [r]}\n  rules:\n    - name: reads\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "agent_policy:\n  name: bad\n  principals: {roles: [r]}\n  rules:\n    - name: typo\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: R.attr.x == Q.y\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(&["validate"], &dir.path().join("good.yaml"));
+    assert!(
+        ok,
+        "the other file's problem is not this one's: {stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("whose other files have 1 problem(s)"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("bad.yaml"), "{stderr}");
+    let (ok, _, stderr) = run(&["validate"], &dir.path().join("bad.yaml"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("bad.yaml:9: error:") && stderr.contains("unknown variable 'Q'"),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = run(&["validate"], &clinic.join("clinic_test.yaml"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("is a test suite: `verdict test DIR`"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(
+        &["validate"],
+        &common::bundled_policies().join("../README.md"),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not a policy file"), "{stderr}");
+}

@@ -7,34 +7,128 @@ use std::time::Duration;
 
 use common::{Daemon, BIN};
 
+/// README.md's Quick start, followed as written: the daemon its `verdict serve` line starts (on
+/// ephemeral ports), then each `verdict check` and `curl` line run by `sh` with the `verdict`
+/// under test on PATH, each printing exactly the output the README shows.
 #[test]
-fn the_readme_check_one_liner_gets_a_decision_from_the_daemon() {
-    let daemon = Daemon::start(&common::bundled_policies(), &[]);
-    let output = Command::new(BIN)
-        .args(["check", "--server", &daemon.url()])
-        .args(["--principal", r#"{"id":"dr-house","roles":["physician"],"scopes":["user/*.cruds"],"attr":{"practice_id":"7"}}"#])
-        .args(["--resource", r#"{"kind":"Patient","id":"123","attr":{"practice_id":"7","patient_id":"123","celebrity":false}}"#])
-        .args(["--action", "read", "--action", "delete"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+fn the_readme_quick_start_works_as_written() {
+    let section = common::readme_section("## Quick start");
+    let steps = common::commands_and_outputs(&section);
+    let command = |prefix: &str| {
+        steps
+            .iter()
+            .find(|(block, _)| block.content.starts_with(prefix))
+            .unwrap_or_else(|| panic!("the Quick start has no `{prefix}` step"))
+    };
+    assert_eq!(
+        command("cargo install").0.content.trim(),
+        "cargo install --path ."
     );
-    assert!(stdout.contains("Patient/123 read: ALLOW"), "{stdout}");
-    assert!(stdout.contains("Patient/123 delete: DENY"), "{stdout}");
-    assert!(stdout.starts_with("policy_version "), "{stdout}");
+    let serve = command("verdict serve").0.content.trim();
+    let flags: Vec<&str> = serve
+        .split_whitespace()
+        .skip(2)
+        .map(|flag| {
+            if flag == "127.0.0.1:8080" {
+                "127.0.0.1:0"
+            } else {
+                flag
+            }
+        })
+        .collect();
+    assert_eq!(flags, ["--http-listen", "127.0.0.1:0"], "{serve}");
+    let daemon = Daemon::start(&common::bundled_policies(), &flags);
+    let http = daemon.http_addr.clone().expect("the HTTP/JSON listener");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for (block, output) in &steps {
+        let script = block.content.trim();
+        if !script.starts_with("verdict check") && !script.starts_with("curl ") {
+            continue;
+        }
+        ran += 1;
+        // The README's addresses are the defaults; the daemon here listens on ephemeral ports.
+        let script = script.replace("127.0.0.1:8080", &http);
+        let out = common::shell(&script, dir.path(), &[("VERDICT_SERVER", &daemon.addr)]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "README.md:{}: {script}\n{stdout}{}",
+            block.line,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = output
+            .as_ref()
+            .unwrap_or_else(|| panic!("README.md:{}: no output shown", block.line));
+        if shown.info == "json" {
+            let printed: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+            let shown: serde_json::Value = serde_json::from_str(&shown.content).expect("JSON");
+            assert_eq!(printed, shown, "README.md:{}", block.line);
+        } else {
+            assert_eq!(
+                stdout.trim_end(),
+                shown.content.trim_end(),
+                "README.md:{}",
+                block.line
+            );
+        }
+    }
+    assert_eq!(ran, 2, "the Quick start's check and curl steps");
+
+    // --exit-code: 3 on a deny (the Quick start's delete), 0 when every action is allowed.
+    let check = command("verdict check").0.content.trim().to_string();
+    let exit = |script: String| {
+        common::shell(&script, dir.path(), &[("VERDICT_SERVER", &daemon.addr)])
+            .status
+            .code()
+    };
+    assert_eq!(exit(format!("{check} --exit-code")), Some(3));
+    assert_eq!(
+        exit(format!(
+            "{} --exit-code",
+            check.replace(" --action delete", "")
+        )),
+        Some(0)
+    );
+    // The address as host:port or as a URL.
+    assert_eq!(
+        exit(format!("{check} --server http://{}", daemon.addr)),
+        Some(0)
+    );
 
     let json = Command::new(BIN)
-        .args(["check", "--json", "--server", &daemon.url(), "--request"])
+        .args(["check", "--json", "--server", &daemon.addr, "--request"])
         .arg(r#"{"principal":{"id":"j-1","roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
         .output()
         .unwrap();
     assert!(json.status.success());
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json prints JSON");
     assert_eq!(v["results"][0]["actions"]["read"]["effect"], "EFFECT_DENY");
+}
+
+#[test]
+fn check_help_lists_the_exit_codes() {
+    let out = Command::new(BIN)
+        .args(["check", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for code in [
+        "Exit codes:",
+        "  0  ",
+        "  1  ",
+        "  2  ",
+        "  3  with --exit-code",
+    ] {
+        assert!(help.contains(code), "{code:?} not in:\n{help}");
+    }
+    // A usage error is 2, as the help says.
+    let out = Command::new(BIN)
+        .args(["check", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

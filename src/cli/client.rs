@@ -8,10 +8,22 @@ use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use crate::server::convert::{self, to_proto};
 use crate::server::{json, proto};
 
+/// What `verdict check --help` ends with.
+const CHECK_EXIT_CODES: &str = "\
+Exit codes:
+  0  the daemon answered (with --exit-code: and allowed every action)
+  1  an error: bad flags or JSON, the daemon unreachable, the request refused (INVALID_ARGUMENT...)
+  2  a usage error (unknown flag, missing value)
+  3  with --exit-code: at least one action denied (a rejected token denies every action)";
+
+/// `check` with `--exit-code` when some action was denied.
+pub const DENIED: u8 = 3;
+
 #[derive(Args)]
+#[command(after_help = CHECK_EXIT_CODES)]
 pub struct CheckArgs {
-    /// The daemon's address.
-    #[arg(long, env = "VERDICT_SERVER", default_value = "http://127.0.0.1:50051")]
+    /// The daemon's gRPC address: host:port (or http://host:port).
+    #[arg(long, env = "VERDICT_SERVER", default_value = "127.0.0.1:50051")]
     pub server: String,
     /// A whole request as JSON (or @file): {"principal": {...}, "resources": [{"resource": {...},
     /// "actions": [...]}], "context": {...}}. Replaces the other request flags.
@@ -35,12 +47,16 @@ pub struct CheckArgs {
     /// Print the response as JSON instead of one line per decision.
     #[arg(long)]
     pub json: bool,
+    /// Exit with 3 if any action is denied (0 only if every one is allowed), for scripts:
+    /// `verdict check --exit-code ... && deploy`.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Args)]
 pub struct PlanArgs {
-    /// The daemon's address.
-    #[arg(long, env = "VERDICT_SERVER", default_value = "http://127.0.0.1:50051")]
+    /// The daemon's gRPC address: host:port (or http://host:port).
+    #[arg(long, env = "VERDICT_SERVER", default_value = "127.0.0.1:50051")]
     pub server: String,
     /// The principal as JSON, as for `check`.
     #[arg(long, required_unless_present = "token")]
@@ -67,6 +83,20 @@ pub struct PlanArgs {
     /// attribute=column for the SQL rendering; repeat for each attribute.
     #[arg(long = "column", value_name = "ATTRIBUTE=COLUMN")]
     pub columns: Vec<String>,
+}
+
+/// A client of the daemon at `server`: `host:port`, or a URL (`http://host:port`).
+async fn connect(
+    server: &str,
+) -> Result<proto::authorizer_client::AuthorizerClient<tonic::transport::Channel>> {
+    let url = if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    };
+    proto::authorizer_client::AuthorizerClient::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to {server}"))
 }
 
 fn parse_dialect(name: &str) -> Result<crate::filter::sql::Dialect, String> {
@@ -118,7 +148,8 @@ fn check_request_from(args: &CheckArgs) -> Result<(CheckRequest, String)> {
     Ok((request, String::new()))
 }
 
-pub async fn check(args: CheckArgs) -> Result<()> {
+/// Asks for the decisions and prints them; the exit code as `--help` lists it.
+pub async fn check(args: CheckArgs) -> Result<std::process::ExitCode> {
     let (request, token) = check_request_from(&args)?;
     let mut message = to_proto(&request);
     message.token = token;
@@ -126,39 +157,59 @@ pub async fn check(args: CheckArgs) -> Result<()> {
         // A --request principal stays: the daemon refuses a token next to a principal.
         message.token = token.clone();
     }
-    let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let mut client = connect(&args.server).await?;
     let response = client
         .check(message)
         .await
         .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
+    // Every action asked must be answered with an allow; an action without an answer is not one.
+    let all_allowed = request
+        .resources
+        .iter()
+        .zip(
+            response
+                .results
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .all(|(check, result)| {
+            check.actions.iter().all(|action| {
+                result
+                    .and_then(|r| r.actions.get(action))
+                    .is_some_and(|d| d.effect == proto::Effect::Allow as i32)
+            })
+        });
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&crate::server::json::check_response_json(&response))?
         );
-        return Ok(());
-    }
-    println!("policy_version {}", response.policy_version);
-    for (check, result) in request.resources.iter().zip(&response.results) {
-        let who = format!("{}/{}", check.resource.kind, check.resource.id);
-        for action in &check.actions {
-            match result.actions.get(action) {
-                Some(d) => {
-                    let effect = if d.effect == proto::Effect::Allow as i32 {
-                        "ALLOW"
-                    } else {
-                        "DENY"
-                    };
-                    println!("{who} {action}: {effect} - {}", d.reason);
+    } else {
+        println!("policy_version {}", response.policy_version);
+        for (check, result) in request.resources.iter().zip(&response.results) {
+            let who = format!("{}/{}", check.resource.kind, check.resource.id);
+            for action in &check.actions {
+                match result.actions.get(action) {
+                    Some(d) => {
+                        let effect = if d.effect == proto::Effect::Allow as i32 {
+                            "ALLOW"
+                        } else {
+                            "DENY"
+                        };
+                        println!("{who} {action}: {effect} - {}", d.reason);
+                    }
+                    None => println!("{who} {action}: (no answer)"),
                 }
-                None => println!("{who} {action}: (no answer)"),
             }
         }
     }
-    Ok(())
+    Ok(if args.exit_code && !all_allowed {
+        std::process::ExitCode::from(DENIED)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 pub async fn plan(args: PlanArgs) -> Result<()> {
@@ -200,9 +251,7 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
         sql,
         token: args.token.clone().unwrap_or_default(),
     };
-    let mut client = proto::authorizer_client::AuthorizerClient::connect(args.server.clone())
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let mut client = connect(&args.server).await?;
     let response = client
         .plan_filter(request)
         .await

@@ -1,12 +1,14 @@
 //! The `verdict` command line, one module per kind of command: [`serve`] runs the daemon,
 //! [`client`] asks a running one (`check`, `plan`), [`authoring`] works on policy files
-//! (`validate`, `test`).
+//! (`validate`, `test`), [`token`] makes development keys and tokens (`token keygen`, `token
+//! sign`).
 //!
 //! The only place that reads flags and prints for humans; everything it runs lives elsewhere.
 
 pub mod authoring;
 pub mod client;
 pub mod serve;
+pub mod token;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -39,15 +41,23 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the test suites (*_test.yaml) found under a policy directory against its policies.
     Test(TestArgs),
+    /// Development tools: a key pair for --jwks-file, and tokens signed with it. Not for
+    /// production keys.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs a command; its exit code (0 unless a command says otherwise, such as `check
+/// --exit-code` on a deny). An error is the caller's to print, with exit code 1.
+pub async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let done = std::process::ExitCode::SUCCESS;
     match cli.command {
-        Command::Serve(args) => serve::run(*args).await,
+        Command::Serve(args) => serve::run(*args).await.map(|()| done),
         Command::Check(args) => client::check(args).await,
-        Command::Plan(args) => client::plan(args).await,
-        Command::Validate(args) => authoring::validate(args),
-        Command::Test(args) => authoring::test(args),
+        Command::Plan(args) => client::plan(args).await.map(|()| done),
+        Command::Validate(args) => authoring::validate(args).map(|()| done),
+        Command::Test(args) => authoring::test(args).map(|()| done),
+        Command::Token(command) => token::run(command).map(|()| done),
     }
 }
 

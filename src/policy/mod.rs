@@ -343,7 +343,7 @@ pub struct PolicySource {
     /// The directory the documents were read from (for messages about the set as a whole).
     pub root: PathBuf,
     pub documents: Vec<Located<Document>>,
-    /// Hex SHA-256 prefix over the sorted (relative path, content) pairs.
+    /// The content hash of its documents ([`version_of`]).
     pub version: String,
 }
 
@@ -434,21 +434,33 @@ fn read_all(dir: &Path, mut files: Vec<PathBuf>) -> (Vec<(PathBuf, String)>, Vec
     (texts, errors)
 }
 
-/// The version [`parse_files`] gives these files: a hex SHA-256 prefix over the (relative path,
-/// content) pairs, in order. Lets a reload tell unchanged files without parsing them.
+/// The version [`parse_files`] gives these files, the policy set's `policy_version`: a hex
+/// SHA-256 prefix over its documents (the `---`-separated parts that are not blank or comments
+/// only), each hashed on its own and taken in sorted order. A hash of content only: the same
+/// documents have the same version wherever they are mounted, whatever the files and directories
+/// are named and however the documents are split into files; any change to a document's text
+/// (comments included) is a new version. Cheap (no YAML parsing): a reload tells unchanged files
+/// without parsing them.
 pub fn version_of(files: &[(PathBuf, String)]) -> String {
+    let mut digests: Vec<[u8; 32]> = files
+        .iter()
+        .flat_map(|(_, text)| split_documents(text))
+        .filter(|(_, chunk)| !is_blank(chunk))
+        .map(|(_, chunk)| Sha256::digest(chunk.as_bytes()).into())
+        .collect();
+    digests.sort_unstable();
     let mut hasher = Sha256::new();
-    for (relative, text) in files {
-        hash_file(&mut hasher, relative, text);
+    for digest in &digests {
+        hasher.update(digest);
     }
     hex::encode(&hasher.finalize()[..8])
 }
 
-fn hash_file(hasher: &mut Sha256, relative: &Path, text: &str) {
-    hasher.update(relative.to_string_lossy().as_bytes());
-    hasher.update([0]);
-    hasher.update(text.as_bytes());
-    hasher.update([0]);
+/// A document with nothing but blank lines and comments.
+fn is_blank(chunk: &str) -> bool {
+    chunk
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
 }
 
 /// Parses already-read files (relative path, text); `root` only prefixes paths in messages.
@@ -463,22 +475,19 @@ pub fn parse_files(root: &Path, files: &[(PathBuf, String)]) -> Result<PolicySou
 
 /// Parses what it can, returning the documents of the files that parsed and every error.
 fn parse_files_lenient(root: &Path, files: &[(PathBuf, String)]) -> (PolicySource, Vec<LoadError>) {
-    let mut hasher = Sha256::new();
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     for (relative, text) in files {
-        hash_file(&mut hasher, relative, text);
         let file = root.join(relative);
         match parse_documents(&file, text) {
             Ok(mut docs) => documents.append(&mut docs),
             Err(e) => errors.push(e),
         }
     }
-    let digest = hasher.finalize();
     let source = PolicySource {
         root: root.to_path_buf(),
         documents,
-        version: hex::encode(&digest[..8]),
+        version: version_of(files),
     };
     (source, errors)
 }
@@ -487,10 +496,7 @@ fn parse_files_lenient(root: &Path, files: &[(PathBuf, String)]) -> (PolicySourc
 pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Located<Document>>, LoadError> {
     let mut documents = Vec::new();
     for (line, chunk) in split_documents(text) {
-        if chunk
-            .lines()
-            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-        {
+        if is_blank(&chunk) {
             continue;
         }
         let raw: RawDocument =
@@ -647,7 +653,17 @@ mod tests {
             vec![PathBuf::from("a.yml"), PathBuf::from("sub/b.yaml")]
         );
         assert_eq!(version_of(&files), load_dir(dir.path()).unwrap().version);
+        // A comment-only file holds no document: no part of the version.
         std::fs::write(dir.path().join("sub/b.yaml"), "# something else\n").unwrap();
+        assert_eq!(
+            version_of(&read_files(dir.path()).unwrap().texts),
+            version_of(&files)
+        );
+        std::fs::write(
+            dir.path().join("sub/b.yaml"),
+            "capabilities: {name: c, capabilities: []}\n",
+        )
+        .unwrap();
         assert_ne!(
             version_of(&read_files(dir.path()).unwrap().texts),
             version_of(&files)
@@ -682,19 +698,36 @@ mod tests {
     }
 
     #[test]
-    fn version_changes_with_content() {
-        let a = vec![(
-            PathBuf::from("a.yaml"),
-            "capabilities: {name: c, capabilities: []}\n".to_string(),
-        )];
-        let b = vec![(
-            PathBuf::from("a.yaml"),
-            "capabilities: {name: d, capabilities: []}\n".to_string(),
-        )];
-        let va = parse_files(Path::new("."), &a).unwrap().version;
-        let vb = parse_files(Path::new("."), &b).unwrap().version;
-        assert_ne!(va, vb);
-        assert_eq!(va, parse_files(Path::new("."), &a).unwrap().version);
-        assert_eq!(va.len(), 16);
+    fn the_version_is_a_hash_of_the_documents_not_of_the_layout() {
+        let a = "capabilities: {name: c, capabilities: []}\n";
+        let b = "# the second\ncapabilities: {name: d, capabilities: []}\n";
+        let files = |pairs: &[(&str, &str)]| -> Vec<(PathBuf, String)> {
+            pairs
+                .iter()
+                .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+                .collect()
+        };
+        let version = |pairs: &[(&str, &str)]| {
+            let version = parse_files(Path::new("."), &files(pairs)).unwrap().version;
+            assert_eq!(version, version_of(&files(pairs)));
+            version
+        };
+        let two_files = version(&[("a.yaml", a), ("b.yaml", b)]);
+        assert_eq!(two_files.len(), 16);
+        // Other names, another directory, another order, one file of two documents, a comment
+        // between documents: the same documents, the same version.
+        assert_eq!(version(&[("clinic/x.yml", b), ("z.yaml", a)]), two_files);
+        let together = format!("{a}---\n{b}");
+        assert_eq!(version(&[("all.yaml", &together)]), two_files);
+        let with_blank = format!("# header\n---\n{a}---\n{b}");
+        assert_eq!(version(&[("all.yaml", &with_blank)]), two_files);
+        // Any change to a document's text is a new version, and so is a document more.
+        let changed = b.replace("name: d", "name: e");
+        assert_ne!(version(&[("a.yaml", a), ("b.yaml", &changed)]), two_files);
+        assert_ne!(
+            version(&[("a.yaml", a), ("b.yaml", b), ("c.yaml", a)]),
+            two_files
+        );
+        assert_ne!(version(&[("a.yaml", a)]), two_files);
     }
 }

@@ -25,13 +25,14 @@ use crate::engine::{self, Decision, ResourceDecisions};
 use crate::filter::sql::{self, Dialect, SqlFilter};
 use crate::filter::Filter;
 use crate::plan::{self, Plan, PlanRequest};
+use crate::policy::schema::ValidationMode;
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal};
 use crate::store::{PolicyStore, ReloadStatus};
 use crate::telemetry::audit::{AuditLog, Decided, Entry, Outcome};
 use crate::telemetry::{
     DECISIONS_TOTAL, DECISION_SECONDS, EVALUATION_ERRORS_TOTAL, PLANS_TOTAL, REQUESTS_TOTAL,
-    REQUEST_SECONDS, TOKENS_REJECTED_TOTAL,
+    REQUEST_SECONDS, SCHEMA_VIOLATIONS_TOTAL, TOKENS_REJECTED_TOTAL,
 };
 use crate::token::{TokenError, Verifier};
 
@@ -125,6 +126,8 @@ pub struct Planned {
     pub sql: Option<SqlFilter>,
     /// Why the request's token was rejected (the plan is then ALWAYS_DENIED).
     pub token_error: Option<String>,
+    /// How the request violates the schema (the plan is then ALWAYS_DENIED).
+    pub schema_violation: Option<String>,
 }
 
 /// Who a request is about.
@@ -423,12 +426,40 @@ impl Authority {
         results: &[ResourceDecisions],
     ) {
         let (mut allowed, mut denied) = (0u64, 0u64);
+        let (mut refused, mut warned) = (0u64, 0u64);
         for result in results {
+            let mut logged: Option<&Arc<str>> = None;
             for (action, decision) in &result.actions {
                 if decision.is_allow() {
                     allowed += 1;
                 } else {
                     denied += 1;
+                }
+                if let Some(violation) = &decision.schema_violation {
+                    let reject =
+                        set.request_schema().map(|s| s.mode) == Some(ValidationMode::Reject);
+                    if reject {
+                        refused += 1;
+                    } else {
+                        warned += 1;
+                    }
+                    // Once per resource: a violation of the resource is every action's.
+                    if !logged.is_some_and(|l| Arc::ptr_eq(l, violation)) {
+                        logged = Some(violation);
+                        tracing::warn!(
+                            request_id = %request.request_id,
+                            kind = %result.kind,
+                            id = %result.id,
+                            action = %action,
+                            violation = %violation,
+                            "{}",
+                            if reject {
+                                "the request violates the schema; denied"
+                            } else {
+                                "the request violates the schema (validation: warn)"
+                            }
+                        );
+                    }
                 }
                 if decision.evaluation_error {
                     metrics::counter!(EVALUATION_ERRORS_TOTAL).increment(1);
@@ -447,6 +478,12 @@ impl Authority {
         }
         metrics::counter!(DECISIONS_TOTAL, "effect" => "allow").increment(allowed);
         metrics::counter!(DECISIONS_TOTAL, "effect" => "deny").increment(denied);
+        if refused > 0 {
+            metrics::counter!(SCHEMA_VIOLATIONS_TOTAL, "result" => "denied").increment(refused);
+        }
+        if warned > 0 {
+            metrics::counter!(SCHEMA_VIOLATIONS_TOTAL, "result" => "warned").increment(warned);
+        }
         tracing::debug!(allowed, denied, version = %set.version, "decided");
         let Some(audit) = &self.audit else { return };
         let with_attributes = audit.include_attributes();
@@ -519,6 +556,7 @@ impl Authority {
             sql: sql
                 .and_then(|(dialect, columns)| sql::render(&Filter::False, dialect, &columns).ok()),
             token_error: Some(error.to_string()),
+            schema_violation: None,
         }
     }
 
@@ -531,17 +569,23 @@ impl Authority {
     ) -> Result<Planned, Refusal> {
         let set = self.store.current();
         let (planned, request) = if self.pool.inline(evaluation::plan_weight(&request)) {
-            (plan::plan(&set, &request), request)
+            (plan::plan_explained(&set, &request), request)
         } else {
             let snapshot = Arc::clone(&set);
             self.pool
                 .run(
                     self.deadline(call),
-                    move || (plan::plan(&snapshot, &request), request),
+                    move || (plan::plan_explained(&snapshot, &request), request),
                     |how| Refusal::new(Code::DeadlineExceeded, format!("deadline exceeded {how}")),
                 )
                 .await?
         };
+        // The kind's declared attributes: the SQL also holds every mapped column to them.
+        let declared = set
+            .schema
+            .as_ref()
+            .and_then(|s| s.kind(&request.kind))
+            .map(|k| &k.attributes);
         let result = planned
             .map_err(|e| {
                 tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
@@ -551,21 +595,34 @@ impl Authority {
                 let sql = match &sql {
                     None => None,
                     Some((dialect, columns)) => Some(
-                        sql::render(&planned.filter(), *dialect, columns).map_err(|e| {
-                            Refusal::new(Code::InvalidArgument, format!("sql: {e}"))
-                        })?,
+                        sql::render_typed(&planned.plan.filter(), *dialect, columns, declared)
+                            .map_err(|e| {
+                                Refusal::new(Code::InvalidArgument, format!("sql: {e}"))
+                            })?,
                     ),
                 };
                 Ok((planned, sql))
             });
+        if let Ok((
+            plan::Planned {
+                schema_violation: Some(violation),
+                ..
+            },
+            _,
+        )) = &result
+        {
+            metrics::counter!(SCHEMA_VIOLATIONS_TOTAL, "result" => "denied").increment(1);
+            tracing::warn!(request_id = %request_id, kind = %request.kind, action = %request.action, violation = %violation, "the request violates the schema; planned ALWAYS_DENIED");
+        }
+        let result = result.map(|(planned, sql)| (planned.plan, sql, planned.schema_violation));
         let kind = match &result {
-            Ok((Plan::AlwaysAllowed, _)) => "always_allowed",
-            Ok((Plan::AlwaysDenied, _)) => "always_denied",
-            Ok((Plan::Conditional(_), _)) => "conditional",
+            Ok((Plan::AlwaysAllowed, ..)) => "always_allowed",
+            Ok((Plan::AlwaysDenied, ..)) => "always_denied",
+            Ok((Plan::Conditional(_), ..)) => "conditional",
             Err(_) => "error",
         };
         metrics::counter!(PLANS_TOTAL, "kind" => kind).increment(1);
-        if let (Some(audit), Ok((planned, _))) = (&self.audit, &result) {
+        if let (Some(audit), Ok((planned, ..))) = (&self.audit, &result) {
             audit.record(Entry {
                 time: SystemTime::now(),
                 request_id: request_id.clone(),
@@ -586,12 +643,13 @@ impl Authority {
                 },
             });
         }
-        result.map(|(plan, sql)| Planned {
+        result.map(|(plan, sql, violation)| Planned {
             request_id,
             policy_version: set.version.clone(),
             plan,
             sql,
             token_error: None,
+            schema_violation: violation.map(|v| v.to_string()),
         })
     }
 }

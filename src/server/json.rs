@@ -202,6 +202,9 @@ pub fn plan_json(p: Planned) -> Json {
     if let Some(e) = &p.token_error {
         out.insert("token_error".into(), json!(e));
     }
+    if let Some(v) = &p.schema_violation {
+        out.insert("schema_violation".into(), json!(v));
+    }
     Json::Object(out)
 }
 

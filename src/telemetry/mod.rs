@@ -25,6 +25,9 @@ pub const DECISIONS_TOTAL: &str = "verdict_decisions_total";
 pub const DECISION_SECONDS: &str = "verdict_decision_duration_seconds";
 /// Counter, no labels: conditions that failed to evaluate while deciding (each ended in a deny).
 pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
+/// Counter, label `result` (`denied` under validation `reject`, `warned` under `warn`): decisions
+/// on requests that violate the policy set's schema, and PlanFilter requests that do.
+pub const SCHEMA_VIOLATIONS_TOTAL: &str = "verdict_schema_violations_total";
 /// Counter, label `kind` (`always_allowed`, `always_denied`, `conditional`, `error`): PlanFilter
 /// answers.
 pub const PLANS_TOTAL: &str = "verdict_plans_total";
@@ -112,6 +115,10 @@ fn describe_metrics() {
     describe_counter!(
         EVALUATION_ERRORS_TOTAL,
         "Conditions that failed to evaluate (each ended in deny)."
+    );
+    describe_counter!(
+        SCHEMA_VIOLATIONS_TOTAL,
+        "Decisions and plans on requests that violate the schema, by what they got."
     );
     describe_counter!(PLANS_TOTAL, "PlanFilter answers by plan kind.");
     describe_counter!(

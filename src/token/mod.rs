@@ -21,6 +21,7 @@
 //! request.
 
 pub mod claims;
+pub mod dev;
 pub mod jwks;
 
 use std::fmt;

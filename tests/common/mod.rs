@@ -109,6 +109,114 @@ pub fn wait_for_blocking(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A fenced block of a Markdown text.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// The line of its opening fence (1-based).
+    pub line: usize,
+    /// The info string: `sh`, `json`, or empty.
+    pub info: String,
+    pub content: String,
+    /// The line of its closing fence.
+    pub end: usize,
+}
+
+/// The fenced blocks of a Markdown text, in order.
+pub fn fenced_blocks(markdown: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut open: Option<Block> = None;
+    for (i, line) in markdown.lines().enumerate() {
+        match &mut open {
+            None => {
+                if let Some(info) = line.strip_prefix("```") {
+                    open = Some(Block {
+                        line: i + 1,
+                        info: info.trim().to_string(),
+                        content: String::new(),
+                        end: 0,
+                    });
+                }
+            }
+            Some(block) => {
+                if line.trim_end() == "```" {
+                    block.end = i + 1;
+                    blocks.push(open.take().unwrap());
+                } else {
+                    block.content.push_str(line);
+                    block.content.push('\n');
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// The `sh` blocks of a Markdown text, each with the block that follows it with only blank
+/// lines between, if that one is not `sh`: the output the text says the commands print.
+pub fn commands_and_outputs(markdown: &str) -> Vec<(Block, Option<Block>)> {
+    let lines: Vec<&str> = markdown.lines().collect();
+    let blocks = fenced_blocks(markdown);
+    let mut out = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        if block.info != "sh" {
+            continue;
+        }
+        let output = blocks.get(i + 1).filter(|next| {
+            next.info != "sh"
+                && lines[block.end..next.line - 1]
+                    .iter()
+                    .all(|l| l.trim().is_empty())
+        });
+        out.push((block.clone(), output.cloned()));
+    }
+    out
+}
+
+/// The part of README.md from the line `start` (a heading, or a paragraph's first words) to the
+/// next heading of a level as high or higher.
+pub fn readme_section(start: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let at = readme
+        .find(start)
+        .unwrap_or_else(|| panic!("README.md has no {start:?}"));
+    let level = start.chars().take_while(|c| *c == '#').count().max(2);
+    let rest = &readme[at + start.len()..];
+    let end = rest
+        .match_indices("\n#")
+        .find(|(i, _)| {
+            let hashes = rest[i + 1..].chars().take_while(|c| *c == '#').count();
+            hashes <= level && rest[i + 1 + hashes..].starts_with(' ')
+        })
+        .map_or(rest.len(), |(i, _)| i);
+    readme[at..at + start.len() + end].to_string()
+}
+
+/// Runs `script` with `sh` in `dir`, with the `verdict` under test first on PATH, as a reader
+/// who installed it would.
+pub fn shell(script: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let bin = dir.join(".verdict-bin");
+    if !bin.join("verdict").exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(BIN, bin.join("verdict")).unwrap();
+    }
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env_remove("VERDICT_SERVER");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("sh runs")
+}
+
 pub fn bundled_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
@@ -388,17 +496,58 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
-/// For tests that need a tool CI installs (`.ci/run`): `true` when `available`; otherwise skips
-/// the test, saying why, or fails it in CI.
-pub fn tool_available(available: bool, what: &str) -> bool {
-    if available {
-        return true;
+/// A tool a test needs: what it is (with how to install it) and whether it was found.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    pub what: &'static str,
+    pub found: bool,
+}
+
+impl Tool {
+    /// `command ARGS` runs and succeeds (`grpcurl -version`, `buf --version`...).
+    pub fn command(what: &'static str, command: &str, args: &[&str]) -> Tool {
+        let found = std::process::Command::new(command)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        Tool { what, found }
     }
+}
+
+/// A test of a binary with `harness = false` (libtest-mimic) that needs outside tools. With them
+/// all, it runs. Without one, outside CI, it is listed as ignored (`[needs TOOL]` before its
+/// name) and the summary counts it, so that a run shows what it did not test; in CI (`CI` set),
+/// it fails, naming the missing tool: CI must run everything (`.ci/run` installs the tools).
+pub fn trial(name: &str, needs: &[Tool], test: fn()) -> libtest_mimic::Trial {
+    let missing: Vec<&str> = needs.iter().filter(|t| !t.found).map(|t| t.what).collect();
+    if missing.is_empty() {
+        return libtest_mimic::Trial::test(name, move || {
+            test();
+            Ok(())
+        });
+    }
+    let why = format!("{} missing", missing.join(", "));
     if in_ci() {
-        panic!("{what} is missing, and CI must run this test (.ci/run installs it)");
+        return libtest_mimic::Trial::test(name, move || {
+            Err(format!("{why}, and CI must run this test (.ci/run installs it)").into())
+        });
     }
-    eprintln!("skipping: {what} is missing (CI installs it; see .ci/run)");
-    false
+    let kind = needs
+        .iter()
+        .filter(|t| !t.found)
+        .map(|t| t.what.split_whitespace().next().unwrap_or(t.what))
+        .collect::<Vec<_>>()
+        .join(", ");
+    libtest_mimic::Trial::test(name, move || Err(why.into()))
+        .with_kind(format!("needs {kind}"))
+        .with_ignored_flag(true)
+}
+
+/// Runs the trials of a `harness = false` test binary as `cargo test` runs tests.
+pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
 }
 
 /// What kubelet does to a ConfigMap volume: every key is a symlink `key -> ..data/key`, `..data`
