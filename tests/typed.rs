@@ -426,7 +426,7 @@ fn authoring_mistakes_are_errors_at_their_line() {
     let same = "&& R.attr.practice_id == P.attr.practice_id";
     validate_fails(
         ("conditions.yaml", same, "&& R.attr.practce_id == P.attr.practice_id"),
-        "unknown attribute 'practce_id': R.attr of kind \"Invoice\" declares no such attribute (did you mean 'practice_id'?)",
+        "unknown attribute 'practce_id': R.attr declares no such attribute (did you mean 'practice_id'?)",
         &line_of("conditions.yaml", same),
     );
     validate_fails(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::policy::LoadErrors;
 
@@ -29,6 +29,41 @@ pub struct ValidateArgs {
     /// A set without a `schema` document is an error, not a warning.
     #[arg(long)]
     pub require_schema: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SchemaCommand {
+    /// Print the set's schema as JSON Schema (draft 2020-12) of a Check request, with one
+    /// definition per kind, for callers to validate requests (and rows) on their side.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Directory of policy files.
+    #[arg(default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+pub fn schema(command: SchemaCommand) -> Result<()> {
+    let SchemaCommand::Export(args) = command;
+    let set = crate::compile::PolicySet::load(&args.policies).map_err(|e| {
+        anyhow::anyhow!("{e}\n{}: the policies do not load", args.policies.display())
+    })?;
+    let Some(schema) = &set.schema else {
+        bail!(
+            "{}: the set declares no schema: there is nothing to export (add a `schema` document)",
+            args.policies.display()
+        );
+    };
+    let title = format!(
+        "Check request for the policies in {} (version {})",
+        args.policies.display(),
+        set.version
+    );
+    let exported = crate::schema::json_schema::check_request(schema, &title);
+    println!("{}", serde_json::to_string_pretty(&exported)?);
+    Ok(())
 }
 
 pub fn test(args: TestArgs) -> Result<()> {
