@@ -98,7 +98,7 @@ fn the_readme_quick_start_works_as_written() {
 
     let json = Command::new(BIN)
         .args(["check", "--json", "--server", &daemon.addr, "--request"])
-        .arg(r#"{"principal":{"roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
+        .arg(r#"{"principal":{"id":"j-1","roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
         .output()
         .unwrap();
     assert!(json.status.success());

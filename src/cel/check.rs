@@ -25,6 +25,7 @@ use ::cel::common::ast::{
 use ::cel::Program;
 
 use super::compile::position;
+use super::walk::{each_child, Scope};
 use super::{CompileError, Environment, NamedConditions, VARIABLES};
 use crate::schema::{self, ObjectType};
 
@@ -76,21 +77,44 @@ impl Choices {
 /// An object type: its fields sorted by name, each with its type and whether it is always there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// What it is, in messages: `R.attr of kind "Patient"`, `P`.
+    /// What it is, in messages: `R.attr`, `P`.
     pub what: String,
-    fields: Vec<(String, Ty, bool)>,
+    fields: Vec<Field>,
     /// Undeclared fields may be present (their type is unknown).
     pub open: bool,
+}
+
+/// One declared field of a [`Record`].
+#[derive(Debug, Clone, PartialEq)]
+struct Field {
+    name: String,
+    ty: Ty,
+    required: bool,
+    /// A string or list the schema says is never empty.
+    non_empty: bool,
 }
 
 impl Record {
     /// A record of `fields` (name, type, required).
     pub fn new(
         what: impl Into<String>,
-        mut fields: Vec<(String, Ty, bool)>,
+        fields: Vec<(String, Ty, bool)>,
         open: bool,
     ) -> Arc<Record> {
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        let fields = fields
+            .into_iter()
+            .map(|(name, ty, required)| Field {
+                name,
+                ty,
+                required,
+                non_empty: false,
+            })
+            .collect();
+        Record::with_fields(what, fields, open)
+    }
+
+    fn with_fields(what: impl Into<String>, mut fields: Vec<Field>, open: bool) -> Arc<Record> {
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
         Arc::new(Record {
             what: what.into(),
             fields,
@@ -103,27 +127,25 @@ impl Record {
         let what = what.into();
         let fields = object
             .attributes()
-            .map(|(name, attribute)| {
-                let inner = format!("{what}.{name}");
-                (
-                    name.to_string(),
-                    Ty::of_schema(&attribute.ty, &inner),
-                    attribute.required,
-                )
+            .map(|(name, attribute)| Field {
+                name: name.to_string(),
+                ty: Ty::of_schema(&attribute.ty, &format!("{what}.{name}")),
+                required: attribute.required,
+                non_empty: attribute.non_empty,
             })
             .collect();
-        Record::new(what, fields, object.additional)
+        Record::with_fields(what, fields, object.additional)
     }
 
-    fn field(&self, name: &str) -> Option<(&Ty, bool)> {
+    fn field(&self, name: &str) -> Option<&Field> {
         self.fields
-            .binary_search_by(|(n, _, _)| n.as_str().cmp(name))
+            .binary_search_by(|f| f.name.as_str().cmp(name))
             .ok()
-            .map(|i| (&self.fields[i].1, self.fields[i].2))
+            .map(|i| &self.fields[i])
     }
 
     fn closest(&self, name: &str) -> Option<&str> {
-        schema::closest(name, self.fields.iter().map(|(n, _, _)| n.as_str()))
+        schema::closest(name, self.fields.iter().map(|f| f.name.as_str()))
     }
 }
 
@@ -150,6 +172,15 @@ impl Ty {
 
     fn is_stringish(&self) -> bool {
         matches!(self, Ty::String | Ty::Enum(_))
+    }
+
+    /// A string that can be "" (an enum can only if "" is one of its values).
+    fn may_be_empty(&self) -> bool {
+        match self {
+            Ty::String => true,
+            Ty::Enum(choices) => choices.contains(""),
+            _ => false,
+        }
     }
 }
 
@@ -285,6 +316,8 @@ struct Checked {
     ty: Ty,
     when_true: Facts,
     when_false: Facts,
+    /// A string or list the schema (or a literal) says is not empty.
+    non_empty: bool,
 }
 
 impl Checked {
@@ -293,8 +326,14 @@ impl Checked {
             ty,
             when_true: Facts::default(),
             when_false: Facts::default(),
+            non_empty: false,
         }
     }
+}
+
+/// The fact that the attribute at `path` is not empty.
+fn not_empty_fact(path: &str) -> String {
+    format!("non-empty {path}")
 }
 
 struct Checker<'a> {
@@ -327,6 +366,20 @@ fn describe(e: &IdedExpr, ty: &Ty) -> String {
         (Expr::Literal(LiteralValue::Null), _) => "null".into(),
         (_, Some(path)) => format!("{path} ({ty})"),
         _ => format!("a {ty}"),
+    }
+}
+
+/// `x` of `size(x)` or `x.size()`.
+fn size_of(e: &IdedExpr) -> Option<&IdedExpr> {
+    match &e.expr {
+        Expr::Call(call) if call.func_name == "size" => {
+            match (&call.target, call.args.as_slice()) {
+                (Some(target), []) => Some(target),
+                (None, [arg]) => Some(arg),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -396,15 +449,20 @@ impl Checker<'_> {
 
     fn check(&mut self, e: &IdedExpr, facts: &Facts) -> Checked {
         match &e.expr {
-            Expr::Literal(literal) => Checked::of(match literal {
-                LiteralValue::Boolean(_) => Ty::Bool,
-                LiteralValue::Bytes(_) => Ty::Bytes,
-                LiteralValue::Double(_) => Ty::Double,
-                LiteralValue::Int(_) => Ty::Int,
-                LiteralValue::Null => Ty::Null,
-                LiteralValue::String(_) => Ty::String,
-                LiteralValue::UInt(_) => Ty::UInt,
-            }),
+            Expr::Literal(literal) => {
+                let mut checked = Checked::of(match literal {
+                    LiteralValue::Boolean(_) => Ty::Bool,
+                    LiteralValue::Bytes(_) => Ty::Bytes,
+                    LiteralValue::Double(_) => Ty::Double,
+                    LiteralValue::Int(_) => Ty::Int,
+                    LiteralValue::Null => Ty::Null,
+                    LiteralValue::String(_) => Ty::String,
+                    LiteralValue::UInt(_) => Ty::UInt,
+                });
+                checked.non_empty =
+                    !matches!(literal, LiteralValue::String(s) if s.inner().is_empty());
+                checked
+            }
             Expr::Ident(name) => {
                 if let Some(ty) = self.local(name) {
                     return Checked::of(ty.clone());
@@ -478,9 +536,12 @@ impl Checker<'_> {
         facts: &Facts,
     ) -> Checked {
         let path = path_of(operand_expr).map(|p| format!("{p}.{field}"));
+        let mut non_empty = false;
         let ty = match &operand {
             Ty::Record(record) => match record.field(field) {
-                Some((ty, required)) => {
+                Some(declared) => {
+                    let (ty, required) = (&declared.ty, declared.required);
+                    non_empty = declared.non_empty;
                     if !test && !required && !path.as_deref().is_some_and(|p| facts.has(p)) {
                         let shown = path.clone().unwrap_or_else(|| field.to_string());
                         self.error(e, format!("{shown} is optional in the schema: guard it with has({shown}) (it may be absent)"));
@@ -523,7 +584,9 @@ impl Checker<'_> {
             }
             checked
         } else {
-            Checked::of(ty)
+            let mut checked = Checked::of(ty);
+            checked.non_empty = non_empty || path.is_some_and(|p| facts.has(&not_empty_fact(&p)));
+            checked
         }
     }
 
@@ -541,6 +604,7 @@ impl Checker<'_> {
                         ty: Ty::Bool,
                         when_true: a.when_true.union(&b.when_true),
                         when_false: a.when_false.intersection(&b.when_false),
+                        non_empty: false,
                     };
                 }
                 (operators::LOGICAL_OR, 2) => {
@@ -552,6 +616,7 @@ impl Checker<'_> {
                         ty: Ty::Bool,
                         when_true: a.when_true.intersection(&b.when_true),
                         when_false: a.when_false.union(&b.when_false),
+                        non_empty: false,
                     };
                 }
                 (operators::LOGICAL_NOT, 1) => {
@@ -561,6 +626,7 @@ impl Checker<'_> {
                         ty: Ty::Bool,
                         when_true: a.when_false,
                         when_false: a.when_true,
+                        non_empty: false,
                     };
                 }
                 (operators::NOT_STRICTLY_FALSE, 1) => {
@@ -584,15 +650,32 @@ impl Checker<'_> {
                     return Checked::of(join(&x.ty, &y.ty));
                 }
                 (operators::EQUALS | operators::NOT_EQUALS, 2) => {
-                    let a = self.check(&args[0], facts).ty;
-                    let b = self.check(&args[1], facts).ty;
-                    let always = if name == operators::EQUALS {
-                        "false"
-                    } else {
-                        "true"
-                    };
-                    self.equality(e, &args[0], &a, &args[1], &b, always);
-                    return Checked::of(Ty::Bool);
+                    let a = self.check(&args[0], facts);
+                    let b = self.check(&args[1], facts);
+                    let equals = name == operators::EQUALS;
+                    let always = if equals { "false" } else { "true" };
+                    self.equality(e, &args[0], &a.ty, &args[1], &b.ty, always);
+                    if equals
+                        && a.ty.may_be_empty()
+                        && b.ty.may_be_empty()
+                        && !a.non_empty
+                        && !b.non_empty
+                    {
+                        self.both_may_be_empty(e, &args[0], &args[1]);
+                    }
+                    let mut checked = Checked::of(Ty::Bool);
+                    // `x != ""` proves x is not empty where it holds.
+                    for (x, y) in [(&args[0], &args[1]), (&args[1], &args[0])] {
+                        if let (Some(path), Some("")) = (path_of(x), string_literal(y)) {
+                            let fact = Facts(vec![not_empty_fact(&path)]);
+                            if equals {
+                                checked.when_false = fact;
+                            } else {
+                                checked.when_true = fact;
+                            }
+                        }
+                    }
+                    return checked;
                 }
                 (
                     operators::LESS
@@ -603,6 +686,15 @@ impl Checker<'_> {
                 ) => {
                     let a = self.check(&args[0], facts).ty;
                     let b = self.check(&args[1], facts).ty;
+                    let mut checked = Checked::of(Ty::Bool);
+                    // `size(x) > 0` proves x is not empty where it holds.
+                    if name == operators::GREATER
+                        && matches!(&args[1].expr, Expr::Literal(LiteralValue::Int(i)) if *i.inner() == 0)
+                    {
+                        if let Some(path) = size_of(&args[0]).and_then(path_of) {
+                            checked.when_true = Facts(vec![not_empty_fact(&path)]);
+                        }
+                    }
                     if !orderable(&a, &b) {
                         self.error(
                             e,
@@ -613,7 +705,7 @@ impl Checker<'_> {
                             ),
                         );
                     }
-                    return Checked::of(Ty::Bool);
+                    return checked;
                 }
                 (operators::IN, 2) => {
                     let element = self.check(&args[0], facts).ty;
@@ -658,6 +750,24 @@ impl Checker<'_> {
         }
         operands.extend(args.iter().zip(arg_types));
         Checked::of(self.function(e, name, &operands))
+    }
+
+    /// `a == b` between two attributes that may both be empty strings: it holds for two empty
+    /// values, which rarely means what a grant meant.
+    fn both_may_be_empty(&mut self, e: &IdedExpr, a: &IdedExpr, b: &IdedExpr) {
+        let (Some(x), Some(y)) = (path_of(a), path_of(b)) else {
+            return;
+        };
+        if string_literal(a).is_some() || string_literal(b).is_some() {
+            return;
+        }
+        self.problems.push(Problem {
+            message: format!(
+                "{x} == {y} also holds when both are empty strings: declare one of them non_empty in the schema, or require it ({y} != \"\")"
+            ),
+            position: position(self.program, e.id),
+            warning: true,
+        });
     }
 
     fn expect_bool(&mut self, e: &IdedExpr, ty: &Ty, operator: &str) {
@@ -1033,6 +1143,65 @@ impl Checker<'_> {
     }
 }
 
+/// Every comparison (`==`, `!=`, `<`... and `in` a list literal) of a request attribute with a
+/// literal in `condition`: the attribute's dotted path (`R.attr.celebrity`) and the literal's type
+/// (`string`, `number`, `bool`, `null`). For sets without a schema, where nothing else tells
+/// `celebrity == true` in one rule from `celebrity == "true"` in another.
+pub fn literal_comparisons(condition: &super::Condition) -> Vec<(String, &'static str)> {
+    fn literal_type(e: &IdedExpr) -> Option<&'static str> {
+        match &e.expr {
+            Expr::Literal(LiteralValue::String(_)) => Some("string"),
+            Expr::Literal(
+                LiteralValue::Int(_) | LiteralValue::UInt(_) | LiteralValue::Double(_),
+            ) => Some("number"),
+            Expr::Literal(LiteralValue::Boolean(_)) => Some("bool"),
+            Expr::Literal(LiteralValue::Null) => Some("null"),
+            _ => None,
+        }
+    }
+    fn attribute(e: &IdedExpr, scope: &Scope) -> Option<String> {
+        let path = path_of(e)?;
+        let root = path.split('.').next()?;
+        (matches!(root, "P" | "R" | "C") && path.contains('.') && !scope.binds(root))
+            .then_some(path)
+    }
+    fn visit(e: &IdedExpr, scope: &mut Scope, out: &mut Vec<(String, &'static str)>) {
+        if let Expr::Call(call) = &e.expr {
+            let comparison = matches!(
+                call.func_name.as_str(),
+                operators::EQUALS
+                    | operators::NOT_EQUALS
+                    | operators::LESS
+                    | operators::LESS_EQUALS
+                    | operators::GREATER
+                    | operators::GREATER_EQUALS
+            );
+            if call.target.is_none() && call.args.len() == 2 {
+                let (a, b) = (&call.args[0], &call.args[1]);
+                if comparison {
+                    for (x, y) in [(a, b), (b, a)] {
+                        if let (Some(path), Some(ty)) = (attribute(x, scope), literal_type(y)) {
+                            out.push((path, ty));
+                        }
+                    }
+                } else if call.func_name == operators::IN {
+                    if let (Some(path), Expr::List(list)) = (attribute(a, scope), &b.expr) {
+                        for item in &list.elements {
+                            if let Some(ty) = literal_type(item) {
+                                out.push((path.clone(), ty));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        each_child(e, scope, &mut |child, scope| visit(child, scope, out));
+    }
+    let mut out = Vec::new();
+    visit(condition.expression(), &mut Scope::default(), &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1044,7 +1213,7 @@ schema:
   principal:
     roles: [physician, nurse, patient, system]
     attributes:
-      practice_id: string?
+      practice_id: {type: string, required: false, non_empty: true}
       licensed_states: list<string>?
       suspended: bool?
   context:
@@ -1223,6 +1392,22 @@ schema:
         fails("R.attr.tags.exists(t, t == 'x')", "R.attr.tags is optional");
         clean("!has(R.attr.primary_physician_id) || P.id != R.attr.primary_physician_id");
         clean("has(R.attr.primary_physician_id) && !(P.id != R.attr.primary_physician_id)");
+    }
+
+    #[test]
+    fn equality_of_two_attributes_that_may_both_be_empty_is_a_warning() {
+        let found =
+            problems("has(R.attr.primary_physician_id) && P.id == R.attr.primary_physician_id");
+        assert!(
+            found.iter().any(|p| p == "warning: P.id == R.attr.primary_physician_id also holds when both are empty strings: declare one of them non_empty in the schema, or require it (R.attr.primary_physician_id != \"\")"),
+            "{found:?}"
+        );
+        clean("has(R.attr.primary_physician_id) && R.attr.primary_physician_id != '' && P.id == R.attr.primary_physician_id");
+        clean("P.id != '' && P.id == R.id");
+        clean("size(P.id) > 0 && P.id == R.id");
+        clean("P.id == 'dr-1'");
+        // practice_id is declared non_empty below: one side never empty is enough.
+        clean("has(P.attr.practice_id) && R.attr.practice_id == P.attr.practice_id");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::policy::LoadErrors;
 
@@ -26,6 +26,44 @@ pub struct ValidateArgs {
     /// Exit non-zero on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// A set without a `schema` document is an error, not a warning.
+    #[arg(long)]
+    pub require_schema: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SchemaCommand {
+    /// Print the set's schema as JSON Schema (draft 2020-12) of a Check request, with one
+    /// definition per kind, for callers to validate requests (and rows) on their side.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Directory of policy files.
+    #[arg(default_value = "policies")]
+    pub policies: PathBuf,
+}
+
+pub fn schema(command: SchemaCommand) -> Result<()> {
+    let SchemaCommand::Export(args) = command;
+    let set = crate::compile::PolicySet::load(&args.policies).map_err(|e| {
+        anyhow::anyhow!("{e}\n{}: the policies do not load", args.policies.display())
+    })?;
+    let Some(schema) = &set.schema else {
+        bail!(
+            "{}: the set declares no schema: there is nothing to export (add a `schema` document)",
+            args.policies.display()
+        );
+    };
+    let title = format!(
+        "Check request for the policies in {} (version {})",
+        args.policies.display(),
+        set.version
+    );
+    let exported = crate::schema::json_schema::check_request(schema, &title);
+    println!("{}", serde_json::to_string_pretty(&exported)?);
+    Ok(())
 }
 
 pub fn test(args: TestArgs) -> Result<()> {
@@ -111,6 +149,15 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     match crate::compile::PolicySet::compile(&source) {
         Ok(set) => {
             warnings = set.warnings.clone();
+            if args.require_schema && set.schema.is_none() {
+                // The untyped-set warning becomes the error.
+                warnings.retain(|w| w.line.is_some());
+                errors.push(crate::policy::LoadError {
+                    file: args.policies.clone(),
+                    line: None,
+                    message: "the set declares no schema (--require-schema): add a `schema` document declaring its kinds, actions, roles and attributes".into(),
+                });
+            }
             summary = Some(format!(
                 "{} policies, {} rules, version {}",
                 set.policy_count,

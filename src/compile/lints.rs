@@ -1,13 +1,14 @@
 //! Warnings: what compiles but cannot be what the author meant (unused names, rules that can
 //! never apply, denies nothing allows, undefined capabilities, gates on kinds no rule names).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::index::FastMap;
 use super::selector::same_selector;
-use super::{Compiler, ScopeGate, ANY};
+use super::{CompiledRule, Compiler, ScopeGate, ANY};
+use crate::cel::check::literal_comparisons;
 use crate::policy::Effect;
 
 impl Compiler {
@@ -133,8 +134,72 @@ impl Compiler {
                 ));
             }
         }
+        if self.typing.is_none() {
+            messages.extend(self.mixed_literal_types());
+        }
         for (file, line, message) in messages {
             self.warning(&file, line, message);
         }
+    }
+
+    /// Without a schema, an attribute compared with literals of different types across the set
+    /// (`celebrity == true` here, `celebrity == "true"` there): a request can match only one of
+    /// them, and the others silently never hold.
+    fn mixed_literal_types(&self) -> Vec<(PathBuf, usize, String)> {
+        let mut uses: BTreeMap<String, Vec<(&'static str, &CompiledRule)>> = BTreeMap::new();
+        for rule in &self.rules {
+            for condition in rule
+                .target
+                .as_deref()
+                .into_iter()
+                .chain(rule.condition.as_ref())
+            {
+                for (path, ty) in literal_comparisons(condition) {
+                    let seen = uses.entry(path).or_default();
+                    if !seen.iter().any(|(t, r)| *t == ty && std::ptr::eq(*r, rule)) {
+                        seen.push((ty, rule));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (path, seen) in uses {
+            let mut types: Vec<&str> = seen
+                .iter()
+                .map(|(t, _)| *t)
+                .filter(|t| *t != "null")
+                .collect();
+            types.sort();
+            types.dedup();
+            if types.len() < 2 {
+                continue;
+            }
+            let sites: Vec<String> = types
+                .iter()
+                .map(|ty| {
+                    let (_, rule) = seen
+                        .iter()
+                        .find(|(t, _)| t == ty)
+                        .expect("a use of each type");
+                    format!(
+                        "a {ty} in policy \"{}\" rule \"{}\" ({}:{})",
+                        rule.policy,
+                        rule.name,
+                        rule.file.display(),
+                        rule.line
+                    )
+                })
+                .collect();
+            let (_, first) = seen[0];
+            out.push((
+                first.file.clone(),
+                first.line,
+                format!(
+                    "{path} is compared with {}: a request's value has one type, so some of these never hold (a schema would declare the type)",
+                    sites.join(" and with ")
+                ),
+            ));
+        }
+        out
     }
 }

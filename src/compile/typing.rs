@@ -60,10 +60,11 @@ impl Typing {
             .kinds
             .iter()
             .map(|(name, kind)| {
-                let attr =
-                    Record::of_object(format!("R.attr of kind \"{name}\""), &kind.attributes);
+                // Named without the kind: a problem found for several kinds is said once, with
+                // the kinds it concerns when not all of them.
+                let attr = Record::of_object("R.attr", &kind.attributes);
                 let record = Record::new(
-                    format!("R (kind \"{name}\")"),
+                    "R",
                     vec![
                         ("kind".into(), Ty::Enum(Arc::clone(&kinds)), true),
                         ("id".into(), Ty::String, true),

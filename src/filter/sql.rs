@@ -24,6 +24,19 @@ use serde_json::Value as Json;
 use super::{CmpOp, Filter};
 use crate::schema::{ObjectType, Type};
 
+/// The attributes a filter compares at its top level (a leaf, or leaves of its top conjunction):
+/// where the filter holds, they are present.
+fn implied_present(filter: &Filter) -> Vec<&str> {
+    match filter.unannotated() {
+        Filter::Compare { attribute, .. }
+        | Filter::In { attribute, .. }
+        | Filter::Contains { attribute, .. }
+        | Filter::Exists { attribute } => vec![attribute.as_str()],
+        Filter::And(operands) => operands.iter().flat_map(implied_present).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn join_and(parts: &[String]) -> String {
     if parts.len() == 1 {
         parts[0].clone()
@@ -113,7 +126,8 @@ pub fn render_typed(
     };
     let mut guards = Vec::new();
     if let Some(attributes) = attributes {
-        r.conformance(attributes, "", &mut guards);
+        let present = implied_present(filter);
+        r.conformance(attributes, "", &present, &mut guards);
     }
     match (guards.is_empty(), filter) {
         (true, _) => r.filter(filter),
@@ -170,11 +184,18 @@ impl Renderer<'_> {
 
     /// The clauses that make each mapped attribute of `attributes` (below the dotted `prefix`) fit
     /// its declared type.
-    fn conformance(&mut self, attributes: &ObjectType, prefix: &str, out: &mut Vec<String>) {
+    /// `present`: attributes the filter already requires to be present.
+    fn conformance(
+        &mut self,
+        attributes: &ObjectType,
+        prefix: &str,
+        present: &[&str],
+        out: &mut Vec<String>,
+    ) {
         for (name, attribute) in attributes.attributes() {
             let path = format!("{prefix}{name}");
             if let Type::Object(inner) = &attribute.ty {
-                self.conformance(inner, &format!("{path}."), out);
+                self.conformance(inner, &format!("{path}."), present, out);
                 continue;
             }
             let Some(column) = self.columns.get(&path).cloned() else {
@@ -184,11 +205,14 @@ impl Renderer<'_> {
             // Only top-level attributes can be required of every row: a nested one is required
             // only where its object is present.
             let required = attribute.required && prefix.is_empty();
+            let compared = present.contains(&path.as_str());
             out.push(match (required, guard) {
+                // The filter compares it: it is not NULL where the filter holds.
+                (_, Some(g)) if compared => g,
                 (true, Some(g)) => format!("({column} IS NOT NULL AND {g})"),
-                (true, None) => format!("{column} IS NOT NULL"),
+                (true, None) if !compared => format!("{column} IS NOT NULL"),
                 (false, Some(g)) => format!("({column} IS NULL OR {g})"),
-                (false, None) => continue,
+                (_, None) => continue,
             });
         }
     }
@@ -287,6 +311,8 @@ impl Renderer<'_> {
                     let _ = write!(self.out, "{column} {sql_op} {p}");
                 }
             }
+            // `IN ()` is no SQL in PostgreSQL: the empty set holds nothing.
+            Filter::In { values, .. } if values.is_empty() => self.out.push_str("FALSE"),
             Filter::In { attribute, values } => {
                 let column = self.column(attribute).to_string();
                 let _ = write!(self.out, "{column} IN (");
@@ -318,6 +344,9 @@ impl Renderer<'_> {
                 let column = self.column(attribute).to_string();
                 let _ = write!(self.out, "{column} IS NOT NULL");
             }
+            // `()` is no SQL: the empty conjunction holds, the empty disjunction does not.
+            Filter::And(fs) if fs.is_empty() => self.out.push_str("TRUE"),
+            Filter::Or(fs) if fs.is_empty() => self.out.push_str("FALSE"),
             Filter::And(fs) | Filter::Or(fs) => {
                 let joiner = if matches!(f, Filter::And(_)) {
                     " AND "
@@ -426,6 +455,34 @@ mod tests {
     }
 
     #[test]
+    fn empty_conjunctions_disjunctions_and_sets_are_constants() {
+        // Found by the `sql` fuzz target: `()` and `IN ()` are syntax errors.
+        let cols = columns(&["x"]);
+        let empty_in = Filter::In {
+            attribute: "x".into(),
+            values: vec![],
+        };
+        for (filter, sql) in [
+            (Filter::And(vec![]), "TRUE"),
+            (Filter::Or(vec![]), "FALSE"),
+            (empty_in.clone(), "FALSE"),
+            (
+                Filter::negate(Filter::Or(vec![])),
+                "NOT COALESCE(FALSE, FALSE)",
+            ),
+        ] {
+            for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+                let rendered = render(&filter, dialect, &cols).unwrap();
+                assert_eq!(rendered.where_clause, sql, "{filter:?}");
+                assert!(rendered.params.is_empty());
+            }
+        }
+        assert!(!empty_in.matches(&json!({"x": "a"})));
+        assert!(Filter::And(vec![]).matches(&json!({})));
+        assert!(!Filter::Or(vec![]).matches(&json!({})));
+    }
+
+    #[test]
     fn typed_rendering_checks_every_mapped_column_against_the_schema() {
         let schema = crate::schema::tests::schema_of(&["schema:\n  name: s\n  kinds:\n    K:\n      actions: [read]\n      attributes:\n        flag: bool\n        level: {type: enum, values: [a, b], required: false}\n        n: int?\n        note: string?\n"]).unwrap().unwrap();
         let attributes = &schema.kinds["K"].attributes;
@@ -434,7 +491,7 @@ mod tests {
         let lite = render_typed(&f, Dialect::Sqlite, &cols, Some(attributes)).unwrap();
         assert_eq!(
             lite.where_clause,
-            "(((t.flag IS NOT NULL AND (typeof(t.flag) = 'integer' AND t.flag IN (0, 1))) AND (t.level IS NULL OR (typeof(t.level) = 'text' AND t.level IN (?, ?))) AND (t.n IS NULL OR (typeof(t.n) IN ('integer', 'real') AND t.n = CAST(t.n AS INTEGER) AND abs(t.n) <= 9007199254740992))) AND t.flag = ?)"
+            "(((typeof(t.flag) = 'integer' AND t.flag IN (0, 1)) AND (t.level IS NULL OR (typeof(t.level) = 'text' AND t.level IN (?, ?))) AND (t.n IS NULL OR (typeof(t.n) IN ('integer', 'real') AND t.n = CAST(t.n AS INTEGER) AND abs(t.n) <= 9007199254740992))) AND t.flag = ?)"
         );
         assert_eq!(lite.params, vec![json!("a"), json!("b"), json!(true)]);
         let pg = render_typed(&Filter::True, Dialect::Postgres, &cols, Some(attributes)).unwrap();

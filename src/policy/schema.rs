@@ -9,6 +9,7 @@
 //! celebrity: bool
 //! primary_physician_id: string?
 //! state: {type: enum, values: [CA, NY, TX]}
+//! practice_id: {type: string, non_empty: true}
 //! address: {type: object, required: false, attributes: {city: string}}
 //! ```
 
@@ -103,6 +104,8 @@ pub struct KindSpec {
 pub struct AttributeSpec {
     pub ty: TypeSpec,
     pub required: bool,
+    /// A string or list that must not be empty when present (`non_empty: true`).
+    pub non_empty: bool,
     pub description: Option<String>,
 }
 
@@ -173,6 +176,9 @@ struct LongSpec {
     required: Option<bool>,
     #[serde(default)]
     description: Option<String>,
+    /// string or list: not empty when present.
+    #[serde(default)]
+    non_empty: bool,
     /// enum: the allowed strings.
     #[serde(default)]
     values: Option<Vec<String>>,
@@ -199,6 +205,11 @@ impl LongSpec {
         }
         if self.items.is_some() && kind != "list" {
             return Err(format!("`items:` only applies to a list, not to {kind}"));
+        }
+        if self.non_empty && !(kind == "string" || kind == "list" || kind.starts_with("list<")) {
+            return Err(format!(
+                "`non_empty:` only applies to a string or a list, not to {kind}"
+            ));
         }
         let (ty, short_required) = match kind {
             "enum" => {
@@ -231,6 +242,7 @@ impl LongSpec {
         Ok(AttributeSpec {
             ty,
             required: self.required.unwrap_or(short_required),
+            non_empty: self.non_empty,
             description: self.description,
         })
     }
@@ -247,6 +259,7 @@ impl<'de> Deserialize<'de> for AttributeSpec {
                 Ok(AttributeSpec {
                     ty,
                     required,
+                    non_empty: false,
                     description: None,
                 })
             }

@@ -70,6 +70,9 @@ pub struct Attribute {
     pub ty: Type,
     /// Must be present (and not null) in every request.
     pub required: bool,
+    /// A string or list that must not be empty when present: two attributes that may not be
+    /// empty never compare equal by both being "".
+    pub non_empty: bool,
     pub description: Option<String>,
 }
 
@@ -371,6 +374,7 @@ fn attribute(spec: &AttributeSpec) -> Attribute {
     Attribute {
         ty: type_of(&spec.ty),
         required: spec.required,
+        non_empty: spec.non_empty,
         description: spec.description.clone(),
     }
 }

@@ -42,6 +42,7 @@ enum Segment<'v> {
 
 enum Problem<'v> {
     Missing,
+    Empty,
     Undeclared {
         closest: Option<String>,
     },
@@ -86,6 +87,7 @@ impl<'v> Fault<'v> {
                     describe(actual, expected)
                 )
             }
+            Problem::Empty => "must not be empty (the schema says non_empty)".to_string(),
             Problem::NotAnObject { actual } => {
                 format!("must be an object, got {}", describe(actual, &Type::Bool))
             }
@@ -179,6 +181,12 @@ impl ObjectType {
             match self.get(name) {
                 Some(attribute) => {
                     check_type(&attribute.ty, value).map_err(|f| f.at(Segment::Key(name)))?;
+                    if attribute.non_empty && is_empty(value) {
+                        return Err(Fault {
+                            path: vec![Segment::Key(name)],
+                            problem: Problem::Empty,
+                        });
+                    }
                     required_present += usize::from(attribute.required);
                 }
                 None if self.additional => {}
@@ -210,6 +218,14 @@ impl ObjectType {
             });
         }
         Ok(())
+    }
+}
+
+fn is_empty(value: &Json) -> bool {
+    match value {
+        Json::String(s) => s.is_empty(),
+        Json::Array(items) => items.is_empty(),
+        _ => false,
     }
 }
 
@@ -252,7 +268,7 @@ mod tests {
     use serde_json::json;
 
     fn patient() -> super::super::Schema {
-        schema_of(&["schema:\n  name: s\n  kinds:\n    Patient:\n      actions: [read]\n      attributes:\n        celebrity: bool\n        practice_id: string\n        amount: int?\n        score: double?\n        state: {type: enum, values: [CA, NY], required: false}\n        tags: list<string>?\n        address: {type: object, required: false, attributes: {city: string}}\n"]).unwrap().unwrap()
+        schema_of(&["schema:\n  name: s\n  kinds:\n    Patient:\n      actions: [read]\n      attributes:\n        celebrity: bool\n        practice_id: {type: string, non_empty: true}\n        amount: int?\n        score: double?\n        state: {type: enum, values: [CA, NY], required: false}\n        tags: list<string>?\n        address: {type: object, required: false, attributes: {city: string}}\n"]).unwrap().unwrap()
     }
 
     fn check(attr: serde_json::Value) -> Result<(), String> {
@@ -319,6 +335,19 @@ mod tests {
         assert_eq!(
             check(json!("x")).unwrap_err(),
             "R.attr must be an object, got a string"
+        );
+    }
+
+    #[test]
+    fn non_empty_strings_refuse_the_empty_string() {
+        assert_eq!(
+            check(json!({"celebrity": true, "practice_id": ""})).unwrap_err(),
+            "R.attr.practice_id must not be empty (the schema says non_empty)"
+        );
+        assert_eq!(
+            check(json!({"celebrity": true, "practice_id": "7", "tags": []})),
+            Ok(()),
+            "without non_empty, empty is a value"
         );
     }
 

@@ -16,21 +16,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tonic::Code;
 use tracing::field::Empty;
-use tracing::Span;
+use tracing::{Instrument as _, Span};
 
+use super::evaluation::{self, Pool, PoolOptions};
 use super::validate::{self, Limits};
 use crate::compile::PolicySet;
 use crate::engine::{self, Decision, ResourceDecisions};
 use crate::filter::sql::{self, Dialect, SqlFilter};
 use crate::filter::Filter;
 use crate::plan::{self, Plan, PlanRequest};
+use crate::policy::schema::ValidationMode;
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal};
 use crate::store::{PolicyStore, ReloadStatus};
 use crate::telemetry::audit::{AuditLog, Decided, Entry, Outcome};
 use crate::telemetry::{
     DECISIONS_TOTAL, DECISION_SECONDS, EVALUATION_ERRORS_TOTAL, PLANS_TOTAL, REQUESTS_TOTAL,
-    REQUEST_SECONDS, TOKENS_REJECTED_TOTAL,
+    REQUEST_SECONDS, SCHEMA_VIOLATIONS_TOTAL, TOKENS_REJECTED_TOTAL,
 };
 use crate::token::{TokenError, Verifier};
 
@@ -124,6 +126,8 @@ pub struct Planned {
     pub sql: Option<SqlFilter>,
     /// Why the request's token was rejected (the plan is then ALWAYS_DENIED).
     pub token_error: Option<String>,
+    /// How the request violates the schema (the plan is then ALWAYS_DENIED).
+    pub schema_violation: Option<String>,
 }
 
 /// Who a request is about.
@@ -143,6 +147,8 @@ pub struct Authority {
     audit: Option<Arc<AuditLog>>,
     /// Token verification, when the operator configured a JWKS file.
     tokens: Option<Arc<Verifier>>,
+    /// Where large requests are decided.
+    pool: Pool,
 }
 
 /// Prefix of generated request ids, different per process.
@@ -172,7 +178,14 @@ impl Authority {
             timeout,
             audit,
             tokens: None,
+            pool: Pool::new(PoolOptions::default()),
         }
+    }
+
+    /// Decides large requests on a pool sized by `options`.
+    pub fn with_pool(mut self, options: PoolOptions) -> Self {
+        self.pool = Pool::new(options);
+        self
     }
 
     /// Lets requests carry a JWT, verified by `tokens`, instead of a principal.
@@ -192,7 +205,10 @@ impl Authority {
 
     /// The Check API: decides `decoded` (or counts its refusal). Every action of every resource
     /// gets a decision, from one policy-set snapshot; a rejected token denies them all.
-    pub fn check(
+    ///
+    /// A small request is decided here, on the caller's task; a large one on the evaluation pool
+    /// ([`evaluation`]), or refused with RESOURCE_EXHAUSTED when the pool is full.
+    pub async fn check(
         &self,
         call: Call,
         decoded: Result<CheckCall, Refusal>,
@@ -200,19 +216,35 @@ impl Authority {
         // A debug span: at info level, building it for every request would cost more than the
         // decision; the events that matter at info and above carry the request id themselves.
         let span = tracing::debug_span!("check", request_id = Empty, resources = Empty);
-        let _entered = span.enter();
-        let result = decoded.and_then(|decoded| self.check_call(&call, decoded, &span));
-        finish(&call, result.as_ref().err());
-        result
+        async {
+            let result = match decoded {
+                Ok(decoded) => self.check_call(&call, decoded, &Span::current()).await,
+                Err(refusal) => Err(refusal),
+            };
+            finish(&call, result.as_ref().err());
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// The PlanFilter API: plans `decoded` (or counts its refusal).
-    pub fn plan(&self, call: Call, decoded: Result<PlanCall, Refusal>) -> Result<Planned, Refusal> {
+    pub async fn plan(
+        &self,
+        call: Call,
+        decoded: Result<PlanCall, Refusal>,
+    ) -> Result<Planned, Refusal> {
         let span = tracing::debug_span!("plan", request_id = Empty, kind = Empty, action = Empty);
-        let _entered = span.enter();
-        let result = decoded.and_then(|decoded| self.plan_call(&call, decoded, &span));
-        finish(&call, result.as_ref().err());
-        result
+        async {
+            let result = match decoded {
+                Ok(decoded) => self.plan_call(&call, decoded, &Span::current()).await,
+                Err(refusal) => Err(refusal),
+            };
+            finish(&call, result.as_ref().err());
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// The Status API: the store's reload status, read without locking.
@@ -274,10 +306,18 @@ impl Authority {
         budget.map(|b| call.started + b)
     }
 
-    fn check_call(&self, call: &Call, decoded: CheckCall, span: &Span) -> Result<Checked, Refusal> {
+    async fn check_call(
+        &self,
+        call: &Call,
+        decoded: CheckCall,
+        span: &Span,
+    ) -> Result<Checked, Refusal> {
         let CheckCall { mut request, token } = decoded;
         // The request's shape is checked first: it is cheap, and a signature check is not.
         validate::check_request(&request, &self.limits).map_err(Refusal::invalid)?;
+        if token.is_empty() {
+            validate::principal_id(&request.principal).map_err(Refusal::invalid)?;
+        }
         request.request_id = self.request_id(&request.request_id, call.header_id.as_deref());
         span.record("request_id", request.request_id.as_str());
         span.record("resources", request.resources.len());
@@ -285,7 +325,7 @@ impl Authority {
         match self.subject(&token, principal)? {
             Subject::Principal(principal) => {
                 request.principal = principal;
-                self.decide(call, request)
+                self.decide(call, request).await
             }
             Subject::Rejected(error) => Ok(self.deny_all(request, &error)),
         }
@@ -324,13 +364,43 @@ impl Authority {
         }
     }
 
-    fn decide(&self, call: &Call, mut request: CheckRequest) -> Result<Checked, Refusal> {
+    async fn decide(&self, call: &Call, request: CheckRequest) -> Result<Checked, Refusal> {
         let set = self.store.current();
         let started = Instant::now();
-        let outcome = engine::check_until(&set, &request, self.deadline(call));
+        let deadline = self.deadline(call);
+        let (outcome, mut request) = if self.pool.inline(evaluation::check_weight(&request)) {
+            (engine::check_until(&set, &request, deadline), request)
+        } else {
+            let snapshot = Arc::clone(&set);
+            let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
+            self.pool
+                .run(
+                    deadline,
+                    move || (engine::check_until(&snapshot, &request, deadline), request),
+                    |how| {
+                        Refusal::new(
+                            Code::DeadlineExceeded,
+                            format!("deadline exceeded {how} ({requested} decisions requested)"),
+                        )
+                    },
+                )
+                .await?
+        };
         match outcome {
             Ok(results) => {
                 metrics::histogram!(DECISION_SECONDS).record(started.elapsed().as_secs_f64());
+                let size = validate::answer_bytes(&results);
+                if size > self.limits.max_answer_bytes {
+                    return Err(Refusal::new(
+                        Code::OutOfRange,
+                        format!(
+                            "the answer would take about {size} bytes, more than the {} a client \
+                             accepts (limits.max_message_bytes): ask for fewer resources or \
+                             actions per request",
+                            self.limits.max_answer_bytes
+                        ),
+                    ));
+                }
                 self.observe_decisions(&set, &request, &results);
                 Ok(Checked {
                     request_id: std::mem::take(&mut request.request_id),
@@ -356,12 +426,40 @@ impl Authority {
         results: &[ResourceDecisions],
     ) {
         let (mut allowed, mut denied) = (0u64, 0u64);
+        let (mut refused, mut warned) = (0u64, 0u64);
         for result in results {
+            let mut logged: Option<&Arc<str>> = None;
             for (action, decision) in &result.actions {
                 if decision.is_allow() {
                     allowed += 1;
                 } else {
                     denied += 1;
+                }
+                if let Some(violation) = &decision.schema_violation {
+                    let reject =
+                        set.request_schema().map(|s| s.mode) == Some(ValidationMode::Reject);
+                    if reject {
+                        refused += 1;
+                    } else {
+                        warned += 1;
+                    }
+                    // Once per resource: a violation of the resource is every action's.
+                    if !logged.is_some_and(|l| Arc::ptr_eq(l, violation)) {
+                        logged = Some(violation);
+                        tracing::warn!(
+                            request_id = %request.request_id,
+                            kind = %result.kind,
+                            id = %result.id,
+                            action = %action,
+                            violation = %violation,
+                            "{}",
+                            if reject {
+                                "the request violates the schema; denied"
+                            } else {
+                                "the request violates the schema (validation: warn)"
+                            }
+                        );
+                    }
                 }
                 if decision.evaluation_error {
                     metrics::counter!(EVALUATION_ERRORS_TOTAL).increment(1);
@@ -380,6 +478,12 @@ impl Authority {
         }
         metrics::counter!(DECISIONS_TOTAL, "effect" => "allow").increment(allowed);
         metrics::counter!(DECISIONS_TOTAL, "effect" => "deny").increment(denied);
+        if refused > 0 {
+            metrics::counter!(SCHEMA_VIOLATIONS_TOTAL, "result" => "denied").increment(refused);
+        }
+        if warned > 0 {
+            metrics::counter!(SCHEMA_VIOLATIONS_TOTAL, "result" => "warned").increment(warned);
+        }
         tracing::debug!(allowed, denied, version = %set.version, "decided");
         let Some(audit) = &self.audit else { return };
         let with_attributes = audit.include_attributes();
@@ -410,7 +514,12 @@ impl Authority {
         });
     }
 
-    fn plan_call(&self, call: &Call, decoded: PlanCall, span: &Span) -> Result<Planned, Refusal> {
+    async fn plan_call(
+        &self,
+        call: &Call,
+        decoded: PlanCall,
+        span: &Span,
+    ) -> Result<Planned, Refusal> {
         let PlanCall {
             request_id,
             mut request,
@@ -418,6 +527,9 @@ impl Authority {
             sql,
         } = decoded;
         validate::plan_request(&request, &self.limits).map_err(Refusal::invalid)?;
+        if token.is_empty() {
+            validate::principal_id(&request.principal).map_err(Refusal::invalid)?;
+        }
         let request_id = self.request_id(&request_id, call.header_id.as_deref());
         span.record("request_id", request_id.as_str());
         span.record("kind", request.kind.as_str());
@@ -426,7 +538,7 @@ impl Authority {
         match self.subject(&token, principal)? {
             Subject::Principal(principal) => {
                 request.principal = principal;
-                self.plan_filter(request_id, request, sql)
+                self.plan_filter(call, request_id, request, sql).await
             }
             Subject::Rejected(error) => Ok(self.plan_denied(request_id, sql, &error)),
         }
@@ -444,17 +556,37 @@ impl Authority {
             sql: sql
                 .and_then(|(dialect, columns)| sql::render(&Filter::False, dialect, &columns).ok()),
             token_error: Some(error.to_string()),
+            schema_violation: None,
         }
     }
 
-    fn plan_filter(
+    async fn plan_filter(
         &self,
+        call: &Call,
         request_id: String,
         request: PlanRequest,
         sql: Option<SqlSpec>,
     ) -> Result<Planned, Refusal> {
         let set = self.store.current();
-        let result = plan::plan(&set, &request)
+        let (planned, request) = if self.pool.inline(evaluation::plan_weight(&request)) {
+            (plan::plan_explained(&set, &request), request)
+        } else {
+            let snapshot = Arc::clone(&set);
+            self.pool
+                .run(
+                    self.deadline(call),
+                    move || (plan::plan_explained(&snapshot, &request), request),
+                    |how| Refusal::new(Code::DeadlineExceeded, format!("deadline exceeded {how}")),
+                )
+                .await?
+        };
+        // The kind's declared attributes: the SQL also holds every mapped column to them.
+        let declared = set
+            .schema
+            .as_ref()
+            .and_then(|s| s.kind(&request.kind))
+            .map(|k| &k.attributes);
+        let result = planned
             .map_err(|e| {
                 tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
                 Refusal::new(Code::FailedPrecondition, e.to_string())
@@ -463,21 +595,34 @@ impl Authority {
                 let sql = match &sql {
                     None => None,
                     Some((dialect, columns)) => Some(
-                        sql::render(&planned.filter(), *dialect, columns).map_err(|e| {
-                            Refusal::new(Code::InvalidArgument, format!("sql: {e}"))
-                        })?,
+                        sql::render_typed(&planned.plan.filter(), *dialect, columns, declared)
+                            .map_err(|e| {
+                                Refusal::new(Code::InvalidArgument, format!("sql: {e}"))
+                            })?,
                     ),
                 };
                 Ok((planned, sql))
             });
+        if let Ok((
+            plan::Planned {
+                schema_violation: Some(violation),
+                ..
+            },
+            _,
+        )) = &result
+        {
+            metrics::counter!(SCHEMA_VIOLATIONS_TOTAL, "result" => "denied").increment(1);
+            tracing::warn!(request_id = %request_id, kind = %request.kind, action = %request.action, violation = %violation, "the request violates the schema; planned ALWAYS_DENIED");
+        }
+        let result = result.map(|(planned, sql)| (planned.plan, sql, planned.schema_violation));
         let kind = match &result {
-            Ok((Plan::AlwaysAllowed, _)) => "always_allowed",
-            Ok((Plan::AlwaysDenied, _)) => "always_denied",
-            Ok((Plan::Conditional(_), _)) => "conditional",
+            Ok((Plan::AlwaysAllowed, ..)) => "always_allowed",
+            Ok((Plan::AlwaysDenied, ..)) => "always_denied",
+            Ok((Plan::Conditional(_), ..)) => "conditional",
             Err(_) => "error",
         };
         metrics::counter!(PLANS_TOTAL, "kind" => kind).increment(1);
-        if let (Some(audit), Ok((planned, _))) = (&self.audit, &result) {
+        if let (Some(audit), Ok((planned, ..))) = (&self.audit, &result) {
             audit.record(Entry {
                 time: SystemTime::now(),
                 request_id: request_id.clone(),
@@ -498,12 +643,13 @@ impl Authority {
                 },
             });
         }
-        result.map(|(plan, sql)| Planned {
+        result.map(|(plan, sql, violation)| Planned {
             request_id,
             policy_version: set.version.clone(),
             plan,
             sql,
             token_error: None,
+            schema_violation: violation.map(|v| v.to_string()),
         })
     }
 }

@@ -252,6 +252,7 @@ pub fn plan_response(p: Planned) -> proto::PlanFilterResponse {
         request_id: p.request_id,
         policy_version: p.policy_version,
         token_error: p.token_error.unwrap_or_default(),
+        schema_violation: p.schema_violation.unwrap_or_default(),
     }
 }
 

@@ -25,6 +25,9 @@ pub const DECISIONS_TOTAL: &str = "verdict_decisions_total";
 pub const DECISION_SECONDS: &str = "verdict_decision_duration_seconds";
 /// Counter, no labels: conditions that failed to evaluate while deciding (each ended in a deny).
 pub const EVALUATION_ERRORS_TOTAL: &str = "verdict_evaluation_errors_total";
+/// Counter, label `result` (`denied` under validation `reject`, `warned` under `warn`): decisions
+/// on requests that violate the policy set's schema, and PlanFilter requests that do.
+pub const SCHEMA_VIOLATIONS_TOTAL: &str = "verdict_schema_violations_total";
 /// Counter, label `kind` (`always_allowed`, `always_denied`, `conditional`, `error`): PlanFilter
 /// answers.
 pub const PLANS_TOTAL: &str = "verdict_plans_total";
@@ -32,6 +35,9 @@ pub const PLANS_TOTAL: &str = "verdict_plans_total";
 /// `unknown_key`, `algorithm_mismatch`, `signature`, `expired`, `not_yet_valid`, `issuer`,
 /// `audience`, `claims`, `unverifiable`): requests whose token was rejected.
 pub const TOKENS_REJECTED_TOTAL: &str = "verdict_tokens_rejected_total";
+/// Counter, no labels: large requests refused with RESOURCE_EXHAUSTED (HTTP 429) because the
+/// evaluation pool was full.
+pub const OVERLOADED_TOTAL: &str = "verdict_overloaded_total";
 /// Counter, no labels: decision-log lines dropped because the writer could not keep up.
 pub const AUDIT_DROPPED_TOTAL: &str = "verdict_audit_dropped_total";
 /// Counter, no labels: decision-log lines written.
@@ -110,12 +116,20 @@ fn describe_metrics() {
         EVALUATION_ERRORS_TOTAL,
         "Conditions that failed to evaluate (each ended in deny)."
     );
+    describe_counter!(
+        SCHEMA_VIOLATIONS_TOTAL,
+        "Decisions and plans on requests that violate the schema, by what they got."
+    );
     describe_counter!(PLANS_TOTAL, "PlanFilter answers by plan kind.");
     describe_counter!(
         AUDIT_DROPPED_TOTAL,
         "Decision-log lines dropped because the writer fell behind."
     );
     describe_counter!(AUDIT_WRITTEN_TOTAL, "Decision-log lines written.");
+    describe_counter!(
+        OVERLOADED_TOTAL,
+        "Large requests refused (RESOURCE_EXHAUSTED, HTTP 429) because the evaluation pool was full."
+    );
     describe_counter!(
         TOKENS_REJECTED_TOTAL,
         "Requests whose token was rejected (each denied), by reason."
