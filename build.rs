@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let well_known = well_known.to_string_lossy().into_owned();
     tonic_prost_build::configure()
+        // prost's codec with concise INVALID_ARGUMENT decode errors (src/server/codec.rs).
+        .codec_path("crate::server::codec::Codec")
         .file_descriptor_set_path(out.join("verdict_descriptor.bin"))
         .compile_protos(
             &[

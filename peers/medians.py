@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the medians of the last `cargo bench --bench peers` run (peers/target/criterion), and for
-each scenario the ratios of Cedar and Rego to Verdict.
+each scenario the ratio of every peer engine to Verdict.
 
 Usage (in peers/): nice -n 10 cargo bench --bench peers && python3 medians.py
 """
@@ -24,4 +24,4 @@ for group, medians in sorted(groups.items()):
     base = medians.get("verdict")
     for engine, ns in sorted(medians.items(), key=lambda kv: kv[1]):
         ratio = f"  {ns / base:6.1f}x Verdict" if base else ""
-        print(f"  {engine:<18} median {show(ns)}{ratio}")
+        print(f"  {engine:<22} median {show(ns)}{ratio}")

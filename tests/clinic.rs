@@ -144,6 +144,7 @@ async fn struct_numbers_are_doubles_and_compare_with_int_literals() {
     for (amount, want) in [(100.0, "allow"), (99.5, "deny"), (250.0, "allow")] {
         let request = CheckRequest {
             principal: Principal {
+                id: "c-1".into(),
                 roles: vec!["clerk".into()],
                 ..Default::default()
             },

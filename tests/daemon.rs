@@ -98,12 +98,42 @@ fn the_readme_quick_start_works_as_written() {
 
     let json = Command::new(BIN)
         .args(["check", "--json", "--server", &daemon.addr, "--request"])
-        .arg(r#"{"principal":{"roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
+        .arg(r#"{"principal":{"id":"j-1","roles":["janitor"]},"resources":[{"resource":{"kind":"Patient","id":"1"},"actions":["read"]}]}"#)
         .output()
         .unwrap();
     assert!(json.status.success());
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json prints JSON");
     assert_eq!(v["results"][0]["actions"]["read"]["effect"], "EFFECT_DENY");
+}
+
+/// Every `verdict plan` example of README.md prints what the README shows after it.
+#[test]
+fn the_readme_plan_examples_print_what_they_show() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let examples: Vec<_> = common::commands_and_outputs(&readme)
+        .into_iter()
+        .filter(|(block, _)| block.content.starts_with("verdict plan "))
+        .collect();
+    assert!(!examples.is_empty(), "README.md shows `verdict plan`");
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (block, shown) in examples {
+        let out = common::shell(
+            block.content.trim(),
+            dir.path(),
+            &[("VERDICT_SERVER", &daemon.addr)],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "README.md:{}: {stdout}", block.line);
+        let shown = shown.unwrap_or_else(|| panic!("README.md:{}: no output shown", block.line));
+        assert_eq!(
+            stdout.trim_end(),
+            shown.content.trim_end(),
+            "README.md:{}",
+            block.line
+        );
+    }
 }
 
 #[test]

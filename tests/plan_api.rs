@@ -120,7 +120,7 @@ async fn unconditional_plans_and_postgres_placeholders() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
     let mut system = request(
-        json!({"roles": ["system"], "scopes": ["system/*.read"]}),
+        json!({"id": "svc", "roles": ["system"], "scopes": ["system/*.read"]}),
         "Observation",
         "read",
     );
@@ -130,7 +130,11 @@ async fn unconditional_plans_and_postgres_placeholders() {
     assert!(r.filter.is_none());
     assert_eq!(r.sql.unwrap().r#where, "TRUE");
 
-    let mut janitor = request(json!({"roles": ["janitor"]}), "Patient", "read");
+    let mut janitor = request(
+        json!({"id": "j-1", "roles": ["janitor"]}),
+        "Patient",
+        "read",
+    );
     janitor.sql = sql(SqlDialect::Sqlite, &[]);
     let r = client.plan_filter(janitor).await.unwrap().into_inner();
     assert_eq!(r.kind, PlanKind::AlwaysDenied as i32);
@@ -175,7 +179,7 @@ async fn unconditional_plans_and_postgres_placeholders() {
 async fn errors_are_clear_statuses() {
     let server = common::TestServer::start(&common::bundled_policies()).await;
     let mut client = server.client().await;
-    let nurse = json!({"roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}});
+    let nurse = json!({"id": "n-joy", "roles": ["nurse"], "scopes": ["user/*.rs"], "attr": {"practice_id": "7"}});
 
     let status = client
         .plan_filter(request(nurse.clone(), "", "read"))
@@ -224,7 +228,11 @@ async fn a_condition_no_filter_can_express_is_refused_naming_its_rule() {
     let server = common::TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let status = client
-        .plan_filter(request(json!({"roles": ["reader"]}), "Doc", "read"))
+        .plan_filter(request(
+            json!({"id": "r-1", "roles": ["reader"]}),
+            "Doc",
+            "read",
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -237,7 +245,7 @@ async fn a_condition_no_filter_can_express_is_refused_naming_its_rule() {
     );
     // Check still works for the same rule.
     let check = verdict::request::CheckRequest {
-        principal: serde_json::from_value(json!({"roles": ["reader"]})).unwrap(),
+        principal: serde_json::from_value(json!({"id": "r-1", "roles": ["reader"]})).unwrap(),
         resources: vec![verdict::request::ResourceCheck {
             resource: verdict::request::Resource {
                 kind: "Doc".into(),

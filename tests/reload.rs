@@ -845,7 +845,7 @@ async fn sighup_reloads_a_daemon_that_does_not_watch() {
     assert_eq!(daemon_version(&daemon).await, version_b);
     let out = Command::new(BIN)
         .args(["check", "--json", "--server", &daemon.url(), "--request"])
-        .arg(r#"{"principal":{"roles":["clerk"],"attr":{"tenant":"t1"}},"resources":[{"resource":{"kind":"Doc","id":"d1","attr":{"tenant":"t1"}},"actions":["read","write"]}]}"#)
+        .arg(r#"{"principal":{"id":"c-1","roles":["clerk"],"attr":{"tenant":"t1"}},"resources":[{"resource":{"kind":"Doc","id":"d1","attr":{"tenant":"t1"}},"actions":["read","write"]}]}"#)
         .output()
         .unwrap();
     assert!(out.status.success());

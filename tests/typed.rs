@@ -351,7 +351,7 @@ async fn no_allow_means_always_denied_whatever_the_denies() {
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let plan = |roles: Json| {
-        let principal = common::check_message(json!({"principal": {"roles": roles, "attr": {"practice_id": ["7", "9"]}}, "resources": []})).principal;
+        let principal = common::check_message(json!({"principal": {"id": "u-1", "roles": roles, "attr": {"practice_id": ["7", "9"]}}, "resources": []})).principal;
         proto::PlanFilterRequest {
             principal,
             resource_kind: "Chart".into(),

@@ -1,4 +1,5 @@
-//! Verdict, Cedar and Rego side by side on the same scenarios, in one run: a physician reading a
+//! Verdict, Cedar and Rego (regorus' interpreter and its RVM) side by side on the same scenarios,
+//! in one run: a physician reading a
 //! patient of his practice (1 resource x 1 action), and the same physician reading 100 patients
 //! (every tenth, from the first, a celebrity he is not the primary physician of) in one request. Each engine starts
 //! from the same `CheckRequest` (Verdict's request type, what the server hands the engine after
@@ -16,6 +17,7 @@ use verdict::engine;
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use verdict_peers::cedar::{Cedar, ForbidErrors};
 use verdict_peers::rego::Rego;
+use verdict_peers::rvm::Rvm;
 use verdict_peers::{verdict_effects, verdict_policies};
 
 /// The same physician as `benches/check.rs` of the main crate.
@@ -55,6 +57,7 @@ fn bench(c: &mut Criterion) {
     let set = verdict_policies();
     let cedar = Cedar::clinic();
     let mut rego = Rego::clinic();
+    let mut rvm = Rvm::clinic();
 
     for (name, request, allows) in [
         ("1 resource x 1 action", request(1..2), 1),
@@ -64,6 +67,7 @@ fn bench(c: &mut Criterion) {
         let expected = verdict_effects(&set, &request);
         assert_eq!(cedar.check(&request), expected, "{name}: cedar");
         assert_eq!(rego.check(&request), expected, "{name}: rego");
+        assert_eq!(rvm.check(&request), expected, "{name}: rego-rvm");
         let allowed = expected.iter().flatten().filter(|&&allow| allow).count();
         assert_eq!(allowed, allows, "{name}: all but the celebrities");
 
@@ -73,6 +77,7 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function("cedar", |b| b.iter(|| cedar.check(black_box(&request))));
         group.bench_function("rego", |b| b.iter(|| rego.check(black_box(&request))));
+        group.bench_function("rego-rvm", |b| b.iter(|| rvm.check(black_box(&request))));
 
         let prepared = cedar.prepare(&request).unwrap();
         group.bench_function("cedar-decide-only", |b| {
@@ -81,6 +86,9 @@ fn bench(c: &mut Criterion) {
         let inputs = Rego::inputs(&request);
         group.bench_function("rego-decide-only", |b| {
             b.iter(|| rego.decide(black_box(&inputs)))
+        });
+        group.bench_function("rego-rvm-decide-only", |b| {
+            b.iter(|| rvm.decide(black_box(&inputs)))
         });
         group.finish();
     }

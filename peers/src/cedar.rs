@@ -24,7 +24,6 @@ use cedar_policy::{
 };
 use serde_json::Value as Json;
 use verdict::request::{CheckRequest, Principal, Resource};
-use verdict::smart::{Compartment, Permission, SmartScope};
 
 use crate::Effects;
 
@@ -66,9 +65,6 @@ const KINDS: [&str; 5] = [
     "Invoice",
 ];
 const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "sign"];
-/// SMART permission letters, in the order of `cruds`.
-const LETTERS: [&str; 5] = ["c", "r", "u", "d", "s"];
-
 impl Cedar {
     /// `peers/cedar/clinic.cedar`.
     pub fn clinic() -> Cedar {
@@ -297,36 +293,18 @@ fn record(value: &Json) -> Result<RestrictedExpression, String> {
 /// (`?category=...`) are left out: Cedar cannot compare a resource attribute named at run time,
 /// so such a scope never covers anything here (Verdict and Rego honor them).
 pub fn smart_record(principal: &Principal) -> Result<RestrictedExpression, String> {
-    let mut user = Vec::new();
-    let mut patient = Vec::new();
-    for scope in principal.scopes.iter().filter_map(|s| SmartScope::parse(s)) {
-        if !scope.params.is_empty() {
-            continue;
-        }
-        let kind = scope.kind.as_deref().unwrap_or("*");
-        let grants = if scope.compartment == Compartment::Patient {
-            &mut patient
-        } else {
-            &mut user
-        };
-        for letter in LETTERS {
-            let permission = Permission::from_letter(letter).expect("a SMART letter");
-            if scope.allows(permission) {
-                grants.push(RestrictedExpression::new_string(format!("{kind}.{letter}")));
-            }
-        }
-    }
+    let grants = crate::smart_grants(principal);
+    let set = |grants: Vec<String>| {
+        RestrictedExpression::new_set(grants.into_iter().map(RestrictedExpression::new_string))
+    };
     let mut fields = vec![
-        ("user".to_string(), RestrictedExpression::new_set(user)),
-        (
-            "patient".to_string(),
-            RestrictedExpression::new_set(patient),
-        ),
+        ("user".to_string(), set(grants.user)),
+        ("patient".to_string(), set(grants.patient)),
     ];
-    if let Some(Json::String(launch)) = verdict::request::attribute(&principal.attr, "patient") {
+    if let Some(launch) = grants.launch_patient {
         fields.push((
             "launch_patient".to_string(),
-            RestrictedExpression::new_string(launch.clone()),
+            RestrictedExpression::new_string(launch),
         ));
     }
     RestrictedExpression::new_record(fields).map_err(|e| e.to_string())

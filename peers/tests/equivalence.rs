@@ -3,167 +3,22 @@
 //! principal (plus a few with more SMART scope forms) x every fixture resource x the actions
 //! read, search, create, update, delete and sign. See README.md for what the translations change.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 use verdict::engine;
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
-use verdict::suite::{self, ExpectedEffect};
+use verdict::suite::ExpectedEffect;
 use verdict_peers::cedar::{Cedar, ForbidErrors};
+use verdict_peers::corpus::{corpus, fixtures, ACTIONS};
 use verdict_peers::rego::Rego;
-use verdict_peers::{repository, verdict_effects, verdict_policies};
-
-const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "sign"];
-
-fn fixtures() -> suite::Suite {
-    suite::load(&repository().join("policies/clinic/clinic_test.yaml")).expect("the clinic suite")
-}
-
-/// Principals beyond the suite's, for the SMART scope forms the suite does not use.
-fn more_principals() -> BTreeMap<String, Principal> {
-    let staff = |id: &str, role: &str, scopes: &[&str]| Principal {
-        id: id.into(),
-        roles: vec![role.into()],
-        scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        attr: json!({"practice_id": "7", "licensed_states": ["CA"]}),
-        ..Default::default()
-    };
-    BTreeMap::from([
-        (
-            "v1-write".into(),
-            staff("dr-w", "physician", &["user/Observation.write"]),
-        ),
-        (
-            "v1-star".into(),
-            staff("dr-s", "physician", &["system/*.*"]),
-        ),
-        (
-            "v2-cu".into(),
-            staff("n-cu", "nurse", &["user/Observation.cu"]),
-        ),
-        // malformed or non-resource scopes cover nothing
-        (
-            "v2-bad-order".into(),
-            staff(
-                "dr-b",
-                "physician",
-                &[
-                    "user/Observation.sr",
-                    "user/Obs.er.r",
-                    "launch/patient",
-                    "openid",
-                ],
-            ),
-        ),
-        (
-            "wrong-kind".into(),
-            staff("dr-k", "physician", &["user/Patient.cruds"]),
-        ),
-        (
-            "patient-v2".into(),
-            Principal {
-                id: "alice".into(),
-                roles: vec!["patient".into()],
-                scopes: vec!["patient/*.rs".into()],
-                attr: json!({"patient_id": "123", "patient": "123"}),
-                ..Default::default()
-            },
-        ),
-        (
-            "launch-not-a-string".into(),
-            Principal {
-                id: "dr-n".into(),
-                roles: vec!["physician".into()],
-                scopes: vec!["patient/Observation.cruds".into()],
-                attr: json!({"practice_id": "7", "patient": 123}),
-                ..Default::default()
-            },
-        ),
-        (
-            "null-claims".into(),
-            Principal {
-                id: "dr-null".into(),
-                roles: vec!["physician".into()],
-                scopes: vec!["user/*.cruds".into()],
-                attr: json!({"practice_id": null, "licensed_states": null}),
-                ..Default::default()
-            },
-        ),
-    ])
-}
-
-/// Resources beyond the suite's: null attributes count as absent.
-fn more_resources() -> BTreeMap<String, Resource> {
-    BTreeMap::from([
-        (
-            "patient-null-celebrity".into(),
-            Resource {
-                kind: "Patient".into(),
-                id: "791".into(),
-                attr: json!({"practice_id": "7", "patient_id": "791", "celebrity": null}),
-            },
-        ),
-        (
-            "celebrity-no-physician".into(),
-            Resource {
-                kind: "Patient".into(),
-                id: "792".into(),
-                attr: json!({"practice_id": "7", "patient_id": "792", "celebrity": true}),
-            },
-        ),
-        (
-            "obs-no-patient".into(),
-            Resource {
-                kind: "Observation".into(),
-                id: "o3".into(),
-                attr: json!({"practice_id": "7", "category": "laboratory"}),
-            },
-        ),
-        (
-            "invoice-no-practice".into(),
-            Resource {
-                kind: "Invoice".into(),
-                id: "i2".into(),
-                attr: json!({"patient_id": "123", "amount": 12.5}),
-            },
-        ),
-    ])
-}
-
-/// One request per (principal, resource) with its actions: the suite's cases, then the
-/// generated combinations.
-fn corpus() -> Vec<(String, CheckRequest)> {
-    let fixtures = fixtures();
-    let mut requests = Vec::new();
-    for case in &fixtures.tests {
-        let request = fixtures.check_request(case).expect("a valid case");
-        requests.push((format!("suite: {}", case.name), request));
-    }
-    let mut principals = fixtures.principals.clone();
-    principals.extend(more_principals());
-    let mut resources = fixtures.resources.clone();
-    resources.extend(more_resources());
-    for (p, principal) in &principals {
-        for (r, resource) in &resources {
-            let request = CheckRequest {
-                principal: principal.clone(),
-                resources: vec![ResourceCheck {
-                    resource: resource.clone(),
-                    actions: ACTIONS.iter().map(|a| a.to_string()).collect(),
-                }],
-                ..Default::default()
-            };
-            requests.push((format!("{p} x {r}"), request));
-        }
-    }
-    requests
-}
+use verdict_peers::rvm::Rvm;
+use verdict_peers::{verdict_effects, verdict_policies};
 
 #[test]
-fn verdict_cedar_and_rego_agree_on_every_decision() {
+fn verdict_cedar_rego_and_the_rvm_agree_on_every_decision() {
     let set = verdict_policies();
     let cedar = Cedar::clinic();
     let mut rego = Rego::clinic();
+    let mut rvm = Rvm::clinic();
     let mut decisions = 0;
     let mut allows = 0;
     let mut disagreements = Vec::new();
@@ -174,14 +29,20 @@ fn verdict_cedar_and_rego_agree_on_every_decision() {
         let by_cedar = cedar.check(&request);
         let by_plain_cedar = cedar.check_with(&request, ForbidErrors::Skip);
         let by_rego = rego.check(&request);
+        let by_rvm = rvm.check(&request);
         let actions = &request.resources[0].actions;
         for (i, action) in actions.iter().enumerate() {
-            let (v, c, r) = (by_verdict[0][i], by_cedar[0][i], by_rego[0][i]);
+            let (v, c, r, m) = (
+                by_verdict[0][i],
+                by_cedar[0][i],
+                by_rego[0][i],
+                by_rvm[0][i],
+            );
             decisions += 1;
             allows += usize::from(v);
-            if v != c || v != r {
+            if v != c || v != r || v != m {
                 disagreements.push(format!(
-                    "{name} / {action}: verdict {v}, cedar {c}, rego {r} ({})",
+                    "{name} / {action}: verdict {v}, cedar {c}, rego {r}, rvm {m} ({})",
                     verdict[0].actions[i].1.reason
                 ));
             }
@@ -241,6 +102,7 @@ fn granular_scope_parameters_agree_in_rego_and_are_not_translated_to_cedar() {
     let set = verdict_policies();
     let cedar = Cedar::clinic();
     let mut rego = Rego::clinic();
+    let mut rvm = Rvm::clinic();
     let app = Principal {
         id: "alice".into(),
         roles: vec!["patient".into()],
@@ -264,6 +126,7 @@ fn granular_scope_parameters_agree_in_rego_and_are_not_translated_to_cedar() {
     let expected = vec![vec![true, false], vec![false, false]];
     assert_eq!(verdict_effects(&set, &request), expected);
     assert_eq!(rego.check(&request), expected);
+    assert_eq!(rvm.check(&request), expected);
     // Documented difference: Cedar drops scopes with parameters, so it denies.
     assert_eq!(cedar.check(&request), vec![vec![false, false]; 2]);
 }
@@ -273,6 +136,7 @@ fn a_batch_request_gets_the_same_answers_as_one_request_per_resource() {
     let set = verdict_policies();
     let cedar = Cedar::clinic();
     let mut rego = Rego::clinic();
+    let mut rvm = Rvm::clinic();
     let fixtures = fixtures();
     let principal = fixtures.principals["dr-house"].clone();
     let request = CheckRequest {
@@ -290,5 +154,6 @@ fn a_batch_request_gets_the_same_answers_as_one_request_per_resource() {
     let by_verdict = verdict_effects(&set, &request);
     assert_eq!(cedar.check(&request), by_verdict);
     assert_eq!(rego.check(&request), by_verdict);
+    assert_eq!(rvm.check(&request), by_verdict);
     assert!(by_verdict.iter().flatten().any(|&allow| allow));
 }

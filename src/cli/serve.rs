@@ -45,6 +45,17 @@ pub struct ServeArgs {
     /// Most actions one resource of a Check may carry. [default: 100]
     #[arg(long, env = "VERDICT_MAX_ACTIONS")]
     pub max_actions: Option<usize>,
+    /// Most decisions (resources times their actions) one Check may ask for. [default: 10000]
+    #[arg(long, env = "VERDICT_MAX_DECISIONS")]
+    pub max_decisions: Option<usize>,
+    /// Large requests deciding at once, on threads beside the async runtime; 0 = one per core.
+    /// [default: 0]
+    #[arg(long, env = "VERDICT_EVALUATION_THREADS")]
+    pub evaluation_threads: Option<usize>,
+    /// Large requests waiting for an evaluation thread; beyond, RESOURCE_EXHAUSTED (HTTP 429).
+    /// [default: 16]
+    #[arg(long, env = "VERDICT_EVALUATION_QUEUE")]
+    pub evaluation_queue: Option<usize>,
     /// Deepest nesting of attribute values accepted. [default: 16]
     #[arg(long, env = "VERDICT_MAX_ATTR_DEPTH")]
     pub max_attr_depth: Option<usize>,
@@ -188,6 +199,9 @@ impl ServeArgs {
         set(&mut c.reload.require_tests, &self.reload_require_tests);
         set(&mut c.limits.max_resources, &self.max_resources);
         set(&mut c.limits.max_actions, &self.max_actions);
+        set(&mut c.limits.max_decisions, &self.max_decisions);
+        set(&mut c.evaluation.threads, &self.evaluation_threads);
+        set(&mut c.evaluation.queue, &self.evaluation_queue);
         set(&mut c.limits.max_attr_depth, &self.max_attr_depth);
         set(&mut c.limits.max_message_bytes, &self.max_message_bytes);
         set(&mut c.limits.request_timeout_ms, &self.request_timeout_ms);

@@ -21,6 +21,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub reload: ReloadConfig,
     pub limits: LimitsConfig,
+    pub evaluation: EvaluationConfig,
     pub tls: TlsConfig,
     pub metrics: MetricsConfig,
     pub http: HttpConfig,
@@ -37,6 +38,7 @@ impl Default for Config {
             listen: "127.0.0.1:50051".parse().expect("a valid address"),
             reload: ReloadConfig::default(),
             limits: LimitsConfig::default(),
+            evaluation: EvaluationConfig::default(),
             tls: TlsConfig::default(),
             metrics: MetricsConfig::default(),
             http: HttpConfig::default(),
@@ -82,7 +84,9 @@ pub struct LimitsConfig {
     pub max_actions: usize,
     /// Deepest nesting of attribute values (objects and lists).
     pub max_attr_depth: usize,
-    /// Largest request message accepted, in bytes.
+    /// Most decisions (resources times their actions) in one Check.
+    pub max_decisions: usize,
+    /// Largest request message accepted, in bytes; also the largest answer sent.
     pub max_message_bytes: usize,
     /// Longest a request may take before it fails with DEADLINE_EXCEEDED (a shorter client
     /// deadline wins); 0 = no server-side deadline.
@@ -95,8 +99,28 @@ impl Default for LimitsConfig {
             max_resources: 1000,
             max_actions: 100,
             max_attr_depth: 16,
+            max_decisions: 10_000,
             max_message_bytes: 4 << 20,
             request_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Where large requests are decided: a bounded pool of threads beside the async runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Large requests deciding at once; 0 = one per core.
+    pub threads: usize,
+    /// Large requests waiting for a thread; beyond, RESOURCE_EXHAUSTED (HTTP 429).
+    pub queue: usize,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        EvaluationConfig {
+            threads: 0,
+            queue: 16,
         }
     }
 }
@@ -327,6 +351,7 @@ impl Config {
             ("limits.max_resources", l.max_resources),
             ("limits.max_actions", l.max_actions),
             ("limits.max_attr_depth", l.max_attr_depth),
+            ("limits.max_decisions", l.max_decisions),
             ("limits.max_message_bytes", l.max_message_bytes),
         ] {
             if value == 0 {

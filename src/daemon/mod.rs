@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::reload::{ReloadOptions, Reloader};
+use crate::server::evaluation::PoolOptions;
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::Limits;
 use crate::server::{http, ServerOptions};
@@ -161,6 +162,8 @@ pub async fn run(config: Config) -> Result<()> {
         max_resources: config.limits.max_resources,
         max_actions: config.limits.max_actions,
         max_attr_depth: config.limits.max_attr_depth,
+        max_decisions: config.limits.max_decisions,
+        max_answer_bytes: config.limits.max_message_bytes,
     };
     let options = ServerOptions {
         limits,
@@ -171,6 +174,11 @@ pub async fn run(config: Config) -> Result<()> {
         tls: tls.clone(),
         serving: Some(serving_rx.clone()),
         tokens,
+        pool: PoolOptions {
+            threads: config.evaluation.threads,
+            queue: config.evaluation.queue,
+            ..PoolOptions::default()
+        },
     };
 
     let mut tasks = Vec::new();

@@ -131,11 +131,9 @@ pub struct DeadlineExceeded {
     pub requested: usize,
 }
 
-/// How many decisions are made between two looks at the clock.
-const DEADLINE_STRIDE: usize = 32;
-
-/// Like [`check`], but gives up once `deadline` has passed (looking at the clock every few
-/// decisions), so that a huge request cannot hold a worker past its deadline.
+/// Like [`check`], but gives up once `deadline` has passed: the clock is read before every
+/// condition is evaluated, so a request stops at most one condition's evaluation past its
+/// deadline, however many resources, actions and rules it has.
 pub fn check_until(
     set: &PolicySet,
     request: &CheckRequest,
@@ -161,14 +159,6 @@ pub fn check_until(
         let resource_value = set.projection.resource(resource);
         let mut actions = Vec::with_capacity(check.actions.len());
         for action in &check.actions {
-            if let Some(deadline) = deadline {
-                if decided.is_multiple_of(DEADLINE_STRIDE)
-                    && decided > 0
-                    && Instant::now() >= deadline
-                {
-                    return Err(DeadlineExceeded { decided, requested });
-                }
-            }
             let violation = match (&resource_violation, schema) {
                 (Some(v), _) => Some(Arc::clone(v)),
                 (None, Some(_)) => action_violation(kind, resource, action),
@@ -188,7 +178,9 @@ pub fn check_until(
                         action,
                         &context,
                         &mut scopes,
-                    );
+                        deadline,
+                    )
+                    .map_err(|Late| DeadlineExceeded { decided, requested })?;
                     decision.schema_violation = violation;
                     decision
                 }
@@ -268,6 +260,9 @@ impl<'r> GrantedScopes<'r> {
     }
 }
 
+/// The deadline passed before a condition was evaluated.
+struct Late;
+
 #[allow(clippy::too_many_arguments)]
 fn decide(
     set: &PolicySet,
@@ -280,7 +275,8 @@ fn decide(
     action: &str,
     context: &Value<'_>,
     scopes: &mut GrantedScopes<'_>,
-) -> Decision {
+    deadline: Option<Instant>,
+) -> Result<Decision, Late> {
     let action_value = Value::string(action);
     let activation = Activation::new(principal_value, resource_value, &action_value, context);
     let eval = activation.context(&set.environment);
@@ -294,15 +290,22 @@ fn decide(
         if rule.effect == Effect::Allow && !gate_passed {
             // Every deny rule has been seen (they come first): apply the scope ceiling now.
             if let Some(denial) = scope_gate(set, principal, resource, action, scopes) {
-                return denial;
+                return Ok(denial);
             }
             gate_passed = true;
         }
+        if let Some(deadline) = deadline {
+            // Evaluating a condition is the only step whose cost the request controls (a
+            // comprehension over a list it sends): look at the clock before each.
+            if (rule.condition.is_some() || rule.target.is_some()) && Instant::now() >= deadline {
+                return Err(Late);
+            }
+        }
         match holds(rule, &eval) {
-            Ok(true) => return Decision::from_rule(rule),
+            Ok(true) => return Ok(Decision::from_rule(rule)),
             Ok(false) => {}
             Err(error) if rule.effect == Effect::Deny => {
-                return Decision::failed_deny(rule, &error)
+                return Ok(Decision::failed_deny(rule, &error))
             }
             Err(error) => {
                 failed_allow.get_or_insert((rule, error));
@@ -311,11 +314,11 @@ fn decide(
     }
     if !gate_passed {
         if let Some(denial) = scope_gate(set, principal, resource, action, scopes) {
-            return denial;
+            return Ok(denial);
         }
     }
     let kind = &resource.kind;
-    match failed_allow {
+    Ok(match failed_allow {
         Some((rule, error)) => Decision::failed(
             rule,
             format!(
@@ -329,7 +332,7 @@ fn decide(
         None => Decision::default_deny(format!(
             "denied by default: no rule allows {kind}:{action} for this principal"
         )),
-    }
+    })
 }
 
 /// Whether the rule's resource selector and condition both hold.
@@ -384,4 +387,61 @@ fn scope_gate(
             gate.name
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::ResourceCheck;
+    use serde_json::json;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    fn set(text: &str) -> PolicySet {
+        let files = [(PathBuf::from("p.yaml"), text.to_string())];
+        let source = crate::policy::parse_files(Path::new("t"), &files).unwrap();
+        PolicySet::compile(&source).unwrap()
+    }
+
+    fn request(resources: usize) -> CheckRequest {
+        CheckRequest {
+            request_id: "t".into(),
+            principal: Principal {
+                id: "u".into(),
+                roles: vec!["clerk".into()],
+                ..Principal::default()
+            },
+            resources: (0..resources)
+                .map(|i| ResourceCheck {
+                    resource: Resource {
+                        kind: "Doc".into(),
+                        id: i.to_string(),
+                        attr: json!({"owner": "u"}),
+                    },
+                    actions: vec!["read".into()],
+                })
+                .collect(),
+            context: json!({}),
+        }
+    }
+
+    #[test]
+    fn the_deadline_is_looked_at_before_every_condition() {
+        let conditional = set("agent_policy:\n  name: p\n  principals: {roles: [clerk]}\n  rules:\n    - {name: r, effect: allow, actions: [read], kinds: [Doc], when: R.attr.owner == P.id}\n");
+        let past = Instant::now() - Duration::from_millis(1);
+        // Not even the first condition runs past the deadline (it used to be every 32 decisions).
+        assert_eq!(
+            check_until(&conditional, &request(3), Some(past)).unwrap_err(),
+            DeadlineExceeded {
+                decided: 0,
+                requested: 3
+            }
+        );
+        let later = Instant::now() + Duration::from_secs(60);
+        let decided = check_until(&conditional, &request(3), Some(later)).unwrap();
+        assert!(decided.iter().all(|r| r.actions[0].1.is_allow()));
+        // Without a condition to evaluate, nothing the request sends can take time: decided.
+        let unconditional = set("agent_policy:\n  name: p\n  principals: {roles: [clerk]}\n  rules:\n    - {name: r, effect: allow, actions: [read], kinds: [Doc]}\n");
+        assert!(check_until(&unconditional, &request(3), Some(past)).is_ok());
+    }
 }

@@ -311,6 +311,8 @@ impl Renderer<'_> {
                     let _ = write!(self.out, "{column} {sql_op} {p}");
                 }
             }
+            // `IN ()` is no SQL in PostgreSQL: the empty set holds nothing.
+            Filter::In { values, .. } if values.is_empty() => self.out.push_str("FALSE"),
             Filter::In { attribute, values } => {
                 let column = self.column(attribute).to_string();
                 let _ = write!(self.out, "{column} IN (");
@@ -342,6 +344,9 @@ impl Renderer<'_> {
                 let column = self.column(attribute).to_string();
                 let _ = write!(self.out, "{column} IS NOT NULL");
             }
+            // `()` is no SQL: the empty conjunction holds, the empty disjunction does not.
+            Filter::And(fs) if fs.is_empty() => self.out.push_str("TRUE"),
+            Filter::Or(fs) if fs.is_empty() => self.out.push_str("FALSE"),
             Filter::And(fs) | Filter::Or(fs) => {
                 let joiner = if matches!(f, Filter::And(_)) {
                     " AND "
@@ -447,6 +452,34 @@ mod tests {
                 .where_clause,
             "TRUE"
         );
+    }
+
+    #[test]
+    fn empty_conjunctions_disjunctions_and_sets_are_constants() {
+        // Found by the `sql` fuzz target: `()` and `IN ()` are syntax errors.
+        let cols = columns(&["x"]);
+        let empty_in = Filter::In {
+            attribute: "x".into(),
+            values: vec![],
+        };
+        for (filter, sql) in [
+            (Filter::And(vec![]), "TRUE"),
+            (Filter::Or(vec![]), "FALSE"),
+            (empty_in.clone(), "FALSE"),
+            (
+                Filter::negate(Filter::Or(vec![])),
+                "NOT COALESCE(FALSE, FALSE)",
+            ),
+        ] {
+            for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+                let rendered = render(&filter, dialect, &cols).unwrap();
+                assert_eq!(rendered.where_clause, sql, "{filter:?}");
+                assert!(rendered.params.is_empty());
+            }
+        }
+        assert!(!empty_in.matches(&json!({"x": "a"})));
+        assert!(Filter::And(vec![]).matches(&json!({})));
+        assert!(!Filter::Or(vec![]).matches(&json!({})));
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tonic::Code;
 use tracing::field::Empty;
-use tracing::Span;
+use tracing::{Instrument as _, Span};
 
+use super::evaluation::{self, Pool, PoolOptions};
 use super::validate::{self, Limits};
 use crate::compile::PolicySet;
 use crate::engine::{self, Decision, ResourceDecisions};
@@ -146,6 +147,8 @@ pub struct Authority {
     audit: Option<Arc<AuditLog>>,
     /// Token verification, when the operator configured a JWKS file.
     tokens: Option<Arc<Verifier>>,
+    /// Where large requests are decided.
+    pool: Pool,
 }
 
 /// Prefix of generated request ids, different per process.
@@ -175,7 +178,14 @@ impl Authority {
             timeout,
             audit,
             tokens: None,
+            pool: Pool::new(PoolOptions::default()),
         }
+    }
+
+    /// Decides large requests on a pool sized by `options`.
+    pub fn with_pool(mut self, options: PoolOptions) -> Self {
+        self.pool = Pool::new(options);
+        self
     }
 
     /// Lets requests carry a JWT, verified by `tokens`, instead of a principal.
@@ -195,7 +205,10 @@ impl Authority {
 
     /// The Check API: decides `decoded` (or counts its refusal). Every action of every resource
     /// gets a decision, from one policy-set snapshot; a rejected token denies them all.
-    pub fn check(
+    ///
+    /// A small request is decided here, on the caller's task; a large one on the evaluation pool
+    /// ([`evaluation`]), or refused with RESOURCE_EXHAUSTED when the pool is full.
+    pub async fn check(
         &self,
         call: Call,
         decoded: Result<CheckCall, Refusal>,
@@ -203,19 +216,35 @@ impl Authority {
         // A debug span: at info level, building it for every request would cost more than the
         // decision; the events that matter at info and above carry the request id themselves.
         let span = tracing::debug_span!("check", request_id = Empty, resources = Empty);
-        let _entered = span.enter();
-        let result = decoded.and_then(|decoded| self.check_call(&call, decoded, &span));
-        finish(&call, result.as_ref().err());
-        result
+        async {
+            let result = match decoded {
+                Ok(decoded) => self.check_call(&call, decoded, &Span::current()).await,
+                Err(refusal) => Err(refusal),
+            };
+            finish(&call, result.as_ref().err());
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// The PlanFilter API: plans `decoded` (or counts its refusal).
-    pub fn plan(&self, call: Call, decoded: Result<PlanCall, Refusal>) -> Result<Planned, Refusal> {
+    pub async fn plan(
+        &self,
+        call: Call,
+        decoded: Result<PlanCall, Refusal>,
+    ) -> Result<Planned, Refusal> {
         let span = tracing::debug_span!("plan", request_id = Empty, kind = Empty, action = Empty);
-        let _entered = span.enter();
-        let result = decoded.and_then(|decoded| self.plan_call(&call, decoded, &span));
-        finish(&call, result.as_ref().err());
-        result
+        async {
+            let result = match decoded {
+                Ok(decoded) => self.plan_call(&call, decoded, &Span::current()).await,
+                Err(refusal) => Err(refusal),
+            };
+            finish(&call, result.as_ref().err());
+            result
+        }
+        .instrument(span)
+        .await
     }
 
     /// The Status API: the store's reload status, read without locking.
@@ -277,10 +306,18 @@ impl Authority {
         budget.map(|b| call.started + b)
     }
 
-    fn check_call(&self, call: &Call, decoded: CheckCall, span: &Span) -> Result<Checked, Refusal> {
+    async fn check_call(
+        &self,
+        call: &Call,
+        decoded: CheckCall,
+        span: &Span,
+    ) -> Result<Checked, Refusal> {
         let CheckCall { mut request, token } = decoded;
         // The request's shape is checked first: it is cheap, and a signature check is not.
         validate::check_request(&request, &self.limits).map_err(Refusal::invalid)?;
+        if token.is_empty() {
+            validate::principal_id(&request.principal).map_err(Refusal::invalid)?;
+        }
         request.request_id = self.request_id(&request.request_id, call.header_id.as_deref());
         span.record("request_id", request.request_id.as_str());
         span.record("resources", request.resources.len());
@@ -288,7 +325,7 @@ impl Authority {
         match self.subject(&token, principal)? {
             Subject::Principal(principal) => {
                 request.principal = principal;
-                self.decide(call, request)
+                self.decide(call, request).await
             }
             Subject::Rejected(error) => Ok(self.deny_all(request, &error)),
         }
@@ -327,13 +364,43 @@ impl Authority {
         }
     }
 
-    fn decide(&self, call: &Call, mut request: CheckRequest) -> Result<Checked, Refusal> {
+    async fn decide(&self, call: &Call, request: CheckRequest) -> Result<Checked, Refusal> {
         let set = self.store.current();
         let started = Instant::now();
-        let outcome = engine::check_until(&set, &request, self.deadline(call));
+        let deadline = self.deadline(call);
+        let (outcome, mut request) = if self.pool.inline(evaluation::check_weight(&request)) {
+            (engine::check_until(&set, &request, deadline), request)
+        } else {
+            let snapshot = Arc::clone(&set);
+            let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
+            self.pool
+                .run(
+                    deadline,
+                    move || (engine::check_until(&snapshot, &request, deadline), request),
+                    |how| {
+                        Refusal::new(
+                            Code::DeadlineExceeded,
+                            format!("deadline exceeded {how} ({requested} decisions requested)"),
+                        )
+                    },
+                )
+                .await?
+        };
         match outcome {
             Ok(results) => {
                 metrics::histogram!(DECISION_SECONDS).record(started.elapsed().as_secs_f64());
+                let size = validate::answer_bytes(&results);
+                if size > self.limits.max_answer_bytes {
+                    return Err(Refusal::new(
+                        Code::OutOfRange,
+                        format!(
+                            "the answer would take about {size} bytes, more than the {} a client \
+                             accepts (limits.max_message_bytes): ask for fewer resources or \
+                             actions per request",
+                            self.limits.max_answer_bytes
+                        ),
+                    ));
+                }
                 self.observe_decisions(&set, &request, &results);
                 Ok(Checked {
                     request_id: std::mem::take(&mut request.request_id),
@@ -447,7 +514,12 @@ impl Authority {
         });
     }
 
-    fn plan_call(&self, call: &Call, decoded: PlanCall, span: &Span) -> Result<Planned, Refusal> {
+    async fn plan_call(
+        &self,
+        call: &Call,
+        decoded: PlanCall,
+        span: &Span,
+    ) -> Result<Planned, Refusal> {
         let PlanCall {
             request_id,
             mut request,
@@ -455,6 +527,9 @@ impl Authority {
             sql,
         } = decoded;
         validate::plan_request(&request, &self.limits).map_err(Refusal::invalid)?;
+        if token.is_empty() {
+            validate::principal_id(&request.principal).map_err(Refusal::invalid)?;
+        }
         let request_id = self.request_id(&request_id, call.header_id.as_deref());
         span.record("request_id", request_id.as_str());
         span.record("kind", request.kind.as_str());
@@ -463,7 +538,7 @@ impl Authority {
         match self.subject(&token, principal)? {
             Subject::Principal(principal) => {
                 request.principal = principal;
-                self.plan_filter(request_id, request, sql)
+                self.plan_filter(call, request_id, request, sql).await
             }
             Subject::Rejected(error) => Ok(self.plan_denied(request_id, sql, &error)),
         }
@@ -485,20 +560,33 @@ impl Authority {
         }
     }
 
-    fn plan_filter(
+    async fn plan_filter(
         &self,
+        call: &Call,
         request_id: String,
         request: PlanRequest,
         sql: Option<SqlSpec>,
     ) -> Result<Planned, Refusal> {
         let set = self.store.current();
+        let (planned, request) = if self.pool.inline(evaluation::plan_weight(&request)) {
+            (plan::plan_explained(&set, &request), request)
+        } else {
+            let snapshot = Arc::clone(&set);
+            self.pool
+                .run(
+                    self.deadline(call),
+                    move || (plan::plan_explained(&snapshot, &request), request),
+                    |how| Refusal::new(Code::DeadlineExceeded, format!("deadline exceeded {how}")),
+                )
+                .await?
+        };
         // The kind's declared attributes: the SQL also holds every mapped column to them.
         let declared = set
             .schema
             .as_ref()
             .and_then(|s| s.kind(&request.kind))
             .map(|k| &k.attributes);
-        let result = plan::plan_explained(&set, &request)
+        let result = planned
             .map_err(|e| {
                 tracing::warn!(request_id = %request_id, policy = %e.policy, rule = %e.rule, "PlanFilter refused: {e}");
                 Refusal::new(Code::FailedPrecondition, e.to_string())

@@ -2,11 +2,15 @@
 //! `POST /v1/plan`, `GET /v1/status`, `GET /healthz`) and the Prometheus endpoint (`GET /metrics`,
 //! plus `GET /healthz` for probes, on its own plain-HTTP listener). Handlers decode the body
 //! ([`json`](super::json)), ask the [`Authority`] as gRPC does, and encode its answer.
+//!
+//! The API takes `application/json` only (415 otherwise), reads at most the configured body size
+//! (413 beyond), and every error of `/v1/...` (a refusal, an unknown path, a wrong method) is a
+//! JSON body of one shape: `{"code": "INVALID_ARGUMENT", "message": "..."}`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +29,8 @@ use super::{json, tls};
 struct Api {
     authority: Arc<Authority>,
     serving: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Largest body read.
+    max_body_bytes: usize,
 }
 
 /// The HTTP/JSON API.
@@ -33,13 +39,21 @@ pub fn api_router(
     max_body_bytes: usize,
     serving: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Router {
+    let max_body_bytes = max_body_bytes.max(1);
     Router::new()
         .route("/v1/check", post(check))
         .route("/v1/plan", post(plan))
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
-        .layer(DefaultBodyLimit::max(max_body_bytes.max(1)))
-        .with_state(Api { authority, serving })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // The handlers read the body themselves, with this limit and a JSON 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(Api {
+            authority,
+            serving,
+            max_body_bytes,
+        })
 }
 
 /// `GET /metrics` in the Prometheus text format, and `GET /healthz` as on the API listener. The
@@ -161,8 +175,67 @@ fn http_status(code: Code) -> StatusCode {
 }
 
 fn refusal(r: &Refusal) -> Response {
-    let body = json!({"code": authority::code_name(r.code), "message": r.message});
-    (http_status(r.code), axum::Json(body)).into_response()
+    error(http_status(r.code), r.code, &r.message)
+}
+
+/// The one shape of every error body.
+fn error(status: StatusCode, code: Code, message: &str) -> Response {
+    let body = json!({"code": authority::code_name(code), "message": message});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::Unimplemented,
+        "method not allowed: POST /v1/check and /v1/plan, GET /v1/status and /healthz",
+    )
+}
+
+/// The body of an API call: `application/json`, at most `limit` bytes.
+async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        let shown = if content_type.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{content_type:?}")
+        };
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            &format!("content-type must be application/json (got {shown})"),
+        ));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::OutOfRange,
+                &format!("request body larger than {limit} bytes (limits.max_message_bytes)"),
+            )
+        } else {
+            error(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                &format!("request body could not be read: {e}"),
+            )
+        }
+    })
 }
 
 /// The call an HTTP request is: its method and `x-request-id` (HTTP callers have no deadline
@@ -191,17 +264,25 @@ fn respond<T>(
     }
 }
 
-async fn check(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/check", &headers);
+    let body = match json_body(&headers, body, api.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let decoded = json::decode::<json::CheckBody>(&body).map(json::CheckBody::into_call);
-    let answer = api.authority.check(call, decoded);
+    let answer = api.authority.check(call, decoded).await;
     respond(answer, |c| &c.request_id, json::check_json)
 }
 
-async fn plan(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+async fn plan(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/plan", &headers);
+    let body = match json_body(&headers, body, api.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let decoded = json::decode::<json::PlanBody>(&body).and_then(json::PlanBody::into_call);
-    let answer = api.authority.plan(call, decoded);
+    let answer = api.authority.plan(call, decoded).await;
     respond(answer, |p| &p.request_id, json::plan_json)
 }
 

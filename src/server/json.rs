@@ -5,6 +5,13 @@
 //!
 //! The bodies are types of their own, not the engine's: what the wire accepts can change without
 //! touching `request`, and the engine's types carry no serde for the wire.
+//!
+//! Decoding is strict, so that Verdict and a gateway in front of it cannot read the same bytes
+//! differently: a key given twice in one object (whichever spelling: `request_id` and
+//! `requestId` are one field) is refused rather than the last one winning, and so is an integer
+//! beyond ±(2^53 − 1), where JSON numbers stop being exact in the doubles Verdict compares
+//! (9007199254740993 would equal 9007199254740992). Field names are accepted as the protobuf JSON
+//! mapping allows: as in the proto (`resource_kind`) or lowerCamelCase (`resourceKind`).
 
 use std::collections::HashMap;
 
@@ -25,6 +32,7 @@ pub struct PrincipalBody {
     pub roles: Vec<String>,
     pub capabilities: Vec<String>,
     pub scopes: Vec<String>,
+    #[serde(alias = "clientId")]
     pub client_id: String,
     pub attr: Json,
 }
@@ -63,6 +71,7 @@ pub struct ResourceCheckBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckBody {
+    #[serde(alias = "requestId")]
     pub request_id: String,
     pub principal: PrincipalBody,
     pub resources: Vec<ResourceCheckBody>,
@@ -101,18 +110,19 @@ impl CheckBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanBody {
-    #[serde(default)]
+    #[serde(default, alias = "requestId")]
     pub request_id: String,
     #[serde(default)]
     pub principal: PrincipalBody,
     /// A JWT to verify instead of `principal`.
     #[serde(default)]
     pub token: Option<String>,
+    #[serde(alias = "resourceKind")]
     pub resource_kind: String,
     pub action: String,
     #[serde(default)]
     pub context: Json,
-    #[serde(default)]
+    #[serde(default, alias = "knownAttr")]
     pub known_attr: Json,
     #[serde(default)]
     pub sql: Option<SqlBody>,
@@ -149,9 +159,153 @@ impl PlanBody {
     }
 }
 
-/// Decodes a body, refusing what does not fit `T` with the decoder's message.
+/// Decodes a body strictly (see the module's doc), refusing what does not fit `T` with the
+/// decoder's message.
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Refusal> {
-    serde_json::from_slice(body).map_err(|e| Refusal::invalid(format!("request body: {e}")))
+    let value = strict(body).map_err(|e| Refusal::invalid(format!("request body: {e}")))?;
+    T::deserialize(value).map_err(|e| Refusal::invalid(format!("request body: {e}")))
+}
+
+/// The largest integer a JSON number holds exactly as the double Verdict compares it as.
+pub const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Parses JSON into a value, refusing duplicate keys and inexact integers, naming where.
+pub fn strict(body: &[u8]) -> Result<Json, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = Strict { path: "" }.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// A JSON value at `path` (`principal.attr.ids[3]`), read strictly.
+struct Strict<'p> {
+    path: &'p str,
+}
+
+impl Strict<'_> {
+    fn at(&self) -> &str {
+        if self.path.is_empty() {
+            "the body"
+        } else {
+            self.path
+        }
+    }
+
+    fn number<E: serde::de::Error>(
+        &self,
+        n: f64,
+        shown: &dyn std::fmt::Display,
+    ) -> Result<Json, E> {
+        if n.fract() == 0.0 && n.abs() > MAX_EXACT_INTEGER {
+            return Err(E::custom(format!(
+                "{}: the integer {shown} is beyond ±(2^53 - 1), where JSON numbers stop being \
+                 exact (it would compare equal to its neighbours); send it as a string",
+                self.at()
+            )));
+        }
+        Ok(serde_json::Number::from_f64(n).map_or(Json::Null, Json::Number))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict<'_> {
+    type Value = Json;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict<'_> {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Json, E> {
+        self.number(v as f64, &v)?;
+        Ok(Json::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Json, E> {
+        self.number(v as f64, &v)?;
+        Ok(Json::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Json, E> {
+        self.number(v, &v)
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let path = format!("{}[{}]", self.path, items.len());
+            match seq.next_element_seed(Strict { path: &path })? {
+                Some(item) => items.push(item),
+                None => return Ok(Json::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut members = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            // One field, two spellings (the protobuf JSON mapping's): the same duplicate.
+            let twin = camel_twin(&key);
+            if members.contains_key(&key) || twin.as_ref().is_some_and(|t| members.contains_key(t))
+            {
+                return Err(serde::de::Error::custom(format!(
+                    "{path}: given twice; a key may appear once in an object"
+                )));
+            }
+            let value = map.next_value_seed(Strict { path: &path })?;
+            members.insert(key, value);
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+/// The other spelling of a wire field name the protobuf JSON mapping accepts (`request_id` and
+/// `requestId`), for the names the bodies know; `None` for anything else (attributes are
+/// the caller's names, taken as written).
+fn camel_twin(key: &str) -> Option<String> {
+    const PAIRS: [(&str, &str); 4] = [
+        ("request_id", "requestId"),
+        ("client_id", "clientId"),
+        ("resource_kind", "resourceKind"),
+        ("known_attr", "knownAttr"),
+    ];
+    PAIRS.iter().find_map(|(snake, camel)| {
+        if key == *snake {
+            Some(camel.to_string())
+        } else if key == *camel {
+            Some(snake.to_string())
+        } else {
+            None
+        }
+    })
 }
 
 /// `CheckResponse`.
@@ -167,18 +321,32 @@ pub fn check_response_json(response: &proto::CheckResponse) -> Json {
         "policy_version": response.policy_version,
         "results": response.results.iter().map(|r| json!({
             "resource": r.resource.as_ref().map(|i| json!({"kind": i.kind, "id": i.id})),
-            "actions": r.actions.iter().map(|(a, d)| (a.clone(), json!({
-                "effect": proto::Effect::try_from(d.effect).map(|e| e.as_str_name()).unwrap_or("EFFECT_UNSPECIFIED"),
-                "policy": d.policy,
-                "rule": d.rule,
-                "reason": d.reason,
-            }))).collect::<serde_json::Map<_, _>>(),
+            "actions": r.actions.iter().map(|(a, d)| (a.clone(), decision_json(d))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
     });
     if !response.token_error.is_empty() {
         out["token_error"] = json!(response.token_error);
     }
     out
+}
+
+/// An `ActionDecision`, its empty fields left out (a default deny names no policy or rule).
+fn decision_json(d: &proto::ActionDecision) -> Json {
+    let mut out = serde_json::Map::new();
+    let effect = proto::Effect::try_from(d.effect)
+        .map(|e| e.as_str_name())
+        .unwrap_or("EFFECT_UNSPECIFIED");
+    out.insert("effect".into(), json!(effect));
+    for (name, value) in [
+        ("policy", &d.policy),
+        ("rule", &d.rule),
+        ("reason", &d.reason),
+    ] {
+        if !value.is_empty() {
+            out.insert(name.into(), json!(value));
+        }
+    }
+    Json::Object(out)
 }
 
 /// `PlanFilterResponse`.

@@ -11,7 +11,9 @@
 //! on the request path.
 
 pub mod authority;
+pub mod codec;
 pub mod convert;
+pub mod evaluation;
 pub mod http;
 pub mod json;
 pub mod tls;
@@ -61,13 +63,16 @@ pub struct ServerOptions {
     pub serving: Option<tokio::sync::watch::Receiver<bool>>,
     /// Token verification: requests may carry a JWT instead of a principal.
     pub tokens: Option<Arc<Verifier>>,
+    /// Where large requests are decided.
+    pub pool: evaluation::PoolOptions,
 }
 
 impl ServerOptions {
     pub fn authority(&self, store: Arc<PolicyStore>) -> Arc<Authority> {
         Arc::new(
             Authority::new(store, self.limits, self.request_timeout, self.audit.clone())
-                .with_tokens(self.tokens.clone()),
+                .with_tokens(self.tokens.clone())
+                .with_pool(self.pool),
         )
     }
 }
@@ -125,7 +130,7 @@ impl Authorizer for AuthorizerService {
     ) -> Result<Response<proto::CheckResponse>, Status> {
         let call = call("Check", &request);
         let decoded = convert::check_call(request.into_inner(), self.authority.limits());
-        let answer = self.authority.check(call, decoded)?;
+        let answer = self.authority.check(call, decoded).await?;
         Ok(Response::new(convert::check_response(answer)))
     }
 
@@ -135,7 +140,7 @@ impl Authorizer for AuthorizerService {
     ) -> Result<Response<proto::PlanFilterResponse>, Status> {
         let call = call("PlanFilter", &request);
         let decoded = convert::plan_call(request.into_inner(), self.authority.limits());
-        let planned = self.authority.plan(call, decoded)?;
+        let planned = self.authority.plan(call, decoded).await?;
         Ok(Response::new(convert::plan_response(planned)))
     }
 }

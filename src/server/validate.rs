@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 
 use crate::plan::PlanRequest;
-use crate::request::CheckRequest;
+use crate::request::{CheckRequest, Principal};
 
 /// Request limits enforced before deciding.
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +13,12 @@ pub struct Limits {
     pub max_actions: usize,
     /// Maximum nesting of attribute values (objects and lists).
     pub max_attr_depth: usize,
+    /// Most decisions (resources times their actions) in one Check, so that the answer stays
+    /// well inside the message size clients accept.
+    pub max_decisions: usize,
+    /// Largest answer sent, in bytes (`limits.max_message_bytes`; gRPC clients accept 4 MiB by
+    /// default): a larger one is refused with OUT_OF_RANGE rather than sent to be rejected.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -21,6 +27,8 @@ impl Default for Limits {
             max_resources: 1000,
             max_actions: 100,
             max_attr_depth: 16,
+            max_decisions: 10_000,
+            max_answer_bytes: 4 << 20,
         }
     }
 }
@@ -85,7 +93,46 @@ pub fn check_request(r: &CheckRequest, limits: &Limits) -> Result<(), String> {
             limits.max_attr_depth,
         )?;
     }
+    let decisions: usize = r.resources.iter().map(|c| c.actions.len()).sum();
+    if decisions > limits.max_decisions {
+        return Err(format!(
+            "resources: {} resources with {decisions} actions in all exceed the limit of {} \
+             decisions per request (the answer must fit a client's message size): split the \
+             request",
+            r.resources.len(),
+            limits.max_decisions
+        ));
+    }
     Ok(())
+}
+
+/// A request's own principal (not one from a token) must name who it is: an empty id equals
+/// every empty attribute a condition compares it with (`P.id == R.attr.owner`).
+pub fn principal_id(p: &Principal) -> Result<(), String> {
+    if p.id.is_empty() {
+        return Err(
+            "principal.id must not be empty (an empty id would equal every empty \
+                    attribute it is compared with); send the caller's id, or its token"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// About how many bytes a Check answer of these decisions takes in protobuf (a little more than
+/// it does: every string is counted with room for its tag and length).
+pub fn answer_bytes(results: &[crate::engine::ResourceDecisions]) -> usize {
+    results
+        .iter()
+        .map(|r| {
+            16 + r.kind.len()
+                + r.id.len()
+                + r.actions
+                    .iter()
+                    .map(|(a, d)| 32 + a.len() + d.policy.len() + d.rule.len() + d.reason.len())
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 pub fn plan_request(r: &PlanRequest, limits: &Limits) -> Result<(), String> {

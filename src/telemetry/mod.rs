@@ -35,6 +35,9 @@ pub const PLANS_TOTAL: &str = "verdict_plans_total";
 /// `unknown_key`, `algorithm_mismatch`, `signature`, `expired`, `not_yet_valid`, `issuer`,
 /// `audience`, `claims`, `unverifiable`): requests whose token was rejected.
 pub const TOKENS_REJECTED_TOTAL: &str = "verdict_tokens_rejected_total";
+/// Counter, no labels: large requests refused with RESOURCE_EXHAUSTED (HTTP 429) because the
+/// evaluation pool was full.
+pub const OVERLOADED_TOTAL: &str = "verdict_overloaded_total";
 /// Counter, no labels: decision-log lines dropped because the writer could not keep up.
 pub const AUDIT_DROPPED_TOTAL: &str = "verdict_audit_dropped_total";
 /// Counter, no labels: decision-log lines written.
@@ -123,6 +126,10 @@ fn describe_metrics() {
         "Decision-log lines dropped because the writer fell behind."
     );
     describe_counter!(AUDIT_WRITTEN_TOTAL, "Decision-log lines written.");
+    describe_counter!(
+        OVERLOADED_TOTAL,
+        "Large requests refused (RESOURCE_EXHAUSTED, HTTP 429) because the evaluation pool was full."
+    );
     describe_counter!(
         TOKENS_REJECTED_TOTAL,
         "Requests whose token was rejected (each denied), by reason."

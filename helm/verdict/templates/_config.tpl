@@ -13,6 +13,10 @@ limits:
   max_attr_depth: {{ .Values.limits.maxAttrDepth | int64 }}
   max_message_bytes: {{ .Values.limits.maxMessageBytes | int64 }}
   request_timeout_ms: {{ .Values.limits.requestTimeoutMs | int64 }}
+  max_decisions: {{ .Values.limits.maxDecisions | int64 }}
+evaluation:
+  threads: {{ .Values.evaluation.threads | int64 }}
+  queue: {{ .Values.evaluation.queue | int64 }}
 tls:
 {{- if .Values.tls.enabled }}
   cert: {{ printf "%s/tls.crt" (include "verdict.tlsDir" .) | toJson }}
