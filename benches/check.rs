@@ -155,5 +155,94 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, scaling);
+/// The bundled clinic with its schema's validation set to `mode` (`reject`, `off`).
+fn clinic_with_validation(mode: &str) -> (tempfile::TempDir, PolicySet) {
+    let dir = tempfile::tempdir().unwrap();
+    let clinic = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/clinic");
+    for entry in std::fs::read_dir(clinic).unwrap() {
+        let entry = entry.unwrap();
+        if verdict::policy::is_test_suite(&entry.path()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let text = text.replace("validation: reject", &format!("validation: {mode}"));
+        std::fs::write(dir.path().join(entry.file_name()), text).unwrap();
+    }
+    let set = PolicySet::load(dir.path()).unwrap();
+    (dir, set)
+}
+
+/// What holding requests to the schema costs: Check 1x1 on the clinic with validation `reject`
+/// against the same set with validation `off` (same rules, same index).
+fn schema(c: &mut Criterion) {
+    let mut group = c.benchmark_group("schema");
+    let one = CheckRequest {
+        principal: physician(),
+        resources: vec![ResourceCheck {
+            resource: patient(1),
+            actions: vec!["read".into()],
+        }],
+        ..Default::default()
+    };
+    for mode in ["off", "reject"] {
+        let (_dir, set) = clinic_with_validation(mode);
+        let decision = &engine::check(&set, &one)[0].actions[0].1;
+        assert!(decision.is_allow(), "{decision:?}");
+        group.bench_function(format!("check 1x1, validation {mode}"), |b| {
+            b.iter(|| engine::check(&set, black_box(&one)))
+        });
+    }
+    group.finish();
+}
+
+/// A set of 1,000 policy files over a schema of 100 kinds (each with 8 typed attributes), every
+/// file an agent policy whose condition the type checker checks: the load time of a big set.
+fn big_typed_set() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut schema = String::from("schema:\n  name: big\n  principal:\n    roles: [");
+    schema.push_str(
+        &(0..50)
+            .map(|r| format!("role-{r}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    schema.push_str("]\n    attributes: {practice_id: {type: string, required: false, non_empty: true}, level: int?}\n  kinds:\n");
+    for k in 0..100 {
+        schema.push_str(&format!(
+            "    Kind{k}:\n      actions: [read, update, delete]\n      attributes:\n        practice_id: {{type: string, non_empty: true}}\n        level: int\n        public: bool\n        owner: string?\n        tags: list<string>?\n        state: {{type: enum, values: [draft, final, archived]}}\n        amount: double?\n        note: string?\n"
+        ));
+    }
+    std::fs::write(dir.path().join("schema.yaml"), schema).unwrap();
+    for i in 0..1_000 {
+        std::fs::write(
+            dir.path().join(format!("policy-{i:04}.yaml")),
+            format!(
+                "agent_policy:\n  name: generated-{i}\n  principals: {{roles: [role-{}]}}\n  rules:\n    - name: rule\n      effect: allow\n      actions: [read, update]\n      kinds: [Kind{}]\n      when: has(P.attr.practice_id) && R.attr.practice_id == P.attr.practice_id && R.attr.level <= {}.0 && R.attr.state in [\"draft\", \"final\"]\n",
+                i % 50,
+                i % 100,
+                i % 7 + 3
+            ),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn load(c: &mut Criterion) {
+    let dir = big_typed_set();
+    let set = PolicySet::load(dir.path()).unwrap();
+    assert!(
+        set.schema.is_some() && set.rules.len() == 1_000,
+        "{:?}",
+        set.warnings.first()
+    );
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.bench_function("1,000 files with a schema of 100 kinds", |b| {
+        b.iter(|| PolicySet::load(black_box(dir.path())).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, scaling, schema, load);
 criterion_main!(benches);

@@ -61,6 +61,16 @@ fn rewrite(e: &mut IdedExpr, scope: &mut Scope) {
     }
     // Children first, so that a rewritten child is seen by its parent.
     each_child_mut(e, scope, &mut |child, scope| rewrite(child, scope));
+    if let Expr::Comprehension(c) = &mut e.expr {
+        // `exists` and `all` stop on `!accumulator`, which builds the same overload error on
+        // every iteration. Their accumulator starts as a bool and stays one (a failing step fails
+        // the whole comprehension), so the negation can be a comparison too.
+        if matches!(c.accu_init.expr, Expr::Literal(LiteralValue::Boolean(_))) {
+            let accu = c.accu_var.clone();
+            negate_as_comparison(&mut c.loop_cond, &accu);
+        }
+        return;
+    }
     let Expr::Call(call) = &mut e.expr else {
         return;
     };
@@ -105,6 +115,34 @@ fn rewrite(e: &mut IdedExpr, scope: &mut Scope) {
             ],
         }),
     };
+}
+
+/// Rewrites `!accu` in `e` (a comprehension's loop condition) as `accu == false`.
+fn negate_as_comparison(e: &mut IdedExpr, accu: &str) {
+    let id = e.id;
+    if let Expr::Call(call) = &mut e.expr {
+        let negates_accu = call.func_name == operators::LOGICAL_NOT
+            && call.target.is_none()
+            && matches!(call.args.as_slice(), [IdedExpr { expr: Expr::Ident(name), .. }] if name == accu);
+        if negates_accu {
+            let operand = call.args.remove(0);
+            e.expr = Expr::Call(CallExpr {
+                func_name: operators::EQUALS.to_string(),
+                target: None,
+                args: vec![
+                    operand,
+                    IdedExpr {
+                        id,
+                        expr: Expr::Literal(LiteralValue::Boolean(CelBool::from(false))),
+                    },
+                ],
+            });
+            return;
+        }
+        for arg in &mut call.args {
+            negate_as_comparison(arg, accu);
+        }
+    }
 }
 
 /// Whether `e` evaluates to a bool or fails: the operators that return nothing else.

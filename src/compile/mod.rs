@@ -13,6 +13,7 @@ use crate::cel::projection::Projection;
 use crate::cel::{Environment, NamedConditions};
 use crate::policy::schema::ValidationMode;
 use crate::policy::{self, Document, LoadError, LoadErrors, Located, PolicySource};
+use crate::request::Principal;
 use crate::schema::{KindSchema, Schema};
 
 mod gates;
@@ -27,7 +28,8 @@ pub use gates::ScopeGate;
 use index::{build_index, FastMap, KindIndex};
 use names::Derived;
 pub use rules::{Attachment, CompiledRule};
-pub use selector::PrincipalMatcher;
+use selector::Interned;
+pub use selector::{PrincipalKey, PrincipalMatcher};
 
 /// Stack for the compiler thread (virtual memory; only what is touched is used).
 const COMPILE_STACK_BYTES: usize = 256 << 20;
@@ -52,6 +54,8 @@ pub struct PolicySet {
     pub projection: Projection,
     /// The schema, if the set declares one: a closed world of kinds, actions and attributes.
     pub schema: Option<Arc<Schema>>,
+    /// The roles and capabilities selectors name, numbered.
+    interned: Interned,
 }
 
 /// What the request path needs of one kind: its rules, and its schema.
@@ -146,6 +150,11 @@ impl PolicySet {
         self.by_kind.contains_key(kind)
     }
 
+    /// The principal's roles and capabilities as selectors match them: once per request.
+    pub fn principal_key<'p>(&self, principal: &'p Principal) -> PrincipalKey<'p> {
+        self.interned.key(principal)
+    }
+
     /// The schema requests are held to: `None` without a schema or with validation `off`.
     pub fn request_schema(&self) -> Option<&Schema> {
         self.schema
@@ -218,6 +227,7 @@ impl Compiler {
             return Err(LoadErrors(self.errors));
         }
         self.warn(&gates);
+        let interned = Interned::build(self.rules.iter_mut().map(|r| &mut r.principals));
         let schema = self.typing.take().map(|t| t.schema);
         let (by_kind, other_kinds) = build_index(&self.rules, schema.as_deref());
         let mut projection = Projection::default();
@@ -243,6 +253,7 @@ impl Compiler {
             warnings: self.warnings,
             projection,
             schema,
+            interned,
         })
     }
 

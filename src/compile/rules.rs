@@ -347,13 +347,13 @@ impl Compiler {
                         reason: Arc::clone(&reason),
                         attachment,
                         effect: rule.effect,
-                        principals: PrincipalMatcher {
-                            all: outer_selectors
+                        principals: PrincipalMatcher::new(
+                            outer_selectors
                                 .iter()
                                 .chain(inner_selectors)
                                 .cloned()
                                 .collect(),
-                        },
+                        ),
                         target: target.clone(),
                         condition,
                         kinds: kinds.clone(),
@@ -522,9 +522,7 @@ impl Compiler {
                     ),
                     attachment: Attachment::Agent,
                     effect: Effect::Allow,
-                    principals: PrincipalMatcher {
-                        all: vec![selector.clone()],
-                    },
+                    principals: PrincipalMatcher::new(vec![selector.clone()]),
                     // A capability's condition is the same for every grant: share it as a target.
                     target: condition.clone(),
                     condition: None,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cel::{Activation, EvalContext, EvalError, Value};
-use crate::compile::{CompiledRule, Kind, PolicySet};
+use crate::compile::{CompiledRule, Kind, PolicySet, PrincipalKey};
 use crate::policy::schema::ValidationMode;
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource};
@@ -142,6 +142,7 @@ pub fn check_until(
     let schema = set.request_schema();
     let request_violation = schema.and_then(|s| request_violation(s, request));
     let principal = set.projection.principal(&request.principal);
+    let key = set.principal_key(&request.principal);
     let context = Value::from_json_object(&request.context);
     let mut scopes = GrantedScopes::new(&request.principal.scopes);
     let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
@@ -169,6 +170,7 @@ pub fn check_until(
                     let mut decision = decide(
                         set,
                         kind,
+                        &key,
                         &request.principal,
                         &principal,
                         resource,
@@ -265,6 +267,7 @@ struct Late;
 fn decide(
     set: &PolicySet,
     kind_rules: Kind<'_>,
+    key: &PrincipalKey<'_>,
     principal: &Principal,
     principal_value: &Value<'_>,
     resource: &Resource,
@@ -281,7 +284,7 @@ fn decide(
     let mut gate_passed = false;
     for &id in kind_rules.rules_for(action) {
         let rule = &set.rules[id as usize];
-        if !rule.principals.matches(principal) {
+        if !rule.principals.matches(key) {
             continue;
         }
         if rule.effect == Effect::Allow && !gate_passed {

@@ -158,9 +158,10 @@ pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned,
     let mut allows = Vec::new();
     // A deny rule no filter can express matters only if some allow rule can hold.
     let mut unplannable_deny: Option<PlanError> = None;
+    let key = set.principal_key(&request.principal);
     for &id in kind.rules_for(&request.action) {
         let rule = &set.rules[id as usize];
-        if !rule.principals.matches(&request.principal) {
+        if !rule.principals.matches(&key) {
             continue;
         }
         let truths = truth_of(set, rule, rule.target.as_deref(), &known).and_then(|target| {

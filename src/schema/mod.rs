@@ -87,8 +87,17 @@ pub struct ObjectType {
 }
 
 impl ObjectType {
-    /// The declared attribute `name`.
+    /// The declared attribute `name`. (On the request path: a few attributes are found faster by
+    /// comparing lengths first than by a binary search of string comparisons.)
+    #[inline]
     pub fn get(&self, name: &str) -> Option<&Attribute> {
+        if self.attributes.len() <= 16 {
+            return self
+                .attributes
+                .iter()
+                .find(|(n, _)| n.len() == name.len() && n.as_bytes() == name.as_bytes())
+                .map(|(_, a)| a);
+        }
         self.attributes
             .binary_search_by(|(n, _)| n.as_str().cmp(name))
             .ok()
@@ -131,7 +140,14 @@ pub struct KindSchema {
 }
 
 impl KindSchema {
+    #[inline]
     pub fn has_action(&self, action: &str) -> bool {
+        if self.actions.len() <= 16 {
+            return self
+                .actions
+                .iter()
+                .any(|a| a.len() == action.len() && a.as_bytes() == action.as_bytes());
+        }
         self.actions
             .binary_search_by(|a| a.as_str().cmp(action))
             .is_ok()
