@@ -289,7 +289,7 @@ impl Worker {
         if self.options.watch {
             self.rewatch();
         }
-        let _ = ready.send(());
+        // Said before `start` returns: whoever started it finds the line in the logs.
         tracing::info!(
             what = self.name(),
             paths = %self.shown_paths(),
@@ -298,6 +298,7 @@ impl Worker {
             poll_secs = self.options.poll.map(|p| p.as_secs_f64()).unwrap_or(0.0),
             "reloader started"
         );
+        let _ = ready.send(());
         // The source was loaded before the watches existed: catch up with changes made between.
         let mut burst: Option<Burst> = self.options.watch.then(|| {
             let now = Instant::now();

@@ -148,14 +148,15 @@ async fn a_push_that_breaks_the_suite_stays_out_and_the_failing_cases_are_report
         "{text}"
     );
     assert!(text.contains("verdict_policy_reloads_total{result=\"failed\"} 2"));
-    assert!(
-        daemon
-            .logs()
-            .iter()
-            .any(|l| l.contains("keeping the active policies: the new set fails its test suites")),
-        "{:#?}",
-        daemon.logs()
-    );
+    // The reloader logs the rejection once the store has recorded it: wait for the line.
+    common::wait_for("the rejection logged", || {
+        std::future::ready(
+            daemon.logs().iter().any(|l| {
+                l.contains("keeping the active policies: the new set fails its test suites")
+            }),
+        )
+    })
+    .await;
 
     // A break no type checker would see: physicians lose `read`.
     edit(dir.path(), file, to, from);
