@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::reload::{ReloadOptions, Reloader};
+use crate::server::authzen::AuthzenOptions;
 use crate::server::evaluation::PoolOptions;
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::Limits;
@@ -199,6 +200,11 @@ pub async fn run(config: Config) -> Result<()> {
             options.authority(Arc::clone(&store)),
             config.limits.max_message_bytes,
             Some(serving_rx),
+            AuthzenOptions {
+                base_url: config.http.authzen_base_url.clone(),
+                reasons: config.http.authzen_reasons,
+            },
+            tls.is_some(),
         );
         let done = stopped();
         let tls = tls.clone();

@@ -23,6 +23,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::Code;
 
 use super::authority::{self, Authority, Call, Refusal};
+use super::authzen::{self, AuthzenOptions};
 use super::{json, tls};
 
 #[derive(Clone)]
@@ -33,13 +34,17 @@ struct Api {
     max_body_bytes: usize,
 }
 
-/// The HTTP/JSON API.
+/// The HTTP/JSON API, and the AuthZEN API beside it ([`authzen`]); `tls`: the listener speaks
+/// TLS.
 pub fn api_router(
     authority: Arc<Authority>,
     max_body_bytes: usize,
     serving: Option<tokio::sync::watch::Receiver<bool>>,
+    authzen: AuthzenOptions,
+    tls: bool,
 ) -> Router {
     let max_body_bytes = max_body_bytes.max(1);
+    let authzen = authzen::router(Arc::clone(&authority), authzen, max_body_bytes, tls);
     Router::new()
         .route("/v1/check", post(check))
         .route("/v1/plan", post(plan))
@@ -54,6 +59,7 @@ pub fn api_router(
             serving,
             max_body_bytes,
         })
+        .merge(authzen)
 }
 
 /// `GET /metrics` in the Prometheus text format, and `GET /healthz` as on the API listener. The
@@ -160,7 +166,7 @@ fn health_answer(serving: Option<&tokio::sync::watch::Receiver<bool>>) -> Respon
     }
 }
 
-fn http_status(code: Code) -> StatusCode {
+pub(super) fn http_status(code: Code) -> StatusCode {
     match code {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
             StatusCode::BAD_REQUEST
@@ -174,12 +180,12 @@ fn http_status(code: Code) -> StatusCode {
     }
 }
 
-fn refusal(r: &Refusal) -> Response {
+pub(super) fn refusal(r: &Refusal) -> Response {
     error(http_status(r.code), r.code, &r.message)
 }
 
 /// The one shape of every error body.
-fn error(status: StatusCode, code: Code, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: Code, message: &str) -> Response {
     let body = json!({"code": authority::code_name(code), "message": message});
     (status, axum::Json(body)).into_response()
 }
@@ -188,20 +194,29 @@ async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         Code::NotFound,
-        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz",
+        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz, and \
+         AuthZEN's POST /access/v1/evaluation, /access/v1/evaluations, /access/v1/search/{subject,\
+         resource,action}, GET /.well-known/authzen-configuration",
     )
 }
 
-async fn method_not_allowed() -> Response {
+pub(super) async fn method_not_allowed() -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::Unimplemented,
-        "method not allowed: POST /v1/check and /v1/plan, GET /v1/status and /healthz",
+        "method not allowed: POST /v1/check, /v1/plan and /access/v1/..., GET /v1/status, \
+         /healthz and /.well-known/authzen-configuration",
     )
 }
 
-/// The body of an API call: `application/json`, at most `limit` bytes.
-async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+/// The body of an API call: `application/json` (`wrong_type` otherwise: 415 for `/v1`, 400 for
+/// AuthZEN, which asks for it), at most `limit` bytes.
+pub(super) async fn json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    wrong_type: StatusCode,
+) -> Result<Bytes, Response> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -214,7 +229,7 @@ async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             format!("{content_type:?}")
         };
         return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            wrong_type,
             Code::InvalidArgument,
             &format!("content-type must be application/json (got {shown})"),
         ));
@@ -266,7 +281,14 @@ fn respond<T>(
 
 async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/check", &headers);
-    let body = match json_body(&headers, body, api.max_body_bytes).await {
+    let body = match json_body(
+        &headers,
+        body,
+        api.max_body_bytes,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -277,7 +299,14 @@ async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Respon
 
 async fn plan(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/plan", &headers);
-    let body = match json_body(&headers, body, api.max_body_bytes).await {
+    let body = match json_body(
+        &headers,
+        body,
+        api.max_body_bytes,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };

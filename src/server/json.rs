@@ -102,6 +102,7 @@ impl CheckBody {
                 context: self.context,
             },
             token: self.token.unwrap_or_default(),
+            principal_type: None,
         }
     }
 }
