@@ -834,3 +834,57 @@ fn vendored_interop_files_are_the_working_groups_byte_for_byte() {
         assert_eq!(compared, 7);
     }
 }
+
+/// Every curl example of docs/authzen.md, run against the certification example it serves,
+/// prints the JSON the page shows after it.
+#[test]
+fn the_docs_curl_examples_answer_what_they_show() {
+    let daemon = serve("certification");
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/authzen.md")).unwrap();
+    let curls: Vec<_> = common::commands_and_outputs(&page)
+        .into_iter()
+        .filter(|(block, _)| block.content.starts_with("curl "))
+        .collect();
+    assert_eq!(
+        curls.len(),
+        2,
+        "docs/authzen.md's curl examples: {curls:#?}"
+    );
+    for (block, shown) in curls {
+        let line = block
+            .content
+            .trim()
+            .replace("127.0.0.1:8080", daemon.http_addr.as_ref().unwrap());
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("{line} --fail --show-error")])
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Json = serde_json::from_slice(&out.stdout).expect("JSON");
+        let shown =
+            shown.unwrap_or_else(|| panic!("docs/authzen.md:{}: no output shown", block.line));
+        let shown: Json = serde_json::from_str(&shown.content).expect("the page shows JSON");
+        assert_eq!(answer, shown, "docs/authzen.md:{}", block.line);
+    }
+}
+
+#[test]
+fn explained_batches_carry_each_decisions_context() {
+    let daemon = serve("certification");
+    let answer = post(
+        &base(&daemon),
+        "/access/v1/evaluations",
+        &json!({"subject": alice(), "action": action("read"), "options": {"explain": true},
+                "evaluations": [{"resource": record("record-1")}]}),
+    );
+    assert_eq!(
+        answer.json["evaluations"][0]["context"]["rule"], "members-read",
+        "{}",
+        answer.text
+    );
+}
