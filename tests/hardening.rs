@@ -437,9 +437,13 @@ fn expensive(groups: usize, resources: usize) -> Json {
 async fn expensive_requests_cannot_stall_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("groups.yaml"), LISTS).unwrap();
+    // No cost budget: here each request must really run until its deadline (the budget, which
+    // refuses such conditions before they run, is tested on its own below).
     let mut daemon = Daemon::start(
         dir.path(),
         &[
+            "--max-condition-cost",
+            "0",
             "--request-timeout-ms",
             "3000",
             "--evaluation-threads",
@@ -600,4 +604,55 @@ async fn expensive_requests_cannot_stall_the_daemon() {
         "{:#?}",
         daemon.logs()
     );
+}
+
+/// The cost budget: a condition that could take more steps on the request's values than
+/// `limits.max_condition_cost` is not evaluated; it fails closed naming its rule, at once, and a
+/// small request through the same condition is decided as usual.
+#[tokio::test]
+async fn a_condition_over_its_cost_budget_fails_closed_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny = "---\nresource_policy:\n  name: quarantine\n  resource: {kind: Doc}\n  rules:\n    - name: flagged-by-a-group\n      effect: deny\n      actions: [update]\n      when: P.attr.groups.exists(g, P.attr.wanted.exists(w, w == g + R.attr.suffix))\n";
+    std::fs::write(
+        dir.path().join("groups.yaml"),
+        LISTS
+            .replace("actions: [read]", "actions: [read, update]")
+            .to_string()
+            + deny,
+    )
+    .unwrap();
+    let daemon = Daemon::start(dir.path(), &["--max-condition-cost", "100000"]);
+    let mut client = AuthorizerClient::connect(daemon.url()).await.unwrap();
+    let ask = |groups: usize| {
+        let groups: Vec<String> = (0..groups).map(|i| format!("group-{i}-x")).collect();
+        check_request(json!({
+            "principal": {"id": "c-1", "roles": ["clerk"], "attr": {"groups": groups, "wanted": ["group-0"]}},
+            "resources": [{"resource": {"kind": "Doc", "id": "d", "attr": {"suffix": "-x"}},
+                           "actions": ["read", "update"]}],
+        }))
+    };
+    // Small lists: decided as usual (read allowed through `wanted`, update denied by the guard).
+    let small = client.check(ask(3)).await.unwrap().into_inner();
+    let read = &small.results[0].actions["read"];
+    assert_eq!(read.effect, proto::Effect::Allow as i32, "{read:?}");
+    // Lists whose product is over the budget: neither condition runs.
+    let big = client.check(ask(5000)).await.unwrap().into_inner();
+    let read = &big.results[0].actions["read"];
+    assert_eq!(read.effect, proto::Effect::Deny as i32, "{read:?}");
+    assert!(
+        read.reason.contains("allow rule \"shared-with-a-group\" of policy \"groups\" could not be evaluated: over the cost budget"),
+        "{read:?}"
+    );
+    let update = &big.results[0].actions["update"];
+    assert_eq!(update.effect, proto::Effect::Deny as i32, "{update:?}");
+    assert_eq!(update.rule, "flagged-by-a-group", "{update:?}");
+    assert!(
+        update
+            .reason
+            .contains("could not be evaluated (fail closed): over the cost budget")
+            && update.reason.contains("(the budget is 100000)"),
+        "{update:?}"
+    );
+    // Counted and logged as evaluation errors.
+    assert!(daemon.metric("verdict_evaluation_errors_total") >= 2.0);
 }

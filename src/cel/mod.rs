@@ -21,6 +21,7 @@ use ::cel::{Env, Program};
 
 pub mod check;
 mod compile;
+pub mod cost;
 mod eval;
 mod optimize;
 pub mod partial;
@@ -99,14 +100,36 @@ pub struct Condition {
     /// The program's expression as evaluated: rewritten to cost less, same results.
     evaluated: IdedExpr,
     source: String,
+    /// An upper bound on the steps evaluating it takes (see [`cost`]).
+    cost: cost::Bound,
 }
 
 impl Condition {
     fn new(program: Program, source: &str) -> Condition {
         Condition {
             evaluated: optimize::optimize(program.expression().clone()),
+            cost: cost::bound(program.expression()),
             program,
             source: source.to_string(),
+        }
+    }
+
+    /// Fails, without evaluating anything, when the condition could take more than `budget`
+    /// steps on this request's values (a comprehension over a long list, `in` a long list,
+    /// a `map` copying one). Free for conditions that iterate over nothing from the request.
+    pub fn within_budget(&self, sizes: &cost::Sizes<'_>, budget: u64) -> Result<(), EvalError> {
+        if let cost::Bound::Const(steps) = self.cost {
+            if steps <= budget {
+                return Ok(());
+            }
+        }
+        let steps = self.cost.evaluate(sizes);
+        if steps <= budget {
+            Ok(())
+        } else {
+            Err(EvalError(format!(
+                "over the cost budget: evaluating it could take {steps} steps on this request's values (the budget is {budget})"
+            )))
         }
     }
 }

@@ -19,6 +19,11 @@ impl Scope {
     pub(crate) fn binds(&self, name: &str) -> bool {
         self.bound.iter().any(|b| b == name)
     }
+
+    /// Binds `name` (a comprehension variable) for what is walked next.
+    pub(crate) fn bind(&mut self, name: &str) {
+        self.bound.push(name.to_string());
+    }
 }
 
 /// Calls `f` on each direct child of `e`, in evaluation order, with `scope` holding the

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// [default: 5000]
     #[arg(long, env = "VERDICT_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Most steps one condition may take on a request's values (comprehensions over request
+    /// lists): over it, the condition fails closed naming its rule; 0 = no budget.
+    /// [default: 1000000]
+    #[arg(long, env = "VERDICT_MAX_CONDITION_COST")]
+    pub max_condition_cost: Option<u64>,
     /// PEM certificate chain: with --tls-key, the listeners speak TLS only. [default: off]
     #[arg(long, env = "VERDICT_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -205,6 +210,7 @@ impl ServeArgs {
         set(&mut c.limits.max_attr_depth, &self.max_attr_depth);
         set(&mut c.limits.max_message_bytes, &self.max_message_bytes);
         set(&mut c.limits.request_timeout_ms, &self.request_timeout_ms);
+        set(&mut c.limits.max_condition_cost, &self.max_condition_cost);
         if self.tls_cert.is_some() {
             c.tls.cert = self.tls_cert.clone();
         }

@@ -91,6 +91,10 @@ pub struct LimitsConfig {
     /// Longest a request may take before it fails with DEADLINE_EXCEEDED (a shorter client
     /// deadline wins); 0 = no server-side deadline.
     pub request_timeout_ms: u64,
+    /// Most steps one condition may take on a request's values (comprehensions over request
+    /// lists, `in` a list): a condition that could take more fails closed (a deny rule denies,
+    /// an allow rule does not allow); 0 = no budget.
+    pub max_condition_cost: u64,
 }
 
 impl Default for LimitsConfig {
@@ -102,6 +106,7 @@ impl Default for LimitsConfig {
             max_decisions: 10_000,
             max_message_bytes: 4 << 20,
             request_timeout_ms: 5000,
+            max_condition_cost: crate::engine::DEFAULT_COST_BUDGET,
         }
     }
 }

@@ -164,6 +164,7 @@ pub async fn run(config: Config) -> Result<()> {
         max_attr_depth: config.limits.max_attr_depth,
         max_decisions: config.limits.max_decisions,
         max_answer_bytes: config.limits.max_message_bytes,
+        max_condition_cost: config.limits.max_condition_cost,
     };
     let options = ServerOptions {
         limits,

@@ -22,6 +22,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cel::cost::Sizes;
 use crate::cel::{Activation, EvalContext, EvalError, Value};
 use crate::compile::{CompiledRule, Kind, PolicySet, PrincipalKey};
 use crate::policy::schema::ValidationMode;
@@ -139,6 +140,47 @@ pub fn check_until(
     request: &CheckRequest,
     deadline: Option<Instant>,
 ) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
+    check_with(
+        set,
+        request,
+        &Limits {
+            deadline,
+            ..Limits::default()
+        },
+    )
+}
+
+/// How long and how hard a Check may work.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Give up (DEADLINE_EXCEEDED) once this has passed: the clock is read before every
+    /// condition.
+    pub deadline: Option<Instant>,
+    /// The most steps one condition may take on the request's values (see `cel::cost`): a
+    /// condition that could take more is not evaluated, and fails (a deny rule denies, an allow
+    /// rule does not allow), naming the rule.
+    pub cost_budget: u64,
+}
+
+/// The default cost budget of a condition: a million interpreter steps, tens of milliseconds.
+pub const DEFAULT_COST_BUDGET: u64 = 1_000_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: None,
+            cost_budget: DEFAULT_COST_BUDGET,
+        }
+    }
+}
+
+/// Like [`check_until`], with every limit given.
+pub fn check_with(
+    set: &PolicySet,
+    request: &CheckRequest,
+    limits: &Limits,
+) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
+    let deadline = limits.deadline;
     let schema = set.request_schema();
     let request_violation = schema.and_then(|s| request_violation(s, request));
     let principal = set.projection.principal(&request.principal);
@@ -157,6 +199,7 @@ pub fn check_until(
             (None, None) => None,
         };
         let resource_value = set.projection.resource(resource);
+        let sizes = Sizes::new(&request.principal, resource, &request.context);
         let mut actions = Vec::with_capacity(check.actions.len());
         for action in &check.actions {
             let violation = match (&resource_violation, schema) {
@@ -179,6 +222,7 @@ pub fn check_until(
                         &context,
                         &mut scopes,
                         deadline,
+                        (&sizes, limits.cost_budget),
                     )
                     .map_err(|Late| DeadlineExceeded { decided, requested })?;
                     decision.schema_violation = violation;
@@ -276,6 +320,7 @@ fn decide(
     context: &Value<'_>,
     scopes: &mut GrantedScopes<'_>,
     deadline: Option<Instant>,
+    budget: (&Sizes<'_>, u64),
 ) -> Result<Decision, Late> {
     let action_value = Value::string(action);
     let activation = Activation::new(principal_value, resource_value, &action_value, context);
@@ -301,7 +346,7 @@ fn decide(
                 return Err(Late);
             }
         }
-        match holds(rule, &eval) {
+        match holds(rule, &eval, budget) {
             Ok(true) => return Ok(Decision::from_rule(rule)),
             Ok(false) => {}
             Err(error) if rule.effect == Effect::Deny => {
@@ -335,15 +380,24 @@ fn decide(
     })
 }
 
-/// Whether the rule's resource selector and condition both hold.
-fn holds(rule: &CompiledRule, eval: &EvalContext<'_>) -> Result<bool, EvalError> {
+/// Whether the rule's resource selector and condition both hold; an error for either (a
+/// condition over its cost budget included).
+fn holds(
+    rule: &CompiledRule,
+    eval: &EvalContext<'_>,
+    (sizes, budget): (&Sizes<'_>, u64),
+) -> Result<bool, EvalError> {
     if let Some(target) = &rule.target {
+        target.within_budget(sizes, budget)?;
         if !target.eval_bool(eval)? {
             return Ok(false);
         }
     }
     match &rule.condition {
-        Some(condition) => condition.eval_bool(eval),
+        Some(condition) => {
+            condition.within_budget(sizes, budget)?;
+            condition.eval_bool(eval)
+        }
         None => Ok(true),
     }
 }

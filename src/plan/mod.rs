@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::cel::cost::Sizes;
 use crate::cel::partial::{Known, Truth};
 use crate::cel::{Condition, Value};
 use crate::compile::{CompiledRule, PolicySet, ScopeGate};
@@ -158,15 +159,21 @@ pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned,
     let mut allows = Vec::new();
     // A deny rule no filter can express matters only if some allow rule can hold.
     let mut unplannable_deny: Option<PlanError> = None;
+    let unknown_resource = crate::request::Resource {
+        kind: request.kind.clone(),
+        ..Default::default()
+    };
+    let sizes = Sizes::new(&request.principal, &unknown_resource, &request.context);
     let key = set.principal_key(&request.principal);
     for &id in kind.rules_for(&request.action) {
         let rule = &set.rules[id as usize];
         if !rule.principals.matches(&key) {
             continue;
         }
-        let truths = truth_of(set, rule, rule.target.as_deref(), &known).and_then(|target| {
-            truth_of(set, rule, rule.condition.as_ref(), &known).map(|c| (target, c))
-        });
+        let truths =
+            truth_of(set, rule, rule.target.as_deref(), &known, &sizes).and_then(|target| {
+                truth_of(set, rule, rule.condition.as_ref(), &known, &sizes).map(|c| (target, c))
+            });
         let (target, condition) = match (truths, rule.effect) {
             (Ok(truths), _) => truths,
             (Err(e), Effect::Deny) => {
@@ -223,17 +230,25 @@ fn truth_of(
     rule: &CompiledRule,
     condition: Option<&Condition>,
     known: &Known<'_, '_>,
+    sizes: &Sizes<'_>,
 ) -> Result<Truth, PlanError> {
     match condition {
         None => Ok(Truth {
             when_true: Filter::True,
             when_false: Filter::False,
         }),
-        Some(c) => c.partial(&set.environment, known).map_err(|e| PlanError {
-            policy: rule.policy.to_string(),
-            rule: rule.name.to_string(),
-            message: e.0,
-        }),
+        Some(c) => {
+            let refused = |message: String| PlanError {
+                policy: rule.policy.to_string(),
+                rule: rule.name.to_string(),
+                message,
+            };
+            // Partial evaluation unrolls comprehensions over known lists: the same budget as
+            // Check (the resource's lists are unknown here: counted as empty).
+            c.within_budget(sizes, crate::engine::DEFAULT_COST_BUDGET)
+                .map_err(|e| refused(e.0))?;
+            c.partial(&set.environment, known).map_err(|e| refused(e.0))
+        }
     }
 }
 

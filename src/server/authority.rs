@@ -341,15 +341,22 @@ impl Authority {
         let set = self.store.current();
         let started = Instant::now();
         let deadline = self.deadline(call);
+        let limits = engine::Limits {
+            deadline,
+            cost_budget: match self.limits.max_condition_cost {
+                0 => u64::MAX,
+                n => n,
+            },
+        };
         let (outcome, mut request) = if self.pool.inline(evaluation::check_weight(&request)) {
-            (engine::check_until(&set, &request, deadline), request)
+            (engine::check_with(&set, &request, &limits), request)
         } else {
             let snapshot = Arc::clone(&set);
             let requested: usize = request.resources.iter().map(|c| c.actions.len()).sum();
             self.pool
                 .run(
                     deadline,
-                    move || (engine::check_until(&snapshot, &request, deadline), request),
+                    move || (engine::check_with(&snapshot, &request, &limits), request),
                     |how| {
                         Refusal::new(
                             Code::DeadlineExceeded,

@@ -51,6 +51,8 @@ pub struct Limits {
     /// Largest answer sent, in bytes (`limits.max_message_bytes`; gRPC clients accept 4 MiB by
     /// default): a larger one is refused with OUT_OF_RANGE rather than sent to be rejected.
     pub max_answer_bytes: usize,
+    /// The cost budget of a condition (`limits.max_condition_cost`; 0 = none).
+    pub max_condition_cost: u64,
 }
 
 impl Default for Limits {
@@ -61,6 +63,7 @@ impl Default for Limits {
             max_attr_depth: 16,
             max_decisions: 10_000,
             max_answer_bytes: 4 << 20,
+            max_condition_cost: crate::engine::DEFAULT_COST_BUDGET,
         }
     }
 }

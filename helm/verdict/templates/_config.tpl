@@ -13,6 +13,7 @@ limits:
   max_attr_depth: {{ .Values.limits.maxAttrDepth | int64 }}
   max_message_bytes: {{ .Values.limits.maxMessageBytes | int64 }}
   request_timeout_ms: {{ .Values.limits.requestTimeoutMs | int64 }}
+  max_condition_cost: {{ .Values.limits.maxConditionCost | int64 }}
   max_decisions: {{ .Values.limits.maxDecisions | int64 }}
 evaluation:
   threads: {{ .Values.evaluation.threads | int64 }}
