@@ -23,7 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tonic::Code;
 
-use super::authority::{self, Authority, Call, Refusal};
+use super::authority::{self, Authority, Call};
+use super::validate::Refusal;
 use super::{json, tls};
 
 #[derive(Clone)]
