@@ -4,7 +4,8 @@
 //! `src/lib.rs` declares the modules from the bottom of the dependency graph up, ARCHITECTURE.md's
 //! code map lists them in the same order, and no module uses (`crate::x`, in `use` lines or in
 //! paths) a module declared after it, outside its test module. Every source file opens with a
-//! `//!` doc.
+//! `//!` doc. Within `src/server/`, the same holds for its files, in the order ARCHITECTURE.md
+//! gives them.
 use std::path::{Path, PathBuf};
 
 fn root() -> &'static Path {
@@ -96,6 +97,97 @@ fn uses(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The server's files as ARCHITECTURE.md orders them, bottom up: the backquoted names of the
+/// paragraph "The server's own modules, bottom up", up to `mod.rs`.
+fn server_order() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let start = text
+        .find("The server's own modules, bottom up")
+        .expect("ARCHITECTURE.md orders the server's modules");
+    let paragraph = &text[start..];
+    let paragraph = &paragraph[..paragraph.find("\n\n").unwrap_or(paragraph.len())];
+    let mut out = Vec::new();
+    for name in paragraph.split('`').skip(1).step_by(2) {
+        let name = name.trim_end_matches(".rs");
+        if name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            && !out.contains(&name.to_string())
+        {
+            out.push(name.to_string());
+        }
+        if name == "mod" {
+            break;
+        }
+    }
+    out
+}
+
+/// Every sibling module `super::x` or `super::{x, y}` names in `text` (a file of `src/server/`),
+/// and every `crate::server::x`.
+fn server_uses(text: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.trim()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    for prefix in ["super::", "crate::server::"] {
+        for (at, _) in text.match_indices(prefix) {
+            let rest = &text[at + prefix.len()..];
+            if let Some(list) = rest.strip_prefix('{') {
+                let list = &list[..list.find('}').unwrap_or(list.len())];
+                out.extend(list.split(',').map(ident));
+            } else {
+                out.push(ident(rest));
+            }
+        }
+    }
+    out.retain(|m| !m.is_empty() && m.chars().next().is_some_and(|c| c.is_ascii_lowercase()));
+    out
+}
+
+#[test]
+fn no_server_module_uses_one_after_it() {
+    let order = server_order();
+    assert!(
+        order.len() >= 5 && order.last().map(String::as_str) == Some("mod"),
+        "{order:?}"
+    );
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(root().join("src/server")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let Some(position) = order.iter().position(|m| *m == name) else {
+            problems.push(format!(
+                "src/server/{name}.rs is not in ARCHITECTURE.md's order of the server's modules"
+            ));
+            continue;
+        };
+        if name == "mod" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for used in server_uses(code(&text)) {
+            match order.iter().position(|m| *m == used) {
+                Some(at) if at < position => {}
+                Some(_) => problems.push(format!(
+                    "src/server/{name}.rs: uses {used}, which comes after it"
+                )),
+                None => problems.push(format!(
+                    "src/server/{name}.rs: uses {used}, not in ARCHITECTURE.md's order"
+                )),
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(
+        problems.is_empty(),
+        "server modules out of ARCHITECTURE.md's order:\n{}",
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn lib_rs_and_architecture_md_list_the_modules_in_the_same_order() {
     assert_eq!(
@@ -159,6 +251,12 @@ fn the_checks_see_what_they_check() {
     let text = "use crate::store::X;\nfn f() { crate::telemetry::init(); $crate::no }\n#[cfg(test)]\nmod tests {\n    use crate::cli::Y;\n}\n";
     assert_eq!(uses(code(text)), vec!["store", "telemetry"]);
     assert_eq!(uses(text), vec!["store", "telemetry", "cli"]);
+    let server =
+        "use super::validate::X;\nuse super::{json, tls};\nfn f() { crate::server::codec::g() }\n";
+    assert_eq!(
+        server_uses(server),
+        vec!["validate", "json", "tls", "codec"]
+    );
     // And the order has every module, the code map too.
     assert!(declared().len() >= 10 && declared().contains(&"server".to_string()));
 }

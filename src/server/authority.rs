@@ -20,7 +20,7 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
 use super::evaluation::{self, Pool, PoolOptions};
-use super::validate::{self, Limits};
+use super::validate::{self, Limits, Refusal};
 use crate::compile::PolicySet;
 use crate::engine::{self, Decision, ResourceDecisions};
 use crate::filter::sql::{self, Dialect, SqlFilter};
@@ -39,27 +39,6 @@ use crate::token::{TokenError, Verifier};
 
 /// SQL rendering asked for with a plan: dialect and attribute-to-column map.
 pub type SqlSpec = (Dialect, HashMap<String, String>);
-
-/// A request refused before or while deciding: a gRPC code and a message for the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: Code,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// INVALID_ARGUMENT: the caller sent something malformed.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Refusal::new(Code::InvalidArgument, message)
-    }
-}
 
 /// One API call, whatever its transport: the method it is counted under, when it arrived, the
 /// request id header and the caller's own deadline.
@@ -155,12 +134,6 @@ pub struct PlanCall {
     pub token: String,
     /// SQL to render the filter as, if asked.
     pub sql: Option<SqlSpec>,
-}
-
-impl From<Refusal> for tonic::Status {
-    fn from(r: Refusal) -> Self {
-        tonic::Status::new(r.code, r.message)
-    }
 }
 
 /// A Check's answer.

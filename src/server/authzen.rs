@@ -35,9 +35,10 @@ use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
-use super::authority::{self, Authority, Call, CheckCall, Checked, Refusal, Search, SearchCall};
+use super::authority::{self, Authority, Call, CheckCall, Checked, Search, SearchCall};
 use super::http::{error, json_body, refusal};
 use super::json::strict;
+use super::validate::Refusal;
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 
 /// The context key a request's action properties are given under (`C.action_properties`).

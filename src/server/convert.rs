@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use prost_types::value::Kind;
 use serde_json::Value as Json;
 
-use super::authority::{CheckCall, Checked, PlanCall, Planned, Refusal};
+use super::authority::{CheckCall, Checked, PlanCall, Planned};
 use super::proto;
-use super::validate::Limits;
+use super::validate::{Limits, Refusal};
 use crate::engine::Decision;
 use crate::filter::sql::{Dialect, SqlFilter};
 use crate::filter::{CmpOp, Filter};

@@ -20,7 +20,7 @@ use serde_json::Value as Json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 
-use super::authority::Refusal;
+use super::validate::Refusal;
 use crate::telemetry::OVERLOADED_TOTAL;
 
 /// A request whose weight ([`check_weight`], [`plan_weight`]) is at most this is decided inline.

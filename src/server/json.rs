@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use super::authority::{CheckCall, Checked, PlanCall, Planned, Refusal};
+use super::authority::{CheckCall, Checked, PlanCall, Planned};
+use super::validate::Refusal;
 use super::{convert, proto};
 use crate::plan::{Plan, PlanRequest};
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};

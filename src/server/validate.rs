@@ -1,10 +1,42 @@
 //! The shape every request must have before it reaches the engine, the same for gRPC and the
 //! HTTP/JSON API. Each problem is a message naming the field, for INVALID_ARGUMENT / 400.
+//!
+//! The bottom of the server's modules: the [`Limits`] a request is held to and the [`Refusal`]
+//! (a gRPC code and a message; HTTP maps the code to its status) that every step of the request
+//! path, from decoding to the evaluation pool, answers with when it cannot decide.
 
 use serde_json::Value as Json;
+use tonic::Code;
 
 use crate::plan::PlanRequest;
 use crate::request::{CheckRequest, Principal};
+
+/// A request refused before or while deciding: a gRPC code and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// INVALID_ARGUMENT: the caller sent something malformed.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Refusal::new(Code::InvalidArgument, message)
+    }
+}
+
+impl From<Refusal> for tonic::Status {
+    fn from(r: Refusal) -> Self {
+        tonic::Status::new(r.code, r.message)
+    }
+}
 
 /// Request limits enforced before deciding.
 #[derive(Debug, Clone, Copy)]
