@@ -35,7 +35,7 @@ struct Api {
     max_body_bytes: usize,
 }
 
-/// The HTTP/JSON API (the daemon merges the AuthZEN routes, [`super::authzen`], into it).
+/// The HTTP/JSON API (the daemon merges the AuthZEN routes into it).
 pub fn api_router(
     authority: Arc<Authority>,
     max_body_bytes: usize,
