@@ -888,3 +888,23 @@ fn explained_batches_carry_each_decisions_context() {
         answer.text
     );
 }
+
+#[test]
+fn reasons_stay_out_of_decisions_when_the_operator_says_so() {
+    let daemon = Daemon::start(
+        &example("certification"),
+        &["--http-listen", "127.0.0.1:0", "--authzen-reasons=false"],
+    );
+    let answer = post(
+        &base(&daemon),
+        "/access/v1/evaluation",
+        &json!({"subject": alice(), "action": action("read"), "resource": record("record-1")}),
+    );
+    assert_eq!(answer.json["decision"], true);
+    assert_eq!(answer.json["context"]["rule"], "members-read");
+    assert!(
+        answer.json["context"].get("reason").is_none(),
+        "{}",
+        answer.text
+    );
+}

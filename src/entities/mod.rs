@@ -45,7 +45,11 @@ pub struct StoredPrincipal {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredResource {
     pub id: String,
-    pub attr: Map<String, Json>,
+    /// Its attributes, a JSON object (a row for a filter as it is).
+    pub attr: Json,
+    /// Whether the attributes alone fit the kind's schema completely (required ones present):
+    /// a search, where the request adds nothing, leaves the others out as Check would deny them.
+    pub fits_schema: bool,
 }
 
 /// The stored resources of one kind, in declaration order.
@@ -233,11 +237,11 @@ impl Entities {
                     ));
                     continue;
                 }
+                let attr = Json::Object(attr);
+                let fits_schema =
+                    kind_schema.is_none_or(|k| k.attributes.check("R.attr", &attr).is_ok());
                 if let Some(declared) = kind_schema {
-                    if let Err(v) = declared
-                        .attributes
-                        .check_known("R.attr", &Json::Object(attr.clone()))
-                    {
+                    if let Err(v) = declared.attributes.check_known("R.attr", &attr) {
                         errors.push(error(
                             doc,
                             line,
@@ -249,6 +253,7 @@ impl Entities {
                 kind.entries.push(StoredResource {
                     id: entry.id.clone(),
                     attr,
+                    fits_schema,
                 });
             }
         }
@@ -312,7 +317,9 @@ impl Entities {
         let Some(&i) = kind.by_id.get(&resource.id) else {
             return;
         };
-        merge_attributes(&mut resource.attr, &kind.entries[i].attr, &kind.overrides);
+        if let Json::Object(stored) = &kind.entries[i].attr {
+            merge_attributes(&mut resource.attr, stored, &kind.overrides);
+        }
     }
 
     /// The request with what the set stores of its principal and resources merged in; `None`

@@ -117,10 +117,9 @@ pub fn resources(
             return resources_decided(set, principal, kind, action, context, limits, max_decisions)
         }
     };
-    let declared = set
+    let rejecting = set
         .request_schema()
-        .filter(|s| s.mode == ValidationMode::Reject)
-        .and_then(|s| s.kind(kind));
+        .is_some_and(|s| s.mode == ValidationMode::Reject);
     let mut ids = Vec::new();
     if plan != Plan::AlwaysDenied {
         let filter = plan.filter();
@@ -128,9 +127,8 @@ pub fn resources(
             if i % 1024 == 1023 && late(limits) {
                 return Err(SearchError::DeadlineExceeded);
             }
-            let row = Json::Object(resource.attr.clone());
-            let fits = declared.is_none_or(|k| k.attributes.check("R.attr", &row).is_ok());
-            if fits && filter.matches(&row) {
+            let fits = resource.fits_schema || !rejecting;
+            if fits && filter.matches(&resource.attr) {
                 ids.push(resource.id.clone());
             }
         }
@@ -295,6 +293,8 @@ resources:
     - {id: "1", attr: {owner: alice, department: Sales}}
     - {id: "2", attr: {owner: bob, department: Sales}}
     - {id: "3", attr: {owner: bob, department: Legal}}
+    # No department: every Check of it is denied (the schema requires one), so no search lists it.
+    - {id: "4", attr: {owner: alice}}
 "#;
 
     fn set() -> PolicySet {
@@ -337,6 +337,17 @@ resources:
         )
         .unwrap();
         assert_eq!(found.ids, ["2", "3"]);
+        let found = resources(
+            &set,
+            &principal("alice"),
+            "record",
+            "edit",
+            &Json::Null,
+            &limits,
+            10,
+        )
+        .unwrap();
+        assert_eq!(found.ids, ["1"], "record 4 violates the schema");
         let record = Resource {
             kind: "record".into(),
             id: "3".into(),
@@ -364,7 +375,7 @@ resources:
                 )
                 .unwrap()
                 .ids;
-                for id in ["1", "2", "3"] {
+                for id in ["1", "2", "3", "4"] {
                     let request = CheckRequest {
                         principal: principal(who),
                         resources: vec![ResourceCheck {
