@@ -99,7 +99,7 @@ enum Message {
 /// The reload thread of a [`Source`]. Stops when dropped (a reload in progress finishes first).
 pub struct Reloader {
     tx: mpsc::Sender<Message>,
-    attempts: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -111,7 +111,7 @@ impl Reloader {
     pub fn start<S: Source>(source: Arc<S>, options: ReloadOptions) -> std::io::Result<Reloader> {
         let source: Arc<dyn Source> = source;
         let (tx, rx) = mpsc::channel();
-        let attempts = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         let paths = source
             .paths()
             .iter()
@@ -123,7 +123,7 @@ impl Reloader {
             options,
             paths,
             tx: tx.clone(),
-            attempts: Arc::clone(&attempts),
+            counts: Arc::clone(&counts),
             watcher: None,
             layouts: None,
             retry_at: None,
@@ -138,7 +138,7 @@ impl Reloader {
         let _ = ready_rx.recv();
         Ok(Reloader {
             tx,
-            attempts,
+            counts,
             thread: Some(thread),
         })
     }
@@ -150,7 +150,13 @@ impl Reloader {
 
     /// Reloads the thread has run (from events, the poll or requests), finished or not.
     pub fn attempts(&self) -> u64 {
-        self.attempts.load(Ordering::Relaxed)
+        self.counts.started.load(Ordering::Relaxed)
+    }
+
+    /// Reloads the thread has finished: their outcome is recorded (published, unchanged or
+    /// rejected), so files changed from now on are read by a later one.
+    pub fn finished(&self) -> u64 {
+        self.counts.finished.load(Ordering::Acquire)
     }
 
     /// Stops the thread and waits for it.
@@ -253,6 +259,13 @@ struct Burst {
     deadline: Instant,
 }
 
+/// Reloads started and finished, for [`Reloader::attempts`] and [`Reloader::finished`].
+#[derive(Default)]
+struct Counts {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
 struct Worker {
     source: Arc<dyn Source>,
     options: ReloadOptions,
@@ -260,7 +273,7 @@ struct Worker {
     paths: Vec<PathBuf>,
     /// For the notify event handler.
     tx: mpsc::Sender<Message>,
-    attempts: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     watcher: Option<RecommendedWatcher>,
     /// The layouts (one per path) the watches were set up for.
     layouts: Option<Vec<Layout>>,
@@ -370,7 +383,7 @@ impl Worker {
                 }
                 // Events queued until now are covered by this reload; later ones start a new burst.
                 burst = None;
-                self.attempts.fetch_add(1, Ordering::Relaxed);
+                self.counts.started.fetch_add(1, Ordering::Relaxed);
                 let outcome = self.source.refresh();
                 let name = match &outcome {
                     Outcome::Published => "published",
@@ -383,6 +396,7 @@ impl Worker {
                     tracing::debug!(what = self.name(), outcome = name, "reload done");
                 }
                 self.report(outcome);
+                self.counts.finished.fetch_add(1, Ordering::Release);
                 next_poll = self.options.poll.map(|p| Instant::now() + p);
             }
         }

@@ -381,8 +381,9 @@ async fn a_broken_file_replaced_within_the_quiet_period_is_never_loaded() {
     // A quiet period far longer than two renames take.
     let server = TestServer::start_reloading(dir, watching(500)).await;
     let reloader = server.reloader.as_ref().unwrap();
+    // Finished, not only started: a change written while it reads the files would be its.
     common::wait_for("the catch-up reload at start", || {
-        std::future::ready(reloader.attempts() == 1)
+        std::future::ready(reloader.finished() == 1)
     })
     .await;
     replace_file(dir, "access.yaml", BROKEN_YAML);
@@ -568,8 +569,9 @@ async fn an_idle_directory_is_not_reloaded_and_a_reload_does_not_trigger_another
     // A quiet period far longer than one write's events take, so that a write is one burst.
     let server = TestServer::start_reloading(dir, watching(200)).await;
     let reloader = server.reloader.as_ref().unwrap();
+    // Finished, not only started: a change written while it reads the files would be its.
     common::wait_for("the catch-up reload at start", || {
-        std::future::ready(reloader.attempts() == 1)
+        std::future::ready(reloader.finished() == 1)
     })
     .await;
     // Sleeps below are observation windows in which nothing may happen, not waits for events.

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value as Json};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,7 +35,7 @@ struct Api {
     max_body_bytes: usize,
 }
 
-/// The HTTP/JSON API.
+/// The HTTP/JSON API (the daemon merges the AuthZEN routes into it).
 pub fn api_router(
     authority: Arc<Authority>,
     max_body_bytes: usize,
@@ -161,7 +162,7 @@ fn health_answer(serving: Option<&tokio::sync::watch::Receiver<bool>>) -> Respon
     }
 }
 
-fn http_status(code: Code) -> StatusCode {
+pub(super) fn http_status(code: Code) -> StatusCode {
     match code {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
             StatusCode::BAD_REQUEST
@@ -175,34 +176,93 @@ fn http_status(code: Code) -> StatusCode {
     }
 }
 
-fn refusal(r: &Refusal) -> Response {
+pub(super) fn refusal(r: &Refusal) -> Response {
     error(http_status(r.code), r.code, &r.message)
 }
 
 /// The one shape of every error body.
-fn error(status: StatusCode, code: Code, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: Code, message: &str) -> Response {
     let body = json!({"code": authority::code_name(code), "message": message});
     (status, axum::Json(body)).into_response()
 }
 
-async fn not_found() -> Response {
-    error(
+async fn not_found(headers: HeaderMap, body: Body) -> Response {
+    let response = error(
         StatusCode::NOT_FOUND,
         Code::NotFound,
-        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz",
-    )
+        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz, and \
+         AuthZEN's POST /access/v1/evaluation, /access/v1/evaluations, /access/v1/search/{subject,\
+         resource,action}, GET /.well-known/authzen-configuration",
+    );
+    refuse(&headers, body, response).await
 }
 
-async fn method_not_allowed() -> Response {
-    error(
+pub(super) async fn method_not_allowed(headers: HeaderMap, body: Body) -> Response {
+    let response = error(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::Unimplemented,
-        "method not allowed: POST /v1/check and /v1/plan, GET /v1/status and /healthz",
-    )
+        "method not allowed: POST /v1/check, /v1/plan and /access/v1/..., GET /v1/status, \
+         /healthz and /.well-known/authzen-configuration",
+    );
+    refuse(&headers, body, response).await
 }
 
-/// The body of an API call: `application/json`, at most `limit` bytes.
-async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+/// Bytes of a refused body still read (and thrown away) before the refusal is sent, and for
+/// how long at most. Most clients write their whole body before reading the answer: answering
+/// and closing while part of the body is unread makes the kernel reset the connection, so such a
+/// client fails its write (broken pipe) or loses the answer instead of reading the JSON error.
+/// Reading the rest first (as nginx's lingering close does) gives them the answer, and the
+/// connection stays usable when the body ends within the bound; beyond it, the refusal is sent
+/// with `connection: close`. A client that sent `Expect: 100-continue` (curl does, for large
+/// bodies) is answered before it sends the body at all.
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `response` for a request whose body was not (all) read: the rest of `body` is read first,
+/// within [`DRAIN_BYTES`] and [`DRAIN_TIME`], unless the client waits for `100 Continue`.
+async fn refuse(headers: &HeaderMap, body: Body, mut response: Response) -> Response {
+    let waits_for_continue = headers
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+    let ended = !waits_for_continue && drain(body).await;
+    if !ended {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
+/// Reads `body` to its end, throwing it away: true if it ended within the bounds.
+async fn drain(mut body: Body) -> bool {
+    let read = async {
+        let mut left = DRAIN_BYTES;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                let Some(rest) = left.checked_sub(data.len()) else {
+                    return false;
+                };
+                left = rest;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, read)
+        .await
+        .unwrap_or(false)
+}
+
+/// The body of an API call: `application/json` (`wrong_type` otherwise: 415 for `/v1`, 400 for
+/// AuthZEN, which asks for it), at most `limit` bytes.
+pub(super) async fn json_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: usize,
+    wrong_type: StatusCode,
+) -> Result<Bytes, Response> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -214,29 +274,44 @@ async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         } else {
             format!("{content_type:?}")
         };
-        return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        let response = error(
+            wrong_type,
             Code::InvalidArgument,
             &format!("content-type must be application/json (got {shown})"),
-        ));
+        );
+        return Err(refuse(headers, body, response).await);
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::OutOfRange,
-                &format!("request body larger than {limit} bytes (limits.max_message_bytes)"),
-            )
-        } else {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::OutOfRange,
+            &format!("request body larger than {limit} bytes (limits.max_message_bytes)"),
+        )
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(refuse(headers, body, too_large()).await);
+    }
+    let mut read = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
                 Code::InvalidArgument,
                 &format!("request body could not be read: {e}"),
             )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if read.len() + data.len() > limit {
+                return Err(refuse(headers, body, too_large()).await);
+            }
+            read.extend_from_slice(data);
         }
-    })
+    }
+    Ok(Bytes::from(read))
 }
 
 /// The call an HTTP request is: its method and `x-request-id` (HTTP callers have no deadline
@@ -267,7 +342,14 @@ fn respond<T>(
 
 async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/check", &headers);
-    let body = match json_body(&headers, body, api.max_body_bytes).await {
+    let body = match json_body(
+        &headers,
+        body,
+        api.max_body_bytes,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -278,7 +360,14 @@ async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Respon
 
 async fn plan(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/plan", &headers);
-    let body = match json_body(&headers, body, api.max_body_bytes).await {
+    let body = match json_body(
+        &headers,
+        body,
+        api.max_body_bytes,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };
