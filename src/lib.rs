@@ -16,6 +16,8 @@ pub mod reload;
 // suites.
 pub mod schema;
 
+pub mod entities;
+
 pub mod smart;
 
 pub mod filter;
@@ -27,6 +29,8 @@ pub mod compile;
 pub mod engine;
 
 pub mod plan;
+
+pub mod search;
 
 pub mod suite;
 

@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// HTTP/JSON API address (POST /v1/check, /v1/plan), or `off`. [default: off]
     #[arg(long, env = "VERDICT_HTTP_LISTEN")]
     pub http_listen: Option<Endpoint>,
+    /// The base URL AuthZEN clients reach this server at, for its metadata
+    /// (/.well-known/authzen-configuration). [default: the listener's scheme and the Host header]
+    #[arg(long, env = "VERDICT_AUTHZEN_BASE_URL")]
+    pub authzen_base_url: Option<String>,
+    /// Put Verdict's reason in AuthZEN decisions' context (reasons can quote request values).
+    /// [default: true]
+    #[arg(long, env = "VERDICT_AUTHZEN_REASONS", num_args = 0..=1, default_missing_value = "true")]
+    pub authzen_reasons: Option<bool>,
     /// Log format. [default: text]
     #[arg(long, env = "VERDICT_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -223,6 +231,10 @@ impl ServeArgs {
         set(&mut c.tls.reload_secs, &self.tls_reload_secs);
         set(&mut c.metrics.listen, &self.metrics_listen);
         set(&mut c.http.listen, &self.http_listen);
+        if self.authzen_base_url.is_some() {
+            c.http.authzen_base_url = self.authzen_base_url.clone();
+        }
+        set(&mut c.http.authzen_reasons, &self.authzen_reasons);
         set(&mut c.log.format, &self.log_format);
         set(&mut c.log.level, &self.log_level);
         set(&mut c.audit.enabled, &self.audit);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::cel::projection::Projection;
 use crate::cel::{Environment, NamedConditions};
+use crate::entities::Entities;
 use crate::policy::schema::ValidationMode;
 use crate::policy::{self, Document, LoadError, LoadErrors, Located, PolicySource};
 use crate::request::Principal;
@@ -54,6 +55,8 @@ pub struct PolicySet {
     pub projection: Projection,
     /// The schema, if the set declares one: a closed world of kinds, actions and attributes.
     pub schema: Option<Arc<Schema>>,
+    /// The principals and resources the set stores, merged into requests that name them.
+    pub entities: Entities,
     /// The roles and capabilities selectors name, numbered.
     interned: Interned,
 }
@@ -74,6 +77,23 @@ impl<'s> Kind<'s> {
             .by_action
             .get(action)
             .unwrap_or(&self.index.other_actions)
+    }
+
+    /// The actions to consider for this kind, sorted: those the schema declares for it, or
+    /// without a schema every action some rule that can apply to the kind names.
+    pub fn actions(&self) -> Vec<&'s str> {
+        if let Some(declared) = self.schema() {
+            return declared.actions.iter().map(String::as_str).collect();
+        }
+        let mut actions: Vec<&str> = self
+            .index
+            .by_action
+            .iter()
+            .filter(|(_, rules)| !rules.is_empty())
+            .map(|(action, _)| action.as_str())
+            .collect();
+        actions.sort_unstable();
+        actions
     }
 
     /// The kind's schema: `None` when the set has no schema, or does not declare the kind.
@@ -218,11 +238,15 @@ impl Compiler {
                 Document::ResourcePolicy(p) => self.resource_policy(doc, p),
                 Document::Capabilities(c) => self.capabilities(doc, c),
                 Document::ScopeGate(g) => self.scope_gate(doc, g),
-                Document::Conditions(_) | Document::Schema(_) => {}
+                Document::Conditions(_)
+                | Document::Schema(_)
+                | Document::Principals(_)
+                | Document::Resources(_) => {}
             }
         }
         let (gates, any_kind_gate) = self.gate_index();
         self.type_check_names();
+        let entities = self.entities(source);
         if !self.errors.is_empty() {
             return Err(LoadErrors(self.errors));
         }
@@ -253,8 +277,30 @@ impl Compiler {
             warnings: self.warnings,
             projection,
             schema,
+            entities,
             interned,
         })
+    }
+
+    /// The stored principals and resources, held to the schema.
+    fn entities(&mut self, source: &PolicySource) -> Entities {
+        let mut principals = Vec::new();
+        let mut resources = Vec::new();
+        for doc in &source.documents {
+            match &doc.item {
+                Document::Principals(p) => principals.push((doc, p)),
+                Document::Resources(r) => resources.push((doc, r)),
+                _ => {}
+            }
+        }
+        let schema = self.typing.as_ref().map(|t| &*t.schema);
+        match Entities::build(&principals, &resources, schema) {
+            Ok(entities) => entities,
+            Err(errors) => {
+                self.errors.extend(errors);
+                Entities::default()
+            }
+        }
     }
 
     fn error(&mut self, file: &Path, line: usize, message: String) {

@@ -207,12 +207,30 @@ pub struct MetricsConfig {
     pub listen: Endpoint,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Where the HTTP/JSON API (`POST /v1/check`, `POST /v1/plan`) listens; off by default. Uses
-    /// the TLS settings when TLS is on.
+    /// Where the HTTP/JSON API (`POST /v1/check`, `POST /v1/plan`) and the AuthZEN API listen;
+    /// off by default. Uses the TLS settings when TLS is on.
     pub listen: Endpoint,
+    /// The base URL AuthZEN clients reach Verdict at (`https://pdp.example.com`), as the
+    /// metadata (`/.well-known/authzen-configuration`) states it; by default the listener's
+    /// scheme and the request's `Host`.
+    pub authzen_base_url: Option<String>,
+    /// Whether AuthZEN decisions carry Verdict's reason in their `context` (reasons can quote
+    /// request values, such as the attribute that violates the schema); the policy and rule are
+    /// always there.
+    pub authzen_reasons: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Endpoint::default(),
+            authzen_base_url: None,
+            authzen_reasons: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -383,6 +401,15 @@ impl Config {
                 if set {
                     problems.push(format!("{name} needs tokens.jwks_file"));
                 }
+            }
+        }
+        if let Some(base) = &self.http.authzen_base_url {
+            let scheme_ok = base.starts_with("https://") || base.starts_with("http://");
+            if !scheme_ok || base.contains(['?', '#']) {
+                problems.push(format!(
+                    "http.authzen_base_url {base:?} must be an http(s) URL without query or \
+                     fragment, such as https://pdp.example.com"
+                ));
             }
         }
         if self.audit.enabled && self.audit.buffer == 0 {

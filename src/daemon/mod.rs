@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::reload::{ReloadOptions, Reloader};
+use crate::server::authzen::{self, AuthzenOptions};
 use crate::server::evaluation::PoolOptions;
 use crate::server::tls::{ReloadingTls, TlsFiles};
 use crate::server::Limits;
@@ -195,11 +196,18 @@ pub async fn run(config: Config) -> Result<()> {
     }
     if let Some(listener) = http_listener {
         tracing::info!(listener = "http", addr = %listener.local_addr()?, tls = tls.is_some(), "serving HTTP/JSON");
-        let router = http::api_router(
-            options.authority(Arc::clone(&store)),
+        let authority = options.authority(Arc::clone(&store));
+        let authzen = authzen::router(
+            Arc::clone(&authority),
+            AuthzenOptions {
+                base_url: config.http.authzen_base_url.clone(),
+                reasons: config.http.authzen_reasons,
+            },
             config.limits.max_message_bytes,
-            Some(serving_rx),
+            tls.is_some(),
         );
+        let router = http::api_router(authority, config.limits.max_message_bytes, Some(serving_rx))
+            .merge(authzen);
         let done = stopped();
         let tls = tls.clone();
         tasks.push(tokio::spawn(async move {

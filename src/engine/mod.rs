@@ -180,6 +180,14 @@ pub fn check_with(
     request: &CheckRequest,
     limits: &Limits,
 ) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
+    let merged;
+    let request = match set.entities.merged(request) {
+        Some(with_stored) => {
+            merged = with_stored;
+            &merged
+        }
+        None => request,
+    };
     let deadline = limits.deadline;
     let schema = set.request_schema();
     let request_violation = schema.and_then(|s| request_violation(s, request));

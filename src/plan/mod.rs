@@ -102,6 +102,15 @@ pub fn plan(set: &PolicySet, request: &PlanRequest) -> Result<Plan, PlanError> {
 /// fit the schema (as a typed table holds them; `filter::sql` renders the checks a table's
 /// column types cannot make).
 pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned, PlanError> {
+    let merged;
+    let request = if set.entities.principal(&request.principal.id).is_some() {
+        let mut with_stored = request.clone();
+        set.entities.merge_principal(&mut with_stored.principal);
+        merged = with_stored;
+        &merged
+    } else {
+        request
+    };
     let denied = |violation: String| {
         Ok(Planned {
             plan: Plan::AlwaysDenied,

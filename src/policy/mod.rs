@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
+pub mod entities;
 pub mod schema;
 
+pub use entities::{PrincipalEntities, ResourceEntities};
 pub use schema::SchemaDocument;
 
 /// One YAML document of a policy file.
@@ -34,6 +36,10 @@ pub enum Document {
     Conditions(Conditions),
     /// Kinds, actions, roles and typed attributes: what requests and conditions may use.
     Schema(SchemaDocument),
+    /// Stored principals of one type, for requests that name them by id.
+    Principals(PrincipalEntities),
+    /// Stored resources of one kind, for requests that name them by id, and for search.
+    Resources(ResourceEntities),
 }
 
 /// A document as written: a map with exactly one of these keys.
@@ -46,6 +52,8 @@ struct RawDocument {
     scope_gate: Option<ScopeGate>,
     conditions: Option<Conditions>,
     schema: Option<SchemaDocument>,
+    principals: Option<PrincipalEntities>,
+    resources: Option<ResourceEntities>,
 }
 
 impl RawDocument {
@@ -57,6 +65,8 @@ impl RawDocument {
         found.extend(self.scope_gate.map(Document::ScopeGate));
         found.extend(self.conditions.map(Document::Conditions));
         found.extend(self.schema.map(Document::Schema));
+        found.extend(self.principals.map(Document::Principals));
+        found.extend(self.resources.map(Document::Resources));
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(format!("a document must have one of the keys {DOCUMENT_KEYS}")),
@@ -65,8 +75,8 @@ impl RawDocument {
     }
 }
 
-const DOCUMENT_KEYS: &str =
-    "agent_policy, resource_policy, capabilities, scope_gate, conditions, schema";
+const DOCUMENT_KEYS: &str = "agent_policy, resource_policy, capabilities, scope_gate, conditions, \
+     schema, principals, resources";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

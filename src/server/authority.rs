@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::Value as Json;
 use tonic::Code;
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
@@ -27,12 +28,12 @@ use crate::filter::Filter;
 use crate::plan::{self, Plan, PlanRequest};
 use crate::policy::schema::ValidationMode;
 use crate::policy::Effect;
-use crate::request::{CheckRequest, Principal};
+use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use crate::store::{PolicyStore, ReloadStatus};
 use crate::telemetry::audit::{AuditLog, Decided, Entry, Outcome};
 use crate::telemetry::{
     DECISIONS_TOTAL, DECISION_SECONDS, EVALUATION_ERRORS_TOTAL, PLANS_TOTAL, REQUESTS_TOTAL,
-    REQUEST_SECONDS, SCHEMA_VIOLATIONS_TOTAL, TOKENS_REJECTED_TOTAL,
+    REQUEST_SECONDS, SCHEMA_VIOLATIONS_TOTAL, SEARCHES_TOTAL, TOKENS_REJECTED_TOTAL,
 };
 use crate::token::{TokenError, Verifier};
 
@@ -69,6 +70,59 @@ pub struct CheckCall {
     pub request: CheckRequest,
     /// A JWT to verify instead of the request's principal; empty if none.
     pub token: String,
+    /// The principal's type, for APIs that name one (AuthZEN's `subject.type`): a principal
+    /// the set stores under another type is another principal, and every action is denied.
+    pub principal_type: Option<String>,
+}
+
+/// A search over the set's stored entities, decoded from the wire, not yet validated.
+#[derive(Debug, Clone)]
+pub struct SearchCall {
+    pub search: Search,
+    /// Request context (JSON object), as in Check.
+    pub context: Json,
+}
+
+/// What a search looks for.
+#[derive(Debug, Clone)]
+pub enum Search {
+    /// The stored principals of a type that may perform `action` on `resource`.
+    Subjects {
+        principal_type: String,
+        action: String,
+        resource: Resource,
+    },
+    /// The stored resources of `kind` that the principal may perform `action` on.
+    Resources {
+        principal: Principal,
+        principal_type: String,
+        kind: String,
+        action: String,
+    },
+    /// The actions the principal may perform on `resource`.
+    Actions {
+        principal: Principal,
+        principal_type: String,
+        resource: Resource,
+    },
+}
+
+impl Search {
+    /// What is searched, as the metrics and the decision log name it.
+    pub fn searched(&self) -> &'static str {
+        match self {
+            Search::Subjects { .. } => "subject",
+            Search::Resources { .. } => "resource",
+            Search::Actions { .. } => "action",
+        }
+    }
+}
+
+/// A search's answer: the ids (or action names) found, in the order the set stores them.
+pub struct Searched {
+    pub request_id: String,
+    pub policy_version: String,
+    pub found: Vec<String>,
 }
 
 /// A PlanFilter decoded from the wire, not yet validated.
@@ -127,7 +181,8 @@ pub struct Authority {
 /// Prefix of generated request ids, different per process.
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn request_id(given: &str) -> String {
+/// `given`, or a new request id when it is empty.
+pub fn request_id(given: &str) -> String {
     if !given.is_empty() {
         return given.to_string();
     }
@@ -191,7 +246,10 @@ impl Authority {
         let span = tracing::debug_span!("check", request_id = Empty, resources = Empty);
         async {
             let result = match decoded {
-                Ok(decoded) => self.check_call(&call, decoded, &Span::current()).await,
+                Ok(decoded) => {
+                    let set = self.store.current();
+                    self.check_call(&call, decoded, &Span::current(), set).await
+                }
                 Err(refusal) => Err(refusal),
             };
             finish(&call, result.as_ref().err());
@@ -218,6 +276,227 @@ impl Authority {
         }
         .instrument(span)
         .await
+    }
+
+    /// The search APIs (AuthZEN's subject, resource and action search): every answer is what
+    /// Check would allow ([`search`]), from one policy-set snapshot. A principal the set stores
+    /// under another type than the request's finds nothing. Large searches run on the
+    /// evaluation pool; one that would take more than `limits.max_decisions` decisions is
+    /// refused (OUT_OF_RANGE), never truncated.
+    pub async fn search(
+        &self,
+        call: Call,
+        decoded: Result<SearchCall, Refusal>,
+    ) -> Result<Searched, Refusal> {
+        let span = tracing::debug_span!("search", request_id = Empty);
+        async {
+            let result = match decoded {
+                Ok(decoded) => self.search_call(&call, decoded).await,
+                Err(refusal) => Err(refusal),
+            };
+            finish(&call, result.as_ref().err());
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn search_call(&self, call: &Call, decoded: SearchCall) -> Result<Searched, Refusal> {
+        let SearchCall {
+            mut search,
+            context,
+        } = decoded;
+        // The same shape checks as a Check of the entities named (sizes, depths, ids).
+        let (principal, resource, action) = match &search {
+            Search::Subjects {
+                action, resource, ..
+            } => (None, resource.clone(), action.clone()),
+            Search::Resources {
+                principal,
+                kind,
+                action,
+                ..
+            } => (
+                Some(principal),
+                Resource {
+                    kind: kind.clone(),
+                    id: "-".into(),
+                    attr: Json::Null,
+                },
+                action.clone(),
+            ),
+            Search::Actions {
+                principal,
+                resource,
+                ..
+            } => (Some(principal), resource.clone(), "-".into()),
+        };
+        let shape = CheckRequest {
+            request_id: String::new(),
+            principal: principal.cloned().unwrap_or_else(|| Principal {
+                id: "-".into(),
+                ..Principal::default()
+            }),
+            resources: vec![ResourceCheck {
+                resource,
+                actions: vec![action],
+            }],
+            context,
+        };
+        validate::check_request(&shape, &self.limits).map_err(Refusal::invalid)?;
+        validate::principal_id(&shape.principal).map_err(Refusal::invalid)?;
+        let context = shape.context;
+        let request_id = self.request_id("", call.header_id.as_deref());
+        let set = self.store.current();
+        // The subject of a resource or action search: as for a Check (a server that requires
+        // tokens does not take one named in a body), and of the type the request says.
+        let principal_and_type = match &mut search {
+            Search::Subjects { .. } => None,
+            Search::Resources {
+                principal,
+                principal_type,
+                ..
+            }
+            | Search::Actions {
+                principal,
+                principal_type,
+                ..
+            } => Some((principal, principal_type.as_str())),
+        };
+        let mut another_type = false;
+        if let Some((principal, principal_type)) = principal_and_type {
+            match self.subject("", std::mem::take(principal))? {
+                Subject::Principal(p) => *principal = p,
+                Subject::Rejected(_) => unreachable!("no token was given"),
+            }
+            another_type = set
+                .entities
+                .principal(&principal.id)
+                .is_some_and(|stored| *stored.principal_type != *principal_type);
+        }
+        let limits = engine::Limits {
+            deadline: self.deadline(call),
+            cost_budget: match self.limits.max_condition_cost {
+                0 => u64::MAX,
+                n => n,
+            },
+        };
+        let max_decisions = self.limits.max_decisions;
+        let weight = match &search {
+            Search::Subjects { principal_type, .. } => {
+                set.entities.principals_of_type(principal_type).count()
+            }
+            Search::Resources { kind, .. } => set.entities.resources_of_kind(kind).len() / 16,
+            Search::Actions { resource, .. } => set.kind(&resource.kind).actions().len(),
+        };
+        let searched = search.searched();
+        let (kind, action) = match &search {
+            Search::Subjects {
+                action, resource, ..
+            } => (resource.kind.clone(), action.clone()),
+            Search::Resources { kind, action, .. } => (kind.clone(), action.clone()),
+            Search::Actions { resource, .. } => (resource.kind.clone(), String::new()),
+        };
+        let principal_id = match &search {
+            Search::Subjects { .. } => String::new(),
+            Search::Resources { principal, .. } | Search::Actions { principal, .. } => {
+                principal.id.clone()
+            }
+        };
+        let run = {
+            let set = Arc::clone(&set);
+            move || -> Result<crate::search::Found, crate::search::SearchError> {
+                if another_type {
+                    return Ok(crate::search::Found {
+                        ids: Vec::new(),
+                        decisions: 0,
+                        planned: false,
+                    });
+                }
+                let found = match &search {
+                    Search::Subjects {
+                        principal_type,
+                        action,
+                        resource,
+                    } => crate::search::subjects(
+                        &set,
+                        principal_type,
+                        action,
+                        resource,
+                        &context,
+                        &limits,
+                        max_decisions,
+                    ),
+                    Search::Resources {
+                        principal,
+                        kind,
+                        action,
+                        ..
+                    } => crate::search::resources(
+                        &set,
+                        principal,
+                        kind,
+                        action,
+                        &context,
+                        &limits,
+                        max_decisions,
+                    ),
+                    Search::Actions {
+                        principal,
+                        resource,
+                        ..
+                    } => crate::search::actions(
+                        &set,
+                        principal,
+                        resource,
+                        &context,
+                        &limits,
+                        max_decisions,
+                    ),
+                }?;
+                Ok(found)
+            }
+        };
+        let outcome = if self.pool.inline(weight) {
+            run()
+        } else {
+            self.pool
+                .run(limits.deadline, run, |how| {
+                    Refusal::new(Code::DeadlineExceeded, format!("deadline exceeded {how}"))
+                })
+                .await?
+        };
+        let found = outcome.map_err(|e| match e {
+            crate::search::SearchError::TooLarge { .. } => {
+                Refusal::new(Code::OutOfRange, e.to_string())
+            }
+            crate::search::SearchError::DeadlineExceeded => {
+                Refusal::new(Code::DeadlineExceeded, e.to_string())
+            }
+        })?;
+        let by = if found.planned { "plan" } else { "decisions" };
+        metrics::counter!(SEARCHES_TOTAL, "searched" => searched, "by" => by).increment(1);
+        let found = found.ids;
+        if let Some(audit) = &self.audit {
+            audit.record(Entry {
+                time: SystemTime::now(),
+                request_id: request_id.clone(),
+                principal_id,
+                policy_version: set.version.clone(),
+                principal_attributes: None,
+                outcome: Outcome::Search {
+                    searched,
+                    kind,
+                    action,
+                    found: found.len(),
+                },
+            });
+        }
+        Ok(Searched {
+            request_id,
+            policy_version: set.version.clone(),
+            found,
+        })
     }
 
     /// The Status API: the store's reload status, read without locking.
@@ -279,13 +558,58 @@ impl Authority {
         budget.map(|b| call.started + b)
     }
 
+    /// Several Checks in one call (AuthZEN's evaluations), decided in order from one policy-set
+    /// snapshot and counted as one call; each item's refusal is its own. With `stop_at`, the
+    /// items after the first whose first decision is `stop_at` (allowed or not; a refusal counts
+    /// as a deny) are not decided, and left out of the answer.
+    pub async fn check_each(
+        &self,
+        call: Call,
+        items: Vec<Result<CheckCall, Refusal>>,
+        stop_at: Option<bool>,
+    ) -> Vec<Result<Checked, Refusal>> {
+        let span = tracing::debug_span!("check_each", request_id = Empty, resources = Empty);
+        async {
+            let set = self.store.current();
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                let answer = match item {
+                    Ok(decoded) => {
+                        self.check_call(&call, decoded, &Span::current(), Arc::clone(&set))
+                            .await
+                    }
+                    Err(refusal) => Err(refusal),
+                };
+                let allowed = answer.as_ref().is_ok_and(|a| {
+                    a.results
+                        .first()
+                        .and_then(|r| r.actions.first())
+                        .is_some_and(|(_, d)| d.is_allow())
+                });
+                answers.push(answer);
+                if stop_at == Some(allowed) {
+                    break;
+                }
+            }
+            finish(&call, None);
+            answers
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn check_call(
         &self,
         call: &Call,
         decoded: CheckCall,
         span: &Span,
+        set: Arc<PolicySet>,
     ) -> Result<Checked, Refusal> {
-        let CheckCall { mut request, token } = decoded;
+        let CheckCall {
+            mut request,
+            token,
+            principal_type,
+        } = decoded;
         // The request's shape is checked first: it is cheap, and a signature check is not.
         validate::check_request(&request, &self.limits).map_err(Refusal::invalid)?;
         if token.is_empty() {
@@ -298,20 +622,44 @@ impl Authority {
         match self.subject(&token, principal)? {
             Subject::Principal(principal) => {
                 request.principal = principal;
-                self.decide(call, request).await
+                let stored_type = principal_type.as_ref().and_then(|wanted| {
+                    let stored = set.entities.principal(&request.principal.id)?;
+                    (*stored.principal_type != **wanted).then_some(&stored.principal_type)
+                });
+                if let Some(stored_type) = stored_type {
+                    let reason = format!(
+                        "the set stores principal {:?} as a {stored_type:?}, not a {:?}: \
+                         another principal, whose data the set does not hold",
+                        request.principal.id,
+                        principal_type.as_deref().unwrap_or_default()
+                    );
+                    return Ok(self.deny_all(&set, request, reason, None));
+                }
+                self.decide(call, request, set).await
             }
-            Subject::Rejected(error) => Ok(self.deny_all(request, &error)),
+            Subject::Rejected(error) => Ok(self.deny_all(
+                &set,
+                request,
+                format!("token rejected: {error}"),
+                Some(error.to_string()),
+            )),
         }
     }
 
-    /// Every action denied, with the reason `token rejected: ...`; recorded like any other Check.
-    fn deny_all(&self, mut request: CheckRequest, error: &TokenError) -> Checked {
-        let set = self.store.current();
+    /// Every action denied with `reason` (a rejected token, a principal of another type);
+    /// recorded like any other Check.
+    fn deny_all(
+        &self,
+        set: &PolicySet,
+        mut request: CheckRequest,
+        reason: String,
+        token_error: Option<String>,
+    ) -> Checked {
         let denied = Decision {
             effect: Effect::Deny,
             policy: "".into(),
             rule: "".into(),
-            reason: format!("token rejected: {error}").into(),
+            reason: reason.into(),
             evaluation_error: false,
             schema_violation: None,
         };
@@ -328,17 +676,21 @@ impl Authority {
                     .collect(),
             })
             .collect();
-        self.observe_decisions(&set, &request, &results);
+        self.observe_decisions(set, &request, &results);
         Checked {
             request_id: std::mem::take(&mut request.request_id),
             policy_version: set.version.clone(),
             results,
-            token_error: Some(error.to_string()),
+            token_error,
         }
     }
 
-    async fn decide(&self, call: &Call, request: CheckRequest) -> Result<Checked, Refusal> {
-        let set = self.store.current();
+    async fn decide(
+        &self,
+        call: &Call,
+        request: CheckRequest,
+        set: Arc<PolicySet>,
+    ) -> Result<Checked, Refusal> {
         let started = Instant::now();
         let deadline = self.deadline(call);
         let limits = engine::Limits {

@@ -151,6 +151,7 @@ pub fn check_call(r: proto::CheckRequest, limits: &Limits) -> Result<CheckCall, 
     Ok(CheckCall {
         request,
         token: r.token,
+        principal_type: None,
     })
 }
 

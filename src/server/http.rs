@@ -35,7 +35,7 @@ struct Api {
     max_body_bytes: usize,
 }
 
-/// The HTTP/JSON API.
+/// The HTTP/JSON API (the daemon merges the AuthZEN routes into it).
 pub fn api_router(
     authority: Arc<Authority>,
     max_body_bytes: usize,
@@ -162,7 +162,7 @@ fn health_answer(serving: Option<&tokio::sync::watch::Receiver<bool>>) -> Respon
     }
 }
 
-fn http_status(code: Code) -> StatusCode {
+pub(super) fn http_status(code: Code) -> StatusCode {
     match code {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
             StatusCode::BAD_REQUEST
@@ -176,12 +176,12 @@ fn http_status(code: Code) -> StatusCode {
     }
 }
 
-fn refusal(r: &Refusal) -> Response {
+pub(super) fn refusal(r: &Refusal) -> Response {
     error(http_status(r.code), r.code, &r.message)
 }
 
 /// The one shape of every error body.
-fn error(status: StatusCode, code: Code, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, code: Code, message: &str) -> Response {
     let body = json!({"code": authority::code_name(code), "message": message});
     (status, axum::Json(body)).into_response()
 }
@@ -190,16 +190,19 @@ async fn not_found(headers: HeaderMap, body: Body) -> Response {
     let response = error(
         StatusCode::NOT_FOUND,
         Code::NotFound,
-        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz",
+        "no such endpoint: POST /v1/check, POST /v1/plan, GET /v1/status, GET /healthz, and \
+         AuthZEN's POST /access/v1/evaluation, /access/v1/evaluations, /access/v1/search/{subject,\
+         resource,action}, GET /.well-known/authzen-configuration",
     );
     refuse(&headers, body, response).await
 }
 
-async fn method_not_allowed(headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn method_not_allowed(headers: HeaderMap, body: Body) -> Response {
     let response = error(
         StatusCode::METHOD_NOT_ALLOWED,
         Code::Unimplemented,
-        "method not allowed: POST /v1/check and /v1/plan, GET /v1/status and /healthz",
+        "method not allowed: POST /v1/check, /v1/plan and /access/v1/..., GET /v1/status, \
+         /healthz and /.well-known/authzen-configuration",
     );
     refuse(&headers, body, response).await
 }
@@ -252,8 +255,14 @@ async fn drain(mut body: Body) -> bool {
         .unwrap_or(false)
 }
 
-/// The body of an API call: `application/json`, at most `limit` bytes.
-async fn json_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, Response> {
+/// The body of an API call: `application/json` (`wrong_type` otherwise: 415 for `/v1`, 400 for
+/// AuthZEN, which asks for it), at most `limit` bytes.
+pub(super) async fn json_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: usize,
+    wrong_type: StatusCode,
+) -> Result<Bytes, Response> {
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -266,7 +275,7 @@ async fn json_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<
             format!("{content_type:?}")
         };
         let response = error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            wrong_type,
             Code::InvalidArgument,
             &format!("content-type must be application/json (got {shown})"),
         );
@@ -333,7 +342,14 @@ fn respond<T>(
 
 async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/check", &headers);
-    let body = match json_body(&headers, body, api.max_body_bytes).await {
+    let body = match json_body(
+        &headers,
+        body,
+        api.max_body_bytes,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -344,7 +360,14 @@ async fn check(State(api): State<Api>, headers: HeaderMap, body: Body) -> Respon
 
 async fn plan(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
     let call = call("http/v1/plan", &headers);
-    let body = match json_body(&headers, body, api.max_body_bytes).await {
+    let body = match json_body(
+        &headers,
+        body,
+        api.max_body_bytes,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(response) => return response,
     };

@@ -103,6 +103,7 @@ impl CheckBody {
                 context: self.context,
             },
             token: self.token.unwrap_or_default(),
+            principal_type: None,
         }
     }
 }

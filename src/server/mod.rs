@@ -11,6 +11,7 @@
 //! on the request path.
 
 pub mod authority;
+pub mod authzen;
 pub mod codec;
 pub mod convert;
 pub mod evaluation;

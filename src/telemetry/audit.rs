@@ -43,6 +43,16 @@ pub enum Outcome {
         plan: &'static str,
         filter: Option<String>,
     },
+    /// A search over stored entities (AuthZEN subject, resource or action search).
+    Search {
+        /// What was searched: `subject`, `resource` or `action`.
+        searched: &'static str,
+        kind: String,
+        /// The action searched with (empty for an action search).
+        action: String,
+        /// How many were found.
+        found: usize,
+    },
 }
 
 /// One request's worth of decision-log lines.
@@ -189,6 +199,22 @@ pub fn lines(entry: &Entry) -> Vec<Json> {
             if let Some(filter) = filter {
                 line.insert("filter".into(), json!(filter));
             }
+            vec![base(line)]
+        }
+        Outcome::Search {
+            searched,
+            kind,
+            action,
+            found,
+        } => {
+            let mut line = serde_json::Map::new();
+            line.insert("type".into(), json!("search"));
+            line.insert("searched".into(), json!(searched));
+            line.insert("kind".into(), json!(kind));
+            if !action.is_empty() {
+                line.insert("action".into(), json!(action));
+            }
+            line.insert("found".into(), json!(found));
             vec![base(line)]
         }
     }

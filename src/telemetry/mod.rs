@@ -31,6 +31,10 @@ pub const SCHEMA_VIOLATIONS_TOTAL: &str = "verdict_schema_violations_total";
 /// Counter, label `kind` (`always_allowed`, `always_denied`, `conditional`, `error`): PlanFilter
 /// answers.
 pub const PLANS_TOTAL: &str = "verdict_plans_total";
+/// Counter, labels `searched` (`subject`, `resource`, `action`) and `by` (`plan`: a resource
+/// search answered by planning, no decision made; `decisions`: each candidate decided): searches
+/// over stored entities (AuthZEN).
+pub const SEARCHES_TOTAL: &str = "verdict_searches_total";
 /// Counter, label `reason` (`too_large`, `malformed`, `unsigned`, `symmetric`, `algorithm`,
 /// `unknown_key`, `algorithm_mismatch`, `signature`, `expired`, `not_yet_valid`, `issuer`,
 /// `audience`, `claims`, `unverifiable`): requests whose token was rejected.
@@ -121,6 +125,10 @@ fn describe_metrics() {
         "Decisions and plans on requests that violate the schema, by what they got."
     );
     describe_counter!(PLANS_TOTAL, "PlanFilter answers by plan kind.");
+    describe_counter!(
+        SEARCHES_TOTAL,
+        "Searches over stored entities, by what was searched and how it was answered."
+    );
     describe_counter!(
         AUDIT_DROPPED_TOTAL,
         "Decision-log lines dropped because the writer fell behind."

@@ -61,6 +61,8 @@ http:
 {{- else }}
   listen: null
 {{- end }}
+  authzen_base_url: {{ if .Values.http.authzenBaseUrl }}{{ .Values.http.authzenBaseUrl | toJson }}{{ else }}null{{ end }}
+  authzen_reasons: {{ .Values.http.authzenReasons | toJson }}
 log:
   format: {{ .Values.log.format | toJson }}
   level: {{ .Values.log.level | toJson }}
