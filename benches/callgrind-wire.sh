@@ -8,7 +8,8 @@
 # Run: bash benches/callgrind-wire.sh     (needs valgrind and h2load: apt-get install nghttp2-client)
 # Settings (environment): REQUESTS (5000, counted after 500 not counted), CONNECTIONS (4),
 # STREAMS (16 per connection), DAEMON (target/release/verdict, built here; another build of the
-# daemon to compare with, e.g. one of an earlier commit).
+# daemon to compare with, e.g. one of an earlier commit), POLICIES (policies; an older build may
+# need its own commit's set, and the current build is then counted on that set too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +24,7 @@ done
 . benches/wire-build.sh
 
 work=$(mktemp -d)
-trap 'pkill -f "callgrind-out-file=$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
 "$bench" --print-frame >"$work/frame.bin"
 
 load() { # ADDR N
@@ -38,8 +39,10 @@ count() {
   shift
   VERDICT_LOG=info taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
     "$@" >"$work/$name.log" 2>&1 &
+  # count runs in a subshell ($(count ...)): its server is stopped when it exits, whatever way.
+  trap "kill $! 2>/dev/null || true" EXIT
   for _ in $(seq 600); do
-    addr=$(grep -o 'serving gRPC addr=[^ ]*' "$work/$name.log" | head -1 | sed 's/.*addr=//' || true)
+    addr=$(grep 'serving gRPC' "$work/$name.log" | grep -o ' addr=[^ ]*' | head -1 | sed 's/.*addr=//' || true)
     [ -n "$addr" ] && break
     sleep 0.2
   done
@@ -59,7 +62,7 @@ count() {
 
 ceiling=$(count ceiling "$bench" --ceiling-server)
 verdict=$(count verdict "${DAEMON:-target/release/verdict}" serve --listen 127.0.0.1:0 --no-watch \
-  --request-timeout-ms 0 --policies policies)
+  --request-timeout-ms 0 --policies "${POLICIES:-policies}")
 echo "user-space instructions per Check over gRPC ($requests requests, $connections connections x $streams streams):"
 echo "  ceiling (constant response)  $ceiling"
 echo "  verdict Check 1x1            $verdict"

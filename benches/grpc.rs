@@ -14,6 +14,15 @@
 //! Run: `cargo bench --bench grpc` (`-- --seconds 5 --rounds 3 --connections 4 --in-flight 64`
 //! to change the defaults; `-- --rates 4000,8000` for only latency at those rates, with
 //! `--bunch-ms N` to send the requests due in each N ms together). Prints a table; figures go to BENCHMARKS.md with this command.
+//! `-- --baseline PATH` compares the daemon with another build of it (an older `verdict` binary),
+//! the two alternating round by round on the same policies: max rate, then latency at half the
+//! baseline's max rate, and the ratio of the rates, for "the change costs no throughput"
+//! (`--policies DIR` serves DIR instead of the bundled policies, e.g. an older build's own set).
+//! `-- --soak MINUTES` is the soak test (not a CI test): the daemon, watching a copy of the
+//! bundled policies (suite included, so the reload gate runs too), is driven at a fixed rate
+//! (`--soak-rate`, default 2000 req/s) for MINUTES minutes while a policy file changes and the
+//! daemon reloads every `--reload-ms` (default 3000); it prints RSS at start and end, p50/p99 and
+//! failed requests per minute, and the reloads published.
 //! `-- --ceiling-server` runs only the ceiling server and `-- --print-frame` prints the request
 //! as a gRPC message (`-- --decode-response` reads a response body), for benches/h2load.sh.
 use std::path::{Path, PathBuf};
@@ -39,6 +48,11 @@ struct Options {
     /// `--bunch-ms N`: at a fixed rate, send the requests due within each N ms together at its
     /// end (latency then counts from there), to see what bunched arrivals cost a server.
     bunch_ns: u64,
+    /// `--baseline PATH`: compare with this `verdict` binary instead of the ceiling.
+    baseline: Option<PathBuf>,
+    /// `--policies DIR`: the policies every daemon serves (default: the bundled ones). An older
+    /// build may not read today's bundled set: give both builds the older one.
+    policies: Option<PathBuf>,
 }
 
 fn options() -> Options {
@@ -62,6 +76,16 @@ fn options() -> Options {
             .map(|v| v.split(',').filter_map(|r| r.parse().ok()).collect())
             .unwrap_or_default(),
         bunch_ns: value("--bunch-ms", 0) * 1_000_000,
+        baseline: args
+            .iter()
+            .position(|a| a == "--baseline")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from),
+        policies: args
+            .iter()
+            .position(|a| a == "--policies")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from),
     }
 }
 
@@ -159,8 +183,13 @@ impl Server {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                    if let Some(i) = line.find("serving gRPC addr=") {
-                        let addr = line[i + 18..]
+                    // `serving gRPC listener="grpc" addr=127.0.0.1:PORT ...`
+                    if let Some(i) = line
+                        .contains("serving gRPC")
+                        .then(|| line.find(" addr="))
+                        .flatten()
+                    {
+                        let addr = line[i + 6..]
                             .split_whitespace()
                             .next()
                             .unwrap_or("")
@@ -203,7 +232,11 @@ fn pinned(cpu: &str, program: &Path) -> Command {
 }
 
 fn daemon(policies: &Path) -> Server {
-    let mut command = pinned("0", Path::new(BIN));
+    daemon_of(Path::new(BIN), policies)
+}
+
+fn daemon_of(binary: &Path, policies: &Path) -> Server {
+    let mut command = pinned("0", binary);
     command
         .args([
             "serve",
@@ -450,6 +483,11 @@ impl Measured {
         self.completed as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Microseconds of server CPU time per completed request.
+    fn server_us_per_request(&self) -> f64 {
+        self.cpu[0] * self.elapsed.as_secs_f64() * 1e6 / self.completed as f64
+    }
+
     fn percentile(&mut self, p: f64) -> f64 {
         percentile(&mut self.latencies_us, p)
     }
@@ -660,11 +698,31 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let policies = o
+        .policies
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies"));
     println!(
         "grpc bench: {} s per phase, {} connections, {} requests in flight; servers on CPU 0, load on CPU 1 (one thread)",
         o.seconds, o.connections, o.in_flight,
     );
+    let soak = |name: &str| {
+        let args: Vec<String> = std::env::args().collect();
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if let Some(minutes) = soak("--soak") {
+        let rate = soak("--soak-rate").unwrap_or(2000) as f64;
+        let reload = Duration::from_millis(soak("--reload-ms").unwrap_or(3000));
+        runtime.block_on(soak_test(&policies, &o, minutes, rate, reload));
+        return;
+    }
+    if let Some(baseline) = &o.baseline {
+        runtime.block_on(compare(baseline, &policies, &o));
+        return;
+    }
     runtime.block_on(async {
         // Both servers stay up; the phases alternate between them round by round, so that a
         // noisy spell of the machine does not land on one server only.
@@ -765,4 +823,166 @@ fn main() {
         drop(big);
         println!("daemon RSS: {rss_bundled:.1} MiB with the bundled policies (after the load above), {rss_big:.1} MiB with 10,000 generated rules");
     });
+}
+
+/// This daemon against another build of it, alternating round by round.
+async fn compare(baseline: &Path, policies: &Path, o: &Options) {
+    println!("baseline: {}", baseline.display());
+    let before = daemon_of(baseline, policies);
+    let after = daemon(policies);
+    let (mut before_rounds, mut after_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..o.rounds {
+        before_rounds.push(max_rate(&before, o).await);
+        after_rounds.push(max_rate(&after, o).await);
+    }
+    let rates = |rounds: &[Measured]| -> Vec<f64> { rounds.iter().map(Measured::rate).collect() };
+    let (before_rates, after_rates) = (rates(&before_rounds), rates(&after_rounds));
+    let ratios: Vec<f64> = before_rates
+        .iter()
+        .zip(&after_rates)
+        .map(|(b, a)| a / b)
+        .collect();
+    // The server's CPU time per Check: what a request costs it, whatever share of the core the
+    // rest of a shared machine left it during the round.
+    let costs = |rounds: &[Measured]| -> Vec<f64> {
+        rounds.iter().map(Measured::server_us_per_request).collect()
+    };
+    let (before_costs, after_costs) = (costs(&before_rounds), costs(&after_rounds));
+    let cost_ratios: Vec<f64> = before_costs
+        .iter()
+        .zip(&after_costs)
+        .map(|(b, a)| a / b)
+        .collect();
+    let half = median(&before_rates) / 2.0;
+    let (mut before_fixed, mut after_fixed) = (Vec::new(), Vec::new());
+    for _ in 0..o.rounds {
+        before_fixed.push(fixed_rate(&before, o, half).await.0);
+        after_fixed.push(fixed_rate(&after, o, half).await.0);
+    }
+    println!();
+    row(
+        "baseline Check 1x1, max rate",
+        &mut Measured::pooled(before_rounds),
+    );
+    row(
+        "this build Check 1x1, max rate",
+        &mut Measured::pooled(after_rounds),
+    );
+    row(
+        &format!("baseline at {half:.0} req/s"),
+        &mut Measured::pooled(before_fixed),
+    );
+    row(
+        &format!("this build at {half:.0} req/s"),
+        &mut Measured::pooled(after_fixed),
+    );
+    let list = |values: &[f64], scale: f64| {
+        values
+            .iter()
+            .map(|v| format!("{:.1}", v * scale))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "max rate by round (k req/s): baseline {}; this build {}",
+        list(&before_rates, 1e-3),
+        list(&after_rates, 1e-3)
+    );
+    println!(
+        "max rate, this build / baseline: {:.1}% (median of the rounds: {})",
+        100.0 * median(&ratios),
+        list(&ratios, 100.0)
+    );
+    println!(
+        "server CPU per Check at max rate by round (us): baseline {}; this build {}",
+        list(&before_costs, 1.0),
+        list(&after_costs, 1.0)
+    );
+    println!(
+        "server CPU per Check, this build / baseline: {:.1}% (median of the rounds: {})",
+        100.0 * median(&cost_ratios),
+        list(&cost_ratios, 100.0)
+    );
+}
+
+/// The daemon at a fixed rate for `minutes`, reloading every `reload`: RSS, latency and failures
+/// per minute.
+async fn soak_test(policies: &Path, o: &Options, minutes: u64, rate: f64, reload: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(policies.join("clinic")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let server = daemon(dir.path());
+    println!(
+        "soak: {minutes} min at {rate:.0} req/s, {} connections; a policy change and SIGHUP every {} ms",
+        o.connections,
+        reload.as_millis()
+    );
+    // Warm, then the starting footprint.
+    let minute = Options {
+        seconds: 5,
+        connections: o.connections,
+        in_flight: o.in_flight,
+        rounds: 1,
+        rates: Vec::new(),
+        bunch_ns: 0,
+        baseline: None,
+        policies: None,
+    };
+    fixed_rate(&server, &minute, rate).await;
+    let rss_start = server.rss_mib();
+    println!("RSS at start (after 5 s of load): {rss_start:.1} MiB");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let changer = {
+        let stop = std::sync::Arc::clone(&stop);
+        let path = dir.path().join("soak.yaml");
+        let pid = server.child.id().to_string();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                // A physician rule (roles must be declared in the schema) that never matches
+                // (no patient has this id) but is evaluated on every Check of the load: the
+                // version changes, the decisions and the set's test suite do not.
+                let text = format!(
+                    "agent_policy:\n  name: soak\n  principals: {{roles: [physician]}}\n  rules:\n    - {{name: r{n}, effect: allow, actions: [read], kinds: [Patient], when: 'R.attr.patient_id == \"soak-{n}\"'}}\n"
+                );
+                let temp = path.with_extension("tmp");
+                std::fs::write(&temp, text).unwrap();
+                std::fs::rename(&temp, &path).unwrap();
+                let _ = Command::new("kill").args(["-HUP", &pid]).status();
+                std::thread::sleep(reload);
+            }
+            n
+        })
+    };
+    let per_minute = Options {
+        seconds: 60,
+        ..minute
+    };
+    let mut failed = 0;
+    for m in 1..=minutes {
+        let (mut measured, _) = fixed_rate(&server, &per_minute, rate).await;
+        failed += measured.failed;
+        row(&format!("minute {m}"), &mut measured);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let changes = changer.join().unwrap();
+    let rss_end = server.rss_mib();
+    let status = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .map(proto::admin_client::AdminClient::new)
+        .unwrap()
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    println!(
+        "RSS at end: {rss_end:.1} MiB (start {rss_start:.1} MiB); {changes} policy changes, {} reloads published, {} rejected; {failed} failed requests",
+        status.reloads_ok, status.reloads_failed
+    );
 }

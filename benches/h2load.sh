@@ -59,7 +59,7 @@ start() {
   pid=$!
   pids+=("$pid")
   for _ in $(seq 600); do
-    addr=$(grep -o 'serving gRPC addr=[^ ]*' "$work/$name.log" | head -1 | sed 's/.*addr=//' || true)
+    addr=$(grep 'serving gRPC' "$work/$name.log" | grep -o ' addr=[^ ]*' | head -1 | sed 's/.*addr=//' || true)
     [ -n "$addr" ] && return 0
     sleep 0.1
   done

@@ -260,3 +260,26 @@ fn the_checks_see_what_they_check() {
     // And the order has every module, the code map too.
     assert!(declared().len() >= 10 && declared().contains(&"server".to_string()));
 }
+
+#[test]
+fn every_metric_is_named_in_the_readme() {
+    // The metric names are constants of `telemetry`; README.md's Operations section lists them.
+    let telemetry = std::fs::read_to_string(root().join("src/telemetry/mod.rs")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let names: Vec<&str> = telemetry
+        .lines()
+        .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|name| {
+            !readme.contains(&format!("`{name}`")) && !readme.contains(&format!("`{name}{{"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics README.md does not name: {missing:?}"
+    );
+}

@@ -2,11 +2,11 @@
 # (resource, action) by peers/src/rego.rs from Verdict's request types serialized as JSON:
 #   {"principal": {id, roles, capabilities, scopes, client_id, attr},
 #    "resource": {kind, id, attr}, "action": "read"}
-# Verdict's decision procedure: deny overrides (a deny rule that holds, or whose condition could
-# not be evaluated, denies: fail closed), then the SMART scope ceiling, then allow, else deny.
-# Rego has no evaluation errors here: each deny rule is written as "not <the guard passes>", and
-# the guard passes only when the attributes it reads are present (non-null) and well typed, which
-# is exactly when Verdict's CEL condition evaluates.
+# Verdict's decision procedure: the schema first (a principal, resource or action the clinic's
+# schema refuses is denied), then deny overrides (a deny rule that holds denies), then the SMART
+# scope ceiling, then allow, else deny. Once the input fits the schema every attribute a rule
+# reads has its declared type, and each rule tests the presence of the optional ones it reads, as
+# the clinic's CEL does with has(): no rule meets an attribute it cannot compare.
 package verdict.clinic
 
 import rego.v1
@@ -14,6 +14,7 @@ import rego.v1
 default allow := false
 
 allow if {
+	fits_the_schema
 	not deny
 	scope_gate_passes
 	some_allow
@@ -23,21 +24,147 @@ has_role(name) if name in input.principal.roles
 
 has_capability(name) if name in input.principal.capabilities
 
+# ---- schema.yaml: the clinic's schema, and the input held to it --------------------------------
+
+# Attribute types: string, bool, number (Verdict's double), list<string>, enum (a string among
+# values); optional ones say required: false; non_empty strings and lists must not be empty.
+principal_attributes := {
+	"practice_id": {"type": "string", "required": false, "non_empty": true},
+	"licensed_states": {"type": "list<string>", "required": false},
+	"patient_id": {"type": "string", "required": false, "non_empty": true},
+	"patient": {"type": "string", "required": false, "non_empty": true},
+}
+
+kinds := {
+	"Patient": {
+		"actions": {"read", "search", "create", "update", "delete"},
+		"attributes": {
+			"practice_id": {"type": "string", "non_empty": true},
+			"patient_id": {"type": "string", "non_empty": true},
+			"name": {"type": "string", "required": false},
+			"state": {"type": "string", "required": false},
+			"celebrity": {"type": "bool"},
+			"primary_physician_id": {"type": "string", "required": false, "non_empty": true},
+		},
+	},
+	"Note": {
+		"actions": {"read", "search", "create", "update", "delete", "sign"},
+		"attributes": {
+			"practice_id": {"type": "string", "non_empty": true},
+			"patient_id": {"type": "string", "non_empty": true},
+			"author_id": {"type": "string", "required": false, "non_empty": true},
+			"signed": {"type": "bool"},
+		},
+	},
+	"Observation": {
+		"actions": {"read", "search", "create", "update", "delete"},
+		"attributes": {
+			"practice_id": {"type": "string", "non_empty": true},
+			"patient_id": {"type": "string", "non_empty": true},
+			"category": {"type": "enum", "required": false, "values": {
+				"activity", "exam", "imaging", "laboratory", "procedure", "social-history",
+				"survey", "therapy", "vital-signs",
+			}},
+		},
+	},
+	"MedicationRequest": {
+		"actions": {"read", "search", "create", "update", "delete"},
+		"attributes": {
+			"practice_id": {"type": "string", "non_empty": true},
+			"patient_id": {"type": "string", "non_empty": true},
+			"patient_state": {"type": "string", "non_empty": true},
+		},
+	},
+	"Invoice": {
+		"actions": {"read", "search", "create", "update", "delete"},
+		"attributes": {
+			"practice_id": {"type": "string", "non_empty": true},
+			"patient_id": {"type": "string", "non_empty": true},
+			"amount": {"type": "number"},
+		},
+	},
+}
+
+fits_the_schema if {
+	principal_fits
+	kind := kinds[input.resource.kind]
+	input.action in kind.actions
+	attributes_fit(kind.attributes, attributes(input.resource.attr), false)
+}
+
+# The principal's claims: the declared ones typed, others accepted (additional_attributes: true).
+principal_fits if attributes_fit(principal_attributes, attributes(input.principal.attr), true)
+
+# Attributes: an object, or null (none).
+attributes(attr) := attr if is_object(attr)
+
+attributes(null) := {}
+
+attributes_fit(declared, attr, open) if {
+	every name, value in attr {
+		attribute_fits(declared, name, value, open)
+	}
+	every name, spec in declared {
+		present_if_required(spec, attr, name)
+	}
+}
+
+# A null is an absent attribute.
+attribute_fits(_, _, null, _) := true
+
+attribute_fits(declared, name, value, _) if {
+	value != null
+	spec := declared[name]
+	typed(spec.type, spec, value)
+	not empty_but_required_not_to_be(spec, value)
+}
+
+attribute_fits(declared, name, value, true) if {
+	value != null
+	not declared[name]
+}
+
+present_if_required(spec, _, _) if spec.required == false
+
+present_if_required(spec, attr, name) if {
+	not spec.required == false
+	attr[name] != null
+}
+
+typed("string", _, value) if is_string(value)
+
+typed("bool", _, value) if is_boolean(value)
+
+typed("number", _, value) if is_number(value)
+
+typed("list<string>", _, value) if {
+	is_array(value)
+	every item in value {
+		is_string(item)
+	}
+}
+
+typed("enum", spec, value) if {
+	is_string(value)
+	value in spec.values
+}
+
+empty_but_required_not_to_be(spec, value) if {
+	spec.non_empty == true
+	count(value) == 0
+}
+
 # ---- deny rules (policy/rule of Verdict in comments) ------------------------------------------
 
 # celebrity-patients/only-the-primary-physician
 deny if {
 	input.resource.kind == "Patient"
-	not celebrity_guard_passes
-}
-
-celebrity_guard_passes if {
-	input.resource.attr.celebrity != null
-	input.resource.attr.celebrity != true
-}
-
-celebrity_guard_passes if {
 	input.resource.attr.celebrity == true
+	not primary_physician_of_record
+}
+
+primary_physician_of_record if {
+	input.resource.attr.primary_physician_id != null
 	input.resource.attr.primary_physician_id == input.principal.id
 }
 
@@ -50,7 +177,6 @@ deny if {
 
 licensed_in_patient_state if {
 	is_array(input.principal.attr.licensed_states)
-	input.resource.attr.patient_state != null
 	input.resource.attr.patient_state in input.principal.attr.licensed_states
 }
 
@@ -74,7 +200,7 @@ deny if {
 }
 
 own_record if {
-	input.resource.attr.patient_id != null
+	is_string(input.principal.attr.patient_id)
 	input.resource.attr.patient_id == input.principal.attr.patient_id
 }
 
@@ -84,26 +210,25 @@ deny if {
 	not same_practice
 }
 
+# whoever holds a capability or any role but system and patient
 acts_for_a_practice if {
-	not has_role("system")
-	not has_role("patient")
+	some role in input.principal.roles
+	not role in {"system", "patient"}
 }
 
+acts_for_a_practice if count(input.principal.capabilities) > 0
+
 same_practice if {
-	input.resource.attr.practice_id != null
+	is_string(input.principal.attr.practice_id)
 	input.resource.attr.practice_id == input.principal.attr.practice_id
 }
 
-# ---- smart-on-fhir: the scope gate on Observation ---------------------------------------------
+# ---- smart-on-fhir: the scope gate on every kind -----------------------------------------------
 
-gated_kinds := {"Observation"}
-
-action_letter := {"read": "r", "search": "s", "create": "c", "update": "u", "delete": "d"}
-
-scope_gate_passes if not input.resource.kind in gated_kinds
+# Signing a note changes it: it needs a scope that allows updates.
+action_letter := {"read": "r", "search": "s", "create": "c", "update": "u", "delete": "d", "sign": "u"}
 
 scope_gate_passes if {
-	input.resource.kind in gated_kinds
 	letter := action_letter[input.action]
 	some scope in input.principal.scopes
 	scope_covers(scope, letter)
@@ -185,6 +310,7 @@ some_allow if {
 	has_role("physician")
 	input.action == "sign"
 	input.resource.kind == "Note"
+	input.resource.attr.author_id != null
 	input.resource.attr.author_id == input.principal.id
 }
 

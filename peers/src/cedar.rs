@@ -1,18 +1,25 @@
-//! Cedar through `cedar-policy` 4: `cedar/clinic.cedar`, one `Authorizer::is_authorized` per
-//! (resource, action), over entities built from Verdict's request types:
+//! Cedar through `cedar-policy` 4: `cedar/clinic.cedar` over the schema
+//! `cedar/clinic.cedarschema`, one `Authorizer::is_authorized` per (resource, action), over
+//! entities built from Verdict's request types and validated against the schema:
 //!
 //! - the principal is `User::"<id>"` whose parents are `Role::"<role>"`, with attributes `id`,
-//!   `client_id`, `capabilities` (a set), `claims` (the token's other claims, a record) and `smart`
-//!   (its SMART scopes, pre-parsed here with Verdict's own parser, see [`smart_record`]);
+//!   `client_id`, `roles` and `capabilities` (sets), `claims` (the claims the schema declares, a
+//!   record) and `smart` (its SMART scopes, pre-parsed here with Verdict's own parser, see
+//!   [`smart_record`]);
 //! - each resource is `<Kind>::"<id>"` with its attributes at top level;
 //! - the action is `Action::"<action>"`; the context is empty (no clinic policy reads one).
 //!
-//! JSON values become Cedar values: null is absent (as in Verdict), integral numbers are longs,
-//! other numbers `decimal`s (four places), arrays sets, objects records.
+//! JSON values become Cedar values: null is absent (as in Verdict), numbers `decimal`s (four
+//! places; Verdict's numbers are doubles), arrays sets, objects records.
+//!
+//! The schema: a principal that does not conform denies every action, a resource that does not
+//! (a kind the schema does not declare included) every action on it, an action its kind does not
+//! declare that action: what Verdict does with a request its schema refuses.
 //!
 //! Errors: Cedar skips a policy whose condition errors, a forbid included. Verdict fails closed.
 //! [`ForbidErrors::Deny`] (what [`Cedar::check`] uses) restores Verdict's semantics by denying when
-//! the response's diagnostics name an erroring forbid; [`ForbidErrors::Skip`] is plain Cedar.
+//! the response's diagnostics name an erroring forbid; [`ForbidErrors::Skip`] is plain Cedar. The
+//! policies guard what they read (`has`), so on entities that conform none errors.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -20,7 +27,7 @@ use std::str::FromStr;
 
 use cedar_policy::{
     AuthorizationError, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
 };
 use serde_json::Value as Json;
 use verdict::request::{CheckRequest, Principal, Resource};
@@ -40,6 +47,7 @@ pub enum ForbidErrors {
 pub struct Cedar {
     authorizer: Authorizer,
     policies: PolicySet,
+    schema: Schema,
     forbids: HashSet<PolicyId>,
     user: EntityTypeName,
     role: EntityTypeName,
@@ -53,7 +61,8 @@ pub struct Cedar {
 pub struct Prepared {
     entities: Entities,
     principal: EntityUid,
-    /// `None` for a resource that cannot be an entity (a kind that is no Cedar type name).
+    /// `None` for a resource that cannot be an entity (a kind that is no Cedar type name, or
+    /// attributes the schema refuses).
     resources: Vec<Option<EntityUid>>,
 }
 
@@ -65,16 +74,26 @@ const KINDS: [&str; 5] = [
     "Invoice",
 ];
 const ACTIONS: [&str; 6] = ["read", "search", "create", "update", "delete", "sign"];
+
+/// The principal's claims the clinic's schema declares (the others no condition may read).
+const CLAIMS: [&str; 4] = ["practice_id", "licensed_states", "patient_id", "patient"];
+
 impl Cedar {
-    /// `peers/cedar/clinic.cedar`.
+    /// `peers/cedar/clinic.cedar` over `peers/cedar/clinic.cedarschema`.
     pub fn clinic() -> Cedar {
-        Cedar::load(&crate::repository().join("peers/cedar/clinic.cedar")).expect("clinic.cedar")
+        let dir = crate::repository().join("peers/cedar");
+        Cedar::load(&dir.join("clinic.cedar"), &dir.join("clinic.cedarschema"))
+            .expect("clinic.cedar")
     }
 
-    pub fn load(path: &Path) -> Result<Cedar, String> {
+    pub fn load(path: &Path, schema: &Path) -> Result<Cedar, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let policies =
             PolicySet::from_str(&text).map_err(|e| format!("{}: {e:?}", path.display()))?;
+        let schema_text =
+            std::fs::read_to_string(schema).map_err(|e| format!("{}: {e}", schema.display()))?;
+        let schema =
+            Schema::from_str(&schema_text).map_err(|e| format!("{}: {e:?}", schema.display()))?;
         let forbids = policies
             .policies()
             .filter(|p| p.effect() == Effect::Forbid)
@@ -85,6 +104,7 @@ impl Cedar {
         Ok(Cedar {
             authorizer: Authorizer::new(),
             policies,
+            schema,
             forbids,
             user: type_name("User"),
             role: type_name("Role"),
@@ -100,6 +120,16 @@ impl Cedar {
                 })
                 .collect(),
         })
+    }
+
+    /// The schema the entities and requests are validated against.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The policy set, as parsed.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
     }
 
     /// The policy text's Verdict annotation (`@verdict("policy/rule")`) of a policy.
@@ -119,7 +149,9 @@ impl Cedar {
         }
     }
 
-    /// Builds the principal and resource entities of a request.
+    /// Builds the principal and resource entities of a request, validated against the schema:
+    /// `Err` when the principal does not conform (every action denied); a resource that does not
+    /// is left out (every action on it denied).
     pub fn prepare(&self, request: &CheckRequest) -> Result<Prepared, String> {
         let (principal, principal_entity) = self.principal_entity(&request.principal)?;
         let mut entities = Vec::with_capacity(request.resources.len() + 1);
@@ -134,12 +166,40 @@ impl Cedar {
                 Err(_) => resources.push(None),
             }
         }
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let entities = match Entities::from_entities(entities, Some(&self.schema)) {
+            Ok(entities) => entities,
+            // Some entity does not conform: find which, one by one (only on this path), with
+            // entities built again (the happy path pays for no copy).
+            Err(_) => self.conforming(request, &mut resources)?,
+        };
         Ok(Prepared {
             entities,
             principal,
             resources,
         })
+    }
+
+    /// The entities of a request that conform to the schema; the resources that do not become
+    /// `None`. `Err` if the principal does not conform.
+    fn conforming(
+        &self,
+        request: &CheckRequest,
+        resources: &mut [Option<EntityUid>],
+    ) -> Result<Entities, String> {
+        let fits =
+            |entity: &Entity| Entities::from_entities([entity.clone()], Some(&self.schema)).is_ok();
+        let (_, principal) = self.principal_entity(&request.principal)?;
+        if !fits(&principal) {
+            return Err("the principal does not conform to the schema".into());
+        }
+        let mut kept = vec![principal];
+        for (check, uid) in request.resources.iter().zip(resources.iter_mut()) {
+            match self.resource_entity(&check.resource) {
+                Ok((_, entity)) if fits(&entity) => kept.push(entity),
+                _ => *uid = None,
+            }
+        }
+        Entities::from_entities(kept, Some(&self.schema)).map_err(|e| e.to_string())
     }
 
     /// Decides every (resource, action) of a request over prepared entities.
@@ -180,12 +240,13 @@ impl Cedar {
                 EntityId::new(action),
             ),
         };
+        // With the schema: an action the resource's kind does not declare is no request.
         let Ok(request) = Request::new(
             prepared.principal.clone(),
             action,
             resource.clone(),
             Context::empty(),
-            None,
+            Some(&self.schema),
         ) else {
             return false;
         };
@@ -217,6 +278,16 @@ impl Cedar {
                     .map(|v| RestrictedExpression::new_string(v.clone())),
             )
         };
+        let claims = match &principal.attr {
+            Json::Object(object) => CLAIMS
+                .iter()
+                .filter_map(|name| Some((name.to_string(), expression(object.get(*name)?)?)))
+                .map(|(name, value)| value.map(|v| (name, v)))
+                .collect::<Result<Vec<_>, String>>()?,
+            Json::Null => Vec::new(),
+            _ => return Err("the principal's attributes are not an object".into()),
+        };
+        let claims = RestrictedExpression::new_record(claims).map_err(|e| e.to_string())?;
         let attrs = HashMap::from([
             (
                 "id".to_string(),
@@ -226,8 +297,9 @@ impl Cedar {
                 "client_id".to_string(),
                 RestrictedExpression::new_string(principal.client_id.clone()),
             ),
+            ("roles".to_string(), strings(&principal.roles)),
             ("capabilities".to_string(), strings(&principal.capabilities)),
-            ("claims".to_string(), record(&principal.attr)?),
+            ("claims".to_string(), claims),
             ("smart".to_string(), smart_record(principal)?),
         ]);
         let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?;
@@ -243,47 +315,56 @@ impl Cedar {
         let attrs = match &resource.attr {
             Json::Object(object) => object
                 .iter()
-                .filter_map(|(k, v)| expression(v).map(|e| (k.clone(), e)))
-                .collect(),
-            _ => HashMap::new(),
+                .filter_map(|(k, v)| Some((k, expression(v)?)))
+                .map(|(k, e)| e.map(|e| (k.clone(), e)))
+                .collect::<Result<HashMap<_, _>, String>>()?,
+            Json::Null => HashMap::new(),
+            _ => return Err("the resource's attributes are not an object".into()),
         };
         let entity = Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
         Ok((uid, entity))
     }
 }
 
-/// A JSON value as a Cedar value; `None` for null (absent).
-fn expression(value: &Json) -> Option<RestrictedExpression> {
-    Some(match value {
+/// A JSON value as a Cedar value; `None` for null (an absent attribute). Every number is a
+/// `decimal` (Verdict's numbers are doubles); a null inside a list, or a number a decimal cannot
+/// hold, is an error (the entity is refused, as Verdict's schema refuses the value).
+fn expression(value: &Json) -> Option<Result<RestrictedExpression, String>> {
+    Some(Ok(match value {
         Json::Null => return None,
         Json::Bool(b) => RestrictedExpression::new_bool(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => RestrictedExpression::new_long(i),
-            None => {
-                let f = n.as_f64()?;
-                if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                    RestrictedExpression::new_long(f as i64)
-                } else {
-                    RestrictedExpression::new_decimal(format!("{f:.4}"))
-                }
+        Json::Number(n) => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if !(f.abs() < 9.0e14) {
+                return Some(Err(format!("{n} is beyond what a decimal holds")));
             }
-        },
+            RestrictedExpression::new_decimal(format!("{f:.4}"))
+        }
         Json::String(s) => RestrictedExpression::new_string(s.clone()),
-        Json::Array(items) => RestrictedExpression::new_set(items.iter().filter_map(expression)),
-        Json::Object(_) => record(value).ok()?,
-    })
-}
-
-/// A JSON object (or null, as an empty record) as a Cedar record.
-fn record(value: &Json) -> Result<RestrictedExpression, String> {
-    let fields: Vec<(String, RestrictedExpression)> = match value {
-        Json::Object(object) => object
-            .iter()
-            .filter_map(|(k, v)| expression(v).map(|e| (k.clone(), e)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    RestrictedExpression::new_record(fields).map_err(|e| e.to_string())
+        Json::Array(items) => {
+            let items = items
+                .iter()
+                .map(|item| expression(item).unwrap_or_else(|| Err("a null in a list".into())))
+                .collect::<Result<Vec<_>, String>>();
+            match items {
+                Ok(items) => RestrictedExpression::new_set(items),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Json::Object(object) => {
+            let fields = object
+                .iter()
+                .filter_map(|(k, v)| Some((k, expression(v)?)))
+                .map(|(k, e)| e.map(|e| (k.clone(), e)))
+                .collect::<Result<Vec<_>, String>>();
+            match fields
+                .and_then(|f| RestrictedExpression::new_record(f).map_err(|e| e.to_string()))
+            {
+                Ok(record) => record,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }))
 }
 
 /// The principal's SMART scopes, flattened for Cedar (which has no quantifier over a set of
