@@ -908,3 +908,141 @@ fn reasons_stay_out_of_decisions_when_the_operator_says_so() {
         answer.text
     );
 }
+
+/// The decision log's lines so far (JSON), once it holds at least `count`.
+fn decision_log(path: &Path, count: usize) -> Vec<Json> {
+    let mut lines = Vec::new();
+    common::wait_for_blocking("decision-log lines", || {
+        lines = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        lines.len() >= count
+    });
+    lines
+}
+
+#[test]
+fn over_tls_with_the_decision_log_as_every_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let daemon = Daemon::start(
+        &example("certification"),
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--audit",
+            "--audit-output",
+            log.to_str().unwrap(),
+        ],
+    );
+    let port = daemon
+        .http_addr
+        .as_ref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let base = format!("https://localhost:{port}");
+    let curl = |args: &[&str]| -> Json {
+        let out = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--cacert"])
+            .arg(&cert)
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    // The metadata names the https URLs PEPs reach.
+    let metadata = curl(&[&format!("{base}/.well-known/authzen-configuration")]);
+    assert_eq!(metadata["policy_decision_point"], base);
+    assert_eq!(
+        metadata["access_evaluation_endpoint"],
+        format!("{base}/access/v1/evaluation")
+    );
+    let post = |path: &str, body: Json, id: &str| -> Json {
+        curl(&[
+            "-H",
+            "content-type: application/json",
+            "-H",
+            &format!("x-request-id: {id}"),
+            "-d",
+            &body.to_string(),
+            &format!("{base}{path}"),
+        ])
+    };
+    let decided = post(
+        "/access/v1/evaluation",
+        json!({"subject": alice(), "action": action("write"), "resource": record("record-1")}),
+        "az-1",
+    );
+    assert_eq!(decided["decision"], true);
+    let found = post(
+        "/access/v1/search/resource",
+        json!({"subject": alice(), "action": action("read"), "resource": {"type": "record"}}),
+        "az-2",
+    );
+    assert_eq!(found["results"].as_array().unwrap().len(), 2);
+    let lines = decision_log(&log, 2);
+    let evaluation = lines
+        .iter()
+        .find(|l| l["request_id"] == "az-1")
+        .expect("the evaluation's line");
+    assert_eq!(
+        (
+            &evaluation["principal_id"],
+            &evaluation["kind"],
+            &evaluation["action"],
+            &evaluation["effect"]
+        ),
+        (
+            &json!("alice"),
+            &json!("record"),
+            &json!("write"),
+            &json!("allow")
+        )
+    );
+    assert_eq!(evaluation["rule"], "members-write-active-records");
+    let search = lines
+        .iter()
+        .find(|l| l["request_id"] == "az-2")
+        .expect("the search's line");
+    assert_eq!(
+        (
+            &search["type"],
+            &search["searched"],
+            &search["kind"],
+            &search["found"]
+        ),
+        (
+            &json!("search"),
+            &json!("resource"),
+            &json!("record"),
+            &json!(2)
+        )
+    );
+    // Plain HTTP is not served on a TLS listener.
+    let plain = agent()
+        .get(&format!(
+            "http://{}/.well-known/authzen-configuration",
+            daemon.http_addr.as_ref().unwrap()
+        ))
+        .call();
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+}
