@@ -335,7 +335,7 @@ fn expression(value: &Json) -> Option<Result<RestrictedExpression, String>> {
         Json::Bool(b) => RestrictedExpression::new_bool(*b),
         Json::Number(n) => {
             let f = n.as_f64().unwrap_or(f64::NAN);
-            if !(f.abs() < 9.0e14) {
+            if !f.is_finite() || f.abs() >= 9.0e14 {
                 return Some(Err(format!("{n} is beyond what a decimal holds")));
             }
             RestrictedExpression::new_decimal(format!("{f:.4}"))
