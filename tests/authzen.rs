@@ -466,6 +466,19 @@ fn batch_level_every_test_of_the_certification_scenario() {
             answer.text
         );
     }
+    // A batch carries at most limits.max_resources items.
+    let many: Vec<Json> = (0..1_001).map(|_| json!({})).collect();
+    let answer = post(
+        &base,
+        "/access/v1/evaluations",
+        &json!({"subject": alice(), "action": action("read"), "resource": record("record-1"), "evaluations": many}),
+    );
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.json["code"], "OUT_OF_RANGE");
+    assert!(answer.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("limits.max_resources"));
     // One batch is one call, whatever its size.
     assert!(
         daemon.metric("verdict_requests_total{method=\"authzen/evaluations\",status=\"OK\"}")

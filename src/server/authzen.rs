@@ -37,6 +37,7 @@ use tonic::Code;
 
 use super::authority::{self, Authority, Call, CheckCall, Checked, Search, SearchCall};
 use super::http::{error, json_body, refusal};
+
 use super::json::strict;
 use super::validate::Refusal;
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
@@ -354,6 +355,24 @@ async fn evaluations(State(api): State<Api>, headers: HeaderMap, body: Body) -> 
             Err(r) => refusal(&r),
         };
     };
+    // A batch is decided item after item on the task it arrived on: as many items as one Check
+    // may carry resources.
+    let limit = api.authority.limits().max_resources;
+    if items.len() > limit {
+        let too_many = Refusal::new(
+            Code::OutOfRange,
+            format!(
+                "evaluations: {} items, more than the {limit} one request may carry \
+                 (limits.max_resources)",
+                items.len()
+            ),
+        );
+        // Through the Authority, so that the refusal is counted like any other.
+        return match api.authority.check(call, Err(too_many)).await {
+            Ok(checked) => axum::Json(decision(&checked, true, &api.options)).into_response(),
+            Err(r) => refusal(&r),
+        };
+    }
     let stop_at = match semantic(body.get("options")) {
         Ok(stop_at) => stop_at,
         Err(message) => return bad_request(&message),
