@@ -88,6 +88,33 @@ async fn a_patient_scope_needs_a_patient_on_both_sides() {
     assert_eq!(launched.kind, proto::PlanKind::Conditional as i32);
     let filter = format!("{:?}", launched.filter);
     assert!(filter.contains("\"123\""), "{filter}");
+
+    // Over HTTP/JSON, the same decisions.
+    let daemon = common::Daemon::start(dir.path(), &["--http-listen", "127.0.0.1:0"]);
+    let base = format!("http://{}", daemon.http_addr.as_ref().unwrap());
+    for (launch, owner, effect) in [
+        ("123", "123", "EFFECT_ALLOW"),
+        ("", "", "EFFECT_DENY"),
+        ("123", "", "EFFECT_DENY"),
+        ("", "123", "EFFECT_DENY"),
+    ] {
+        let body = json!({
+            "principal": launched_physician(launch),
+            "resources": [{"resource": {"kind": "Observation", "id": "obs-1",
+                           "attr": {"practice_id": "7", "patient_id": owner}},
+                           "actions": ["read"]}],
+        });
+        let (status, answer) = post(&base, "/v1/check", "application/json", body.to_string());
+        assert_eq!(status, 200, "{answer}");
+        let decision = &answer["results"][0]["actions"]["read"];
+        assert_eq!(
+            decision["effect"], effect,
+            "launch {launch:?}, resource {owner:?}: {answer}"
+        );
+        if effect == "EFFECT_DENY" {
+            assert_eq!(decision["rule"], "scope-gate", "{answer}");
+        }
+    }
 }
 
 /// `POST {path}` with a content type and a body: the status and the body as JSON (every error of
