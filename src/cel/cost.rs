@@ -116,23 +116,21 @@ impl<'r> Sizes<'r> {
         let root = segments.next().unwrap_or("");
         let field = segments.next();
         let strings = |items: &[String]| items.len() as u64;
-        let (json, rest): (&Json, Vec<&str>) = match (root, field) {
+        // Where the walk starts, and the first segment to take from there (`C`'s is the field).
+        let (json, first) = match (root, field) {
             ("P", Some("id" | "client_id")) => return 1,
             ("P", Some("roles")) => return strings(&self.principal.roles),
             ("P", Some("capabilities")) => return strings(&self.principal.capabilities),
             ("P", Some("scopes")) => return strings(&self.principal.scopes),
-            ("P", Some("attr")) => (&self.principal.attr, segments.collect()),
+            ("P", Some("attr")) => (&self.principal.attr, None),
             ("R", Some("id" | "kind")) => return 1,
-            ("R", Some("attr")) => (&self.resource.attr, segments.collect()),
-            ("C", Some(first)) => (
-                self.context,
-                std::iter::once(first).chain(segments).collect(),
-            ),
+            ("R", Some("attr")) => (&self.resource.attr, None),
+            ("C", Some(first)) => (self.context, Some(first)),
             // `P`, `R` or `C` whole, or an unknown field: the whole request bounds it.
             _ => return self.total(),
         };
         let mut current = json;
-        for segment in rest {
+        for segment in first.into_iter().chain(segments) {
             match current.get(segment) {
                 Some(next) => current = next,
                 None => return 0,

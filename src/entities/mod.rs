@@ -100,18 +100,11 @@ impl Entities {
             }
             let overrides: Arc<[String]> = document.request_overrides.clone().into();
             for entry in &document.entries {
-                let line = line_of_id(doc, &entry.id);
-                let Some(attr) = attributes(doc, line, &entry.attr, &mut errors) else {
+                let Some((line, attr)) =
+                    entry_site(doc, "principal", &entry.id, &entry.attr, &mut errors)
+                else {
                     continue;
                 };
-                if entry.id.is_empty() {
-                    errors.push(error(
-                        doc,
-                        line,
-                        "a stored principal's id must not be empty".into(),
-                    ));
-                    continue;
-                }
                 if let Some((file, first)) = sites.get(&entry.id) {
                     errors.push(error(
                         doc,
@@ -214,18 +207,11 @@ impl Entities {
                 kind.overrides = document.request_overrides.clone().into();
             }
             for entry in &document.entries {
-                let line = line_of_id(doc, &entry.id);
-                let Some(attr) = attributes(doc, line, &entry.attr, &mut errors) else {
+                let Some((line, attr)) =
+                    entry_site(doc, "resource", &entry.id, &entry.attr, &mut errors)
+                else {
                     continue;
                 };
-                if entry.id.is_empty() {
-                    errors.push(error(
-                        doc,
-                        line,
-                        "a stored resource's id must not be empty".into(),
-                    ));
-                    continue;
-                }
                 if kind.by_id.contains_key(&entry.id) {
                     errors.push(error(
                         doc,
@@ -384,6 +370,28 @@ fn merge_attributes(request: &mut Json, stored: &Map<String, Json>, overrides: &
             members.insert(key.clone(), value.clone());
         }
     }
+}
+
+/// An entry's file line and attributes, or `None` (its errors recorded) when its id is empty
+/// or its attributes are not a map.
+fn entry_site<T>(
+    doc: &Located<T>,
+    what: &str,
+    id: &str,
+    attr: &Json,
+    errors: &mut Vec<LoadError>,
+) -> Option<(usize, Map<String, Json>)> {
+    let line = line_of_id(doc, id);
+    let attr = attributes(doc, line, attr, errors)?;
+    if id.is_empty() {
+        errors.push(error(
+            doc,
+            line,
+            format!("a stored {what}'s id must not be empty"),
+        ));
+        return None;
+    }
+    Some((line, attr))
 }
 
 /// The entry's attributes as a map (null is an empty one); an error otherwise.

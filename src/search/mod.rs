@@ -37,6 +37,14 @@ pub enum SearchError {
     DeadlineExceeded,
 }
 
+/// Refuses a search that would take more decisions than one request may.
+fn within(needed: usize, limit: usize) -> Result<(), SearchError> {
+    if needed > limit {
+        return Err(SearchError::TooLarge { needed, limit });
+    }
+    Ok(())
+}
+
 /// A search's answer: what matched, in the order the set stores them, and how it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -62,26 +70,21 @@ pub fn subjects(
         .principals_of_type(principal_type)
         .map(|p| p.id.as_str())
         .collect();
-    if candidates.len() > max_decisions {
-        return Err(SearchError::TooLarge {
-            needed: candidates.len(),
-            limit: max_decisions,
-        });
-    }
+    within(candidates.len(), max_decisions)?;
+    // One request, its principal's id changed per candidate.
+    let mut request = CheckRequest {
+        request_id: String::new(),
+        principal: Principal::default(),
+        resources: vec![ResourceCheck {
+            resource: resource.clone(),
+            actions: vec![action.to_string()],
+        }],
+        context: context.clone(),
+    };
     let mut ids = Vec::new();
     for id in &candidates {
-        let request = CheckRequest {
-            request_id: String::new(),
-            principal: Principal {
-                id: id.to_string(),
-                ..Principal::default()
-            },
-            resources: vec![ResourceCheck {
-                resource: resource.clone(),
-                actions: vec![action.to_string()],
-            }],
-            context: context.clone(),
-        };
+        request.principal.id.clear();
+        request.principal.id.push_str(id);
         if allowed(set, &request, limits)?.first() == Some(&true) {
             ids.push(id.to_string());
         }
@@ -151,12 +154,7 @@ fn resources_decided(
     max_decisions: usize,
 ) -> Result<Found, SearchError> {
     let stored = set.entities.resources_of_kind(kind);
-    if stored.len() > max_decisions {
-        return Err(SearchError::TooLarge {
-            needed: stored.len(),
-            limit: max_decisions,
-        });
-    }
+    within(stored.len(), max_decisions)?;
     let request = CheckRequest {
         request_id: String::new(),
         principal: principal.clone(),
@@ -202,12 +200,7 @@ pub fn actions(
         .into_iter()
         .map(str::to_string)
         .collect();
-    if actions.len() > max_decisions {
-        return Err(SearchError::TooLarge {
-            needed: actions.len(),
-            limit: max_decisions,
-        });
-    }
+    within(actions.len(), max_decisions)?;
     let request = CheckRequest {
         request_id: String::new(),
         principal: principal.clone(),

@@ -108,6 +108,39 @@ pub enum Search {
 }
 
 impl Search {
+    /// The kind searched in or on.
+    fn kind(&self) -> &str {
+        match self {
+            Search::Subjects { resource, .. } | Search::Actions { resource, .. } => &resource.kind,
+            Search::Resources { kind, .. } => kind,
+        }
+    }
+
+    /// The action searched with; empty for an action search.
+    fn action(&self) -> &str {
+        match self {
+            Search::Subjects { action, .. } | Search::Resources { action, .. } => action,
+            Search::Actions { .. } => "",
+        }
+    }
+
+    /// The subject searched from, and its type: none for a subject search.
+    fn subject_mut(&mut self) -> Option<(&mut Principal, &str)> {
+        match self {
+            Search::Subjects { .. } => None,
+            Search::Resources {
+                principal,
+                principal_type,
+                ..
+            }
+            | Search::Actions {
+                principal,
+                principal_type,
+                ..
+            } => Some((principal, principal_type.as_str())),
+        }
+    }
+
     /// What is searched, as the metrics and the decision log name it.
     pub fn searched(&self) -> &'static str {
         match self {
@@ -307,36 +340,30 @@ impl Authority {
             context,
         } = decoded;
         // The same shape checks as a Check of the entities named (sizes, depths, ids).
-        let (principal, resource, action) = match &search {
-            Search::Subjects {
-                action, resource, ..
-            } => (None, resource.clone(), action.clone()),
-            Search::Resources {
-                principal,
-                kind,
-                action,
-                ..
-            } => (
-                Some(principal),
-                Resource {
-                    kind: kind.clone(),
-                    id: "-".into(),
-                    attr: Json::Null,
-                },
-                action.clone(),
-            ),
-            Search::Actions {
-                principal,
-                resource,
-                ..
-            } => (Some(principal), resource.clone(), "-".into()),
+        let resource = match &search {
+            Search::Subjects { resource, .. } | Search::Actions { resource, .. } => {
+                resource.clone()
+            }
+            Search::Resources { kind, .. } => Resource {
+                kind: kind.clone(),
+                id: "-".into(),
+                attr: Json::Null,
+            },
+        };
+        let principal = match search.subject_mut() {
+            Some((principal, _)) => principal.clone(),
+            None => Principal {
+                id: "-".into(),
+                ..Principal::default()
+            },
+        };
+        let action = match search.action() {
+            "" => "-".to_string(),
+            action => action.to_string(),
         };
         let shape = CheckRequest {
             request_id: String::new(),
-            principal: principal.cloned().unwrap_or_else(|| Principal {
-                id: "-".into(),
-                ..Principal::default()
-            }),
+            principal,
             resources: vec![ResourceCheck {
                 resource,
                 actions: vec![action],
@@ -350,21 +377,9 @@ impl Authority {
         let set = self.store.current();
         // The subject of a resource or action search: as for a Check (a server that requires
         // tokens does not take one named in a body), and of the type the request says.
-        let principal_and_type = match &mut search {
-            Search::Subjects { .. } => None,
-            Search::Resources {
-                principal,
-                principal_type,
-                ..
-            }
-            | Search::Actions {
-                principal,
-                principal_type,
-                ..
-            } => Some((principal, principal_type.as_str())),
-        };
         let mut another_type = false;
-        if let Some((principal, principal_type)) = principal_and_type {
+        let mut principal_id = String::new();
+        if let Some((principal, principal_type)) = search.subject_mut() {
             match self.subject("", std::mem::take(principal))? {
                 Subject::Principal(p) => *principal = p,
                 Subject::Rejected(_) => unreachable!("no token was given"),
@@ -373,14 +388,9 @@ impl Authority {
                 .entities
                 .principal(&principal.id)
                 .is_some_and(|stored| *stored.principal_type != *principal_type);
+            principal_id = principal.id.clone();
         }
-        let limits = engine::Limits {
-            deadline: self.deadline(call),
-            cost_budget: match self.limits.max_condition_cost {
-                0 => u64::MAX,
-                n => n,
-            },
-        };
+        let limits = self.engine_limits(call);
         let max_decisions = self.limits.max_decisions;
         let weight = match &search {
             Search::Subjects { principal_type, .. } => {
@@ -390,19 +400,7 @@ impl Authority {
             Search::Actions { resource, .. } => set.kind(&resource.kind).actions().len(),
         };
         let searched = search.searched();
-        let (kind, action) = match &search {
-            Search::Subjects {
-                action, resource, ..
-            } => (resource.kind.clone(), action.clone()),
-            Search::Resources { kind, action, .. } => (kind.clone(), action.clone()),
-            Search::Actions { resource, .. } => (resource.kind.clone(), String::new()),
-        };
-        let principal_id = match &search {
-            Search::Subjects { .. } => String::new(),
-            Search::Resources { principal, .. } | Search::Actions { principal, .. } => {
-                principal.id.clone()
-            }
-        };
+        let (kind, action) = (search.kind().to_string(), search.action().to_string());
         let run = {
             let set = Arc::clone(&set);
             move || -> Result<crate::search::Found, crate::search::SearchError> {
@@ -550,6 +548,17 @@ impl Authority {
         })
     }
 
+    /// The engine's limits for a call: its deadline and the condition cost budget.
+    fn engine_limits(&self, call: &Call) -> engine::Limits {
+        engine::Limits {
+            deadline: self.deadline(call),
+            cost_budget: match self.limits.max_condition_cost {
+                0 => u64::MAX,
+                n => n,
+            },
+        }
+    }
+
     fn deadline(&self, call: &Call) -> Option<Instant> {
         let budget = match (self.timeout, call.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -692,14 +701,8 @@ impl Authority {
         set: Arc<PolicySet>,
     ) -> Result<Checked, Refusal> {
         let started = Instant::now();
-        let deadline = self.deadline(call);
-        let limits = engine::Limits {
-            deadline,
-            cost_budget: match self.limits.max_condition_cost {
-                0 => u64::MAX,
-                n => n,
-            },
-        };
+        let limits = self.engine_limits(call);
+        let deadline = limits.deadline;
         let (outcome, mut request) = if self.pool.inline(evaluation::check_weight(&request)) {
             (engine::check_with(&set, &request, &limits), request)
         } else {

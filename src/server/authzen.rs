@@ -302,6 +302,11 @@ async fn evaluation(State(api): State<Api>, headers: HeaderMap, body: Body) -> R
         body.get("resource"),
         body.get("context"),
     );
+    decide_one(&api, call, decoded).await
+}
+
+/// One evaluation (or its refusal) asked of the Authority and answered as AuthZEN's decision.
+async fn decide_one(api: &Api, call: Call, decoded: Result<CheckCall, Refusal>) -> Response {
     match api.authority.check(call, decoded).await {
         Ok(checked) => axum::Json(decision(&checked, true, &api.options)).into_response(),
         Err(r) => refusal(&r),
@@ -350,10 +355,7 @@ async fn evaluations(State(api): State<Api>, headers: HeaderMap, body: Body) -> 
             body.get("resource"),
             body.get("context"),
         );
-        return match api.authority.check(call, decoded).await {
-            Ok(checked) => axum::Json(decision(&checked, true, &api.options)).into_response(),
-            Err(r) => refusal(&r),
-        };
+        return decide_one(&api, call, decoded).await;
     };
     // A batch is decided item after item on the task it arrived on: as many items as one Check
     // may carry resources.
@@ -368,10 +370,7 @@ async fn evaluations(State(api): State<Api>, headers: HeaderMap, body: Body) -> 
             ),
         );
         // Through the Authority, so that the refusal is counted like any other.
-        return match api.authority.check(call, Err(too_many)).await {
-            Ok(checked) => axum::Json(decision(&checked, true, &api.options)).into_response(),
-            Err(r) => refusal(&r),
-        };
+        return decide_one(&api, call, Err(too_many)).await;
     }
     let stop_at = match semantic(body.get("options")) {
         Ok(stop_at) => stop_at,
