@@ -604,3 +604,58 @@ impl ConfigMapVolume {
         self.keys = keys;
     }
 }
+
+/// Every Check and PlanFilter case of the bundled clinic suite (policies/clinic/clinic_test.yaml)
+/// as the JSON scenarios the client tests read (`{"checks": [...], "plans": [...]}`, see
+/// clients/ruby/test/client_test.rb), and how many there are. Plans expected to fail are left out.
+pub fn clinic_scenarios() -> (serde_json::Value, usize) {
+    use serde_json::json;
+    use verdict::suite::{self, ExpectedEffect, ExpectedPlan};
+    let suite = suite::load(&bundled_policies().join("clinic/clinic_test.yaml"))
+        .expect("the clinic suite parses");
+    let effect = |e: &ExpectedEffect| match e {
+        ExpectedEffect::Allow => "allow",
+        ExpectedEffect::Deny => "deny",
+    };
+    let checks: Vec<serde_json::Value> = suite
+        .tests
+        .iter()
+        .map(|case| {
+            let request = suite.check_request(case).unwrap();
+            json!({
+                "name": case.name,
+                "principal": request.principal,
+                "resource": request.resources[0].resource,
+                "context": case.context,
+                "expect": case.expect.iter().map(|(a, e)| (a.clone(), json!(effect(e)))).collect::<serde_json::Map<_, _>>(),
+                "rules": case.rules,
+                "reasons": case.reasons,
+            })
+        })
+        .collect();
+    let plans: Vec<serde_json::Value> = suite
+        .plans
+        .iter()
+        .filter_map(|case| {
+            let expect = match case.expect {
+                ExpectedPlan::AlwaysAllowed => "always_allowed",
+                ExpectedPlan::AlwaysDenied => "always_denied",
+                ExpectedPlan::Conditional => "conditional",
+                ExpectedPlan::Error => return None,
+            };
+            let request = suite.plan_request(case).unwrap();
+            Some(json!({
+                "name": case.name,
+                "principal": request.principal,
+                "kind": case.kind,
+                "action": case.action,
+                "context": case.context,
+                "known_attr": case.known_attr,
+                "expect": expect,
+                "filter": case.filter,
+            }))
+        })
+        .collect();
+    let count = checks.len() + plans.len();
+    (json!({"checks": checks, "plans": plans}), count)
+}
