@@ -1,7 +1,12 @@
 //! The Ruby gem (`clients/ruby/`: grpc with stubs generated from `proto/`, ActiveRecord scopes,
 //! a controller helper) against the real daemon: every Check and PlanFilter scenario of the
 //! bundled clinic suite through `Verdict::Client` (`client_test.rb`), and the client's deadlines
-//! and retries against scripted gRPC servers (`call_test.rb`).
+//! and retries against scripted gRPC servers (`call_test.rb`); the property that
+//! `Model.verdict_scope` selects exactly the rows Check allows, on SQLite and PostgreSQL, for the
+//! clinic (with its schema), every filter operator (tests/scenarios/plan) and the conditions ORM
+//! adapters have got wrong elsewhere (tests/scenarios/overgrant: `has()`, `== null`, `all()` over
+//! an empty list, a macro no filter expresses) (`scope_property_test.rb`); and mappings that cannot
+//! be exact raising (`mapping_test.rb`).
 //!
 //! Needs ruby with Debian's ruby-grpc, ruby-grpc-tools, ruby-google-protobuf, ruby-activerecord,
 //! ruby-sqlite3 and ruby-pg: CI installs them (.ci/run); elsewhere the tests are listed as ignored
@@ -27,21 +32,160 @@ fn main() -> std::process::ExitCode {
             "require 'grpc'; require 'google/protobuf'; require 'active_record'; require 'sqlite3'; require 'pg'; exit(system('grpc_tools_ruby_protoc', '--version', out: File::NULL) ? 0 : 1)",
         ],
     );
-    common::run(vec![common::trial(
-        "the_ruby_client_gets_every_answer_of_the_clinic_suite",
-        &[ruby],
-        the_ruby_client_gets_every_answer_of_the_clinic_suite,
-    )])
+    let postgres = common::Tool {
+        what: "PostgreSQL in VERDICT_TEST_POSTGRES (eval \"$(bash .ci/postgres.sh)\")",
+        found: std::env::var("VERDICT_TEST_POSTGRES").is_ok_and(|v| !v.is_empty()),
+    };
+    common::run(vec![
+        common::trial(
+            "the_ruby_client_gets_every_answer_of_the_clinic_suite",
+            &[ruby],
+            the_ruby_client_gets_every_answer_of_the_clinic_suite,
+        ),
+        common::trial(
+            "activerecord_scopes_select_exactly_what_check_allows_on_sqlite",
+            &[ruby],
+            || scopes_select_exactly_what_check_allows("sqlite"),
+        ),
+        common::trial(
+            "activerecord_scopes_select_exactly_what_check_allows_on_postgres",
+            &[ruby, postgres],
+            || scopes_select_exactly_what_check_allows("postgres"),
+        ),
+        common::trial(
+            "activerecord_mappings_that_cannot_be_exact_raise",
+            &[ruby],
+            activerecord_mappings_that_cannot_be_exact_raise,
+        ),
+    ])
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `verdict schema export` of the bundled policies, into `dir`.
+fn clinic_schema(dir: &Path) -> PathBuf {
+    let out = Command::new(common::BIN)
+        .args(["schema", "export"])
+        .arg(common::bundled_policies())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.join("schema.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    file
+}
+
+/// For each policy set, random principals and rows: the scope's rows are the rows Check allows.
+fn scopes_select_exactly_what_check_allows(database: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let stubs = dir.path().join("stubs");
+    let schema = clinic_schema(dir.path());
+    let postgres = std::env::var("VERDICT_TEST_POSTGRES").unwrap_or_default();
+    let seed = std::env::var("VERDICT_TEST_SEED").unwrap_or_else(|_| "20261129".into());
+    let sets: [(&str, PathBuf, &[&str]); 3] = [
+        (
+            "clinic",
+            common::bundled_policies(),
+            &[
+                "--schema",
+                schema.to_str().unwrap(),
+                "--principals",
+                "25",
+                "--rows",
+                "60",
+            ],
+        ),
+        (
+            "docs",
+            root().join("tests/scenarios/plan"),
+            &["--principals", "30"],
+        ),
+        (
+            "charts",
+            root().join("tests/scenarios/overgrant"),
+            &["--principals", "30"],
+        ),
+    ];
+    for (set, policies, extra) in sets {
+        let daemon = Daemon::start(&policies, &[]);
+        let mut args = vec![
+            "--server",
+            &daemon.addr,
+            "--set",
+            set,
+            "--database",
+            database,
+            "--seed",
+            &seed,
+        ];
+        if database == "postgres" {
+            args.extend(["--postgres", postgres.as_str()]);
+        }
+        args.extend(extra);
+        let out = ruby(
+            &gem().join("test/scope_property_test.rb"),
+            &args,
+            &stubs,
+            Duration::from_secs(300),
+        );
+        let stdout = succeeded(&out);
+        eprintln!("{}", stdout.trim());
+        assert!(
+            stdout.contains(&format!("{set} on {database}: "))
+                && stdout.contains("; 0 disagreements"),
+            "{stdout}"
+        );
+    }
+}
+
+fn activerecord_mappings_that_cannot_be_exact_raise() {
+    let dir = tempfile::tempdir().unwrap();
+    let stubs = dir.path().join("stubs");
+    let schema = clinic_schema(dir.path());
+    let daemon = Daemon::start(&root().join("tests/scenarios/overgrant"), &[]);
+    let out = ruby_with(
+        &gem().join("test/mapping_test.rb"),
+        &[],
+        &stubs,
+        &[
+            ("VERDICT_SERVER", daemon.addr.as_str()),
+            ("VERDICT_SCHEMA_JSON", schema.to_str().unwrap()),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains(" 0 failures, 0 errors, 0 skips"),
+        "{stdout}"
+    );
 }
 
 /// Runs a Ruby script from the repository's root with stubs generated into `stubs`; kills it
 /// after `limit`.
 fn ruby(script: &Path, args: &[&str], stubs: &Path, limit: Duration) -> Output {
+    ruby_with(script, args, stubs, &[], limit)
+}
+
+/// [`ruby`] with environment variables.
+fn ruby_with(
+    script: &Path,
+    args: &[&str],
+    stubs: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
     let mut child = Command::new("ruby")
         .arg(script)
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("VERDICT_STUBS_DIR", stubs)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
