@@ -1,7 +1,8 @@
 //! The web UI (`verdict serve --ui-listen`) through the real daemon: in headless Chromium
 //! (`tests/ui/browser.py`, Playwright driving the system's `chromium`), asserting on what a
-//! person sees (the playground's decision, rule, reason and PlanFilter SQL after filling the
-//! form; the diff page before and after a real reload of the policy directory), with the
+//! person sees (the access matrix's cells and their rules' links; the playground's decision,
+//! rule, reason and PlanFilter SQL after filling the form; the diff page, file changes and
+//! access changes, before and after a real reload of the policy directory), with the
 //! screenshots kept in `target/ui-screenshots/`; and over plain HTTP, what a browser is not
 //! needed for (escaping, read-only methods, files outside the set, headers, the listener off by
 //! default).
@@ -31,9 +32,9 @@ fn main() -> std::process::ExitCode {
     );
     common::run(vec![
         common::trial(
-            "a_person_decides_in_the_playground_and_sees_the_last_reload_in_chromium",
+            "a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_in_chromium",
             &[chromium, playwright],
-            a_person_decides_in_the_playground_and_sees_the_last_reload_in_chromium,
+            a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_in_chromium,
         ),
         common::trial(
             "pages_escape_policy_text_and_the_ui_is_read_only",
@@ -137,12 +138,79 @@ fn chromium_path() -> String {
     String::from_utf8_lossy(&found.stdout).trim().to_string()
 }
 
-fn a_person_decides_in_the_playground_and_sees_the_last_reload_in_chromium() {
+fn a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_in_chromium() {
     let policies = clinic_copy();
     let (daemon, url) = daemon(policies.path());
     let version = daemon_version(&daemon);
 
     let seen = browse(&url, "start");
+    // The matrix: every class x kind x action of the clinic, the cells as the analysis has them.
+    let matrix = &seen["matrix"];
+    println!(
+        "matrix page load in chromium, ms (first, then twice cached): {}",
+        matrix["load_ms"]
+    );
+    assert_eq!(matrix["version"], version.as_str());
+    assert_eq!(
+        matrix["kinds"],
+        serde_json::json!([
+            "Invoice",
+            "MedicationRequest",
+            "Note",
+            "Observation",
+            "Patient"
+        ])
+    );
+    let m = verdict::analysis::matrix(&verdict::compile::PolicySet::load(policies.path()).unwrap());
+    assert_eq!(matrix["classes"], m.classes.len(), "{seen}");
+    assert_eq!(matrix["cells"], m.cells.len(), "{seen}");
+    let physician = &matrix["physician_reads_patient"];
+    assert_eq!(physician["access"], "conditional", "{seen}");
+    assert_eq!(
+        physician["condition"][0].as_str().unwrap(),
+        m.cell("role:physician/scope:user", "Patient", "read")
+            .unwrap()
+            .condition
+            .as_deref()
+            .unwrap()
+    );
+    assert!(
+        physician["condition"][0]
+            .as_str()
+            .unwrap()
+            .contains("practice_id == P.attr.practice_id"),
+        "{seen}"
+    );
+    assert!(
+        physician["rules"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("physician/clinical-care")),
+        "{seen}"
+    );
+    assert!(
+        matrix["rule_target"]
+            .as_str()
+            .unwrap()
+            .contains("- name: only-the-primary-physician"),
+        "the first rule's link opens its line: {seen}"
+    );
+    assert_eq!(matrix["nurse_reads_invoice"]["access"], "never", "{seen}");
+    assert_eq!(matrix["system_reads_invoice"]["access"], "always", "{seen}");
+    assert_eq!(
+        matrix["system_reads_invoice"]["rules"],
+        serde_json::json!(["system/read-everything"])
+    );
+    assert_eq!(
+        matrix["unscoped_physician_reads_patient"]["rules"],
+        serde_json::json!(["smart-on-fhir/scope-gate"]),
+        "{seen}"
+    );
+    assert_eq!(
+        matrix["rows_shown_for_physician"], 4,
+        "the class filter: {seen}"
+    );
+
     let playground = &seen["playground"];
     assert_eq!(playground["version"], version.as_str(), "{seen}");
     // resource, action, effect, rule, reason: as the form built the request.
@@ -230,6 +298,58 @@ fn a_person_decides_in_the_playground_and_sees_the_last_reload_in_chromium() {
         "{text}"
     );
     assert_eq!(diff["files"], serde_json::json!(["roles.yaml changed"]));
+    // The access changes: nurses' Invoice access widened, each change with a request that flips.
+    let summary = diff["summary"][0].as_str().unwrap();
+    assert!(
+        summary.contains("widened, 0 narrowed, 0 changed, 0 unproved, 0 undetermined"),
+        "{summary}"
+    );
+    let changes = diff["changes"].as_array().unwrap();
+    assert!(!changes.is_empty(), "{seen}");
+    for change in changes {
+        let cells = change["cells"].as_array().unwrap();
+        assert_eq!(cells[0], "Invoice", "{change}");
+        assert_eq!(cells[2], "widened", "{change}");
+        assert!(cells[4].as_str().unwrap().starts_with("never"), "{change}");
+        assert!(
+            cells[5].as_str().unwrap().contains("nurse/chart-work"),
+            "{change}"
+        );
+        assert!(
+            change["classes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c.as_str().unwrap().starts_with("nurse")),
+            "{change}"
+        );
+        let gained = change["gained"][0].as_str().unwrap();
+        assert!(
+            gained.contains("before deny → after allow (nurse/chart-work)"),
+            "{gained}"
+        );
+    }
+    let actions: std::collections::BTreeSet<&str> = changes
+        .iter()
+        .map(|c| c["cells"][1].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["read", "search", "update"].into_iter().collect(),
+        "{seen}"
+    );
+    // The matrix of the new version shows the nurses' new access.
+    let nurse = &seen["matrix"]["nurse_reads_invoice"];
+    assert_eq!(seen["matrix"]["version"], reloaded.as_str());
+    assert_eq!(nurse["access"], "conditional", "{seen}");
+    assert_eq!(
+        nurse["condition"],
+        serde_json::json!(["practice_id == P.attr.practice_id"])
+    );
+    assert!(nurse["rules"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("nurse/chart-work")));
     assert_eq!(
         diff["added"],
         serde_json::json!(["      kinds: [Patient, Observation, Invoice]"])

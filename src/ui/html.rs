@@ -45,7 +45,8 @@ pub struct Html {
 }
 
 /// The pages of the navigation bar: (path, title).
-const PAGES: [(&str, &str); 3] = [
+const PAGES: [(&str, &str); 4] = [
+    ("/matrix", "Access matrix"),
     ("/playground", "Playground"),
     ("/diff", "Last reload"),
     ("/sources", "Policy files"),

@@ -1,10 +1,14 @@
 //! The web UI (`verdict serve --ui-listen ADDR`): pages a person reads in a browser about the
 //! loaded policy set, served on a listener of its own, off by default.
 //!
+//! - `/matrix`: the access matrix of the active set ([`crate::analysis::matrix`]): every
+//!   principal class x kind x action, always / never / conditional with the filter, the deciding
+//!   rules linked to their line; written once per policy version;
 //! - `/playground`: a Check request pasted as JSON or built from a form, decided by the same
 //!   [`Authority`] path as the APIs (no decision log, no token: what a person types is the
 //!   principal), with the PlanFilter answer and its SQL;
-//! - `/diff`: the set the last reload replaced against the active one, file by file;
+//! - `/diff`: the set the last reload replaced against the active one: the access changes
+//!   ([`crate::analysis::diff`], once per pair of versions), then file by file;
 //! - `/sources`, `/source/{path}`: the policy files of the active (or previous) set, with line
 //!   anchors, where every rule links to.
 //!
@@ -13,6 +17,7 @@
 //! Pages are written on the server ([`html`], everything escaped), with a little JavaScript and
 //! CSS compiled in (`assets/`); a strict Content-Security-Policy allows nothing else.
 
+pub mod access;
 pub mod html;
 
 use std::path::Path;
@@ -27,6 +32,7 @@ use axum::Router;
 use serde_json::{json, Value as Json};
 use tonic::Code;
 
+use crate::analysis::{self, Diff, RuleRef};
 use crate::compile::PolicySet;
 use crate::server::authority::{Authority, Call, PlanCall};
 use crate::server::{http, json as wire};
@@ -42,7 +48,19 @@ struct Ui {
     store: Arc<PolicyStore>,
     authority: Arc<Authority>,
     max_body_bytes: usize,
+    /// The matrix page of the last version asked for, written once per version (computing the
+    /// matrix plans every class x kind x action): (version, page or the analysis's failure).
+    matrix: Cache<String, String>,
+    /// The access changes of the last pair of versions asked for: ((old, new), diff).
+    changes: Cache<(String, String), Diff>,
 }
+
+/// What an analysis gave, or why it failed.
+type Computed<T> = Result<Arc<T>, String>;
+
+/// The last analysis computed, under the key (the versions) it was computed for. An async mutex
+/// of the UI's own: a second viewer waits for the first one's analysis instead of repeating it.
+type Cache<K, T> = tokio::sync::Mutex<Option<(K, Computed<T>)>>;
 
 /// The UI's routes. `authority` decides the playground's requests: give it no decision log and
 /// no token verifier (the daemon builds one for the UI). The store should keep its history
@@ -52,9 +70,12 @@ pub fn router(store: Arc<PolicyStore>, authority: Arc<Authority>, max_body_bytes
         store,
         authority,
         max_body_bytes: max_body_bytes.max(1),
+        matrix: tokio::sync::Mutex::new(None),
+        changes: tokio::sync::Mutex::new(None),
     });
     Router::new()
-        .route("/", get(|| async { Redirect::to("/playground") }))
+        .route("/", get(|| async { Redirect::to("/matrix") }))
+        .route("/matrix", get(matrix))
         .route("/playground", get(playground))
         .route("/diff", get(diff))
         .route("/sources", get(sources))
@@ -151,6 +172,70 @@ impl Ui {
         let path = url_path(&self.relative(file).to_string_lossy());
         let rev = if previous { "?rev=previous" } else { "" };
         format!("/source/{path}{rev}#L{line}")
+    }
+}
+
+impl access::Linker for Ui {
+    fn rule(&self, rule: &RuleRef, previous: bool) -> String {
+        self.source_link(Path::new(&rule.file), rule.line, previous)
+    }
+}
+
+/// Runs an analysis off the async workers; a panic in it is its failure, said on the page.
+async fn compute<T: Send + Sync + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Computed<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map(Arc::new)
+        .map_err(|e| {
+            let why = e
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                })
+                .unwrap_or_default();
+            tracing::error!("web UI: the {what} failed: {why}");
+            format!("the {what} failed: {why}")
+        })
+}
+
+/// `/matrix`: the access matrix of the active set, written once per policy version.
+async fn matrix(State(ui): State<Arc<Ui>>) -> Response {
+    let set = ui.store.current();
+    let mut cached = ui.matrix.lock().await;
+    let page_of = match &*cached {
+        Some((version, page)) if *version == set.version => page.clone(),
+        _ => {
+            let ui2 = Arc::clone(&ui);
+            let set2 = Arc::clone(&set);
+            let page = compute("access matrix", move || {
+                let m = analysis::matrix(&set2);
+                let mut html = Html::page("Access matrix", "/matrix", &set2.version);
+                access::matrix(&mut html, &m, &*ui2);
+                html.finish()
+            })
+            .await;
+            *cached = Some((set.version.clone(), page.clone()));
+            page
+        }
+    };
+    drop(cached);
+    match page_of {
+        Ok(page) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            page.as_str().to_owned(),
+        )
+            .into_response(),
+        Err(why) => {
+            let mut html = Html::page("Access matrix", "/matrix", &set.version);
+            html.element("p", "error", &why);
+            page(StatusCode::INTERNAL_SERVER_ERROR, html)
+        }
     }
 }
 
@@ -288,6 +373,25 @@ async fn diff(State(ui): State<Arc<Ui>>) -> Response {
         .raw(" (loaded ")
         .text(&time(active.loaded_at))
         .raw(").</p>");
+    let key = (previous.set.version.clone(), active.set.version.clone());
+    let mut cached = ui.changes.lock().await;
+    let changes = match &*cached {
+        Some((k, d)) if *k == key => d.clone(),
+        _ => {
+            let (old, new) = (Arc::clone(&previous.set), Arc::clone(&active.set));
+            let d = compute("access diff", move || analysis::diff(&old, &new)).await;
+            *cached = Some((key, d.clone()));
+            d
+        }
+    };
+    drop(cached);
+    match changes {
+        Ok(d) => access::changes(&mut html, &d, &*ui),
+        Err(why) => {
+            html.raw("<h2>Access changes</h2>")
+                .element("p", "error", &why);
+        }
+    }
     write_file_changes(&mut html, &previous, &active);
     page(StatusCode::OK, html)
 }

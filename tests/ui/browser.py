@@ -20,6 +20,51 @@ def texts(page, selector):
     return [t.strip() for t in page.locator(selector).all_inner_texts()]
 
 
+def cell(page, kind, cls, action):
+    """What a person reads in one cell of the matrix."""
+    td = page.locator(
+        "section.kind", has=page.locator("h2", has_text=kind)
+    ).locator(f'tr[data-class="{cls}"] td[data-action="{action}"]')
+    return {
+        "access": td.locator(".access").inner_text(),
+        "condition": td.locator(".condition").all_inner_texts(),
+        "rules": td.locator(".rules a").all_inner_texts(),
+        "links": [a.get_attribute("href") for a in td.locator(".rules a").all()],
+        "notes": td.locator(".note").all_inner_texts(),
+    }
+
+
+def matrix(page, url, shots, name):
+    seen = {}
+    loads = []
+    for _ in range(3):
+        started = time.monotonic()
+        page.goto(url + "/matrix", wait_until="load")
+        loads.append(round((time.monotonic() - started) * 1000, 1))
+    seen["load_ms"] = loads
+    seen["version"] = page.inner_text("#policy-version")
+    seen["kinds"] = texts(page, "section.kind h2")
+    seen["classes"] = page.locator("section.kind").first.locator("tbody tr").count()
+    seen["cells"] = page.locator("td.cell").count()
+    seen["physician_reads_patient"] = cell(page, "Patient", "role:physician/scope:user", "read")
+    seen["nurse_reads_invoice"] = cell(page, "Invoice", "role:nurse/scope:user", "read")
+    seen["system_reads_invoice"] = cell(page, "Invoice", "role:system/scope:system", "read")
+    seen["unscoped_physician_reads_patient"] = cell(
+        page, "Patient", "role:physician/scope:none", "read"
+    )
+    page.screenshot(path=os.path.join(shots, name))
+    page.screenshot(path=os.path.join(shots, "full-" + name), full_page=True)
+    # The class filter hides the rows that do not match.
+    page.fill("#class-filter", "physician")
+    seen["rows_shown_for_physician"] = page.locator(
+        "section.kind >> nth=0 >> tbody tr:visible"
+    ).count()
+    # A rule's link opens its line.
+    page.goto(url + seen["physician_reads_patient"]["links"][0])
+    seen["rule_target"] = page.inner_text(":target")
+    return seen
+
+
 def playground(page, url, shots):
     seen = {}
     page.goto(url + "/playground")
@@ -79,6 +124,15 @@ def diff(page, url, shots, name):
         "version": page.inner_text("#policy-version"),
         "text": page.inner_text("main"),
         "files": texts(page, ".file-diff h3"),
+        "summary": texts(page, "#change-summary"),
+        "changes": [
+            {
+                "cells": [t.strip() for t in row.locator("td").all_inner_texts()],
+                "classes": row.locator(".classes li").all_inner_texts(),
+                "gained": row.locator(".counterexample.gained").all_inner_texts(),
+            }
+            for row in page.locator("tr.change").all()
+        ],
         "added": page.locator(".diff tr.add pre").all_inner_texts(),
         "removed": page.locator(".diff tr.del pre").all_inner_texts(),
     }
@@ -97,10 +151,12 @@ def main():
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("dialog", lambda d: (errors.append("dialog: " + d.message), d.dismiss()))
         if phase == "start":
+            seen["matrix"] = matrix(page, url, shots, "matrix.png")
             seen["playground"] = playground(page, url, shots)
             seen["diff"] = diff(page, url, shots, "diff-none.png")
         elif phase == "reload":
             seen["diff"] = diff(page, url, shots, "diff.png")
+            seen["matrix"] = matrix(page, url, shots, "matrix-after.png")
         else:
             raise SystemExit("unknown phase " + phase)
         seen["script_errors"] = errors

@@ -2,6 +2,20 @@
 // textContent (never innerHTML): what a person types and what the set says are never markup.
 "use strict";
 
+// The matrix: show only the classes whose label or id holds what is typed.
+(function () {
+  const input = document.getElementById("class-filter");
+  if (!input) return;
+  input.addEventListener("input", () => {
+    const wanted = input.value.trim().toLowerCase();
+    for (const row of document.querySelectorAll("table.matrix tbody tr")) {
+      const text = (row.dataset.class + " " + row.cells[0].textContent).toLowerCase();
+      row.hidden = wanted !== "" && !text.includes(wanted);
+    }
+  });
+})();
+
+// The playground.
 (function () {
   const builder = document.getElementById("builder");
   if (!builder) return;
