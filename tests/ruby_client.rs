@@ -6,7 +6,8 @@
 //! clinic (with its schema), every filter operator (tests/scenarios/plan) and the conditions ORM
 //! adapters have got wrong elsewhere (tests/scenarios/overgrant: `has()`, `== null`, `all()` over
 //! an empty list, a macro no filter expresses) (`scope_property_test.rb`); and mappings that cannot
-//! be exact raising (`mapping_test.rb`).
+//! be exact raising (`mapping_test.rb`); the example app (`examples/clinic_app.rb`, a notes
+//! controller on `Verdict::Controller`) and README.md's Ruby example, as written.
 //!
 //! Needs ruby with Debian's ruby-grpc, ruby-grpc-tools, ruby-google-protobuf, ruby-activerecord,
 //! ruby-sqlite3 and ruby-pg: CI installs them (.ci/run); elsewhere the tests are listed as ignored
@@ -56,6 +57,11 @@ fn main() -> std::process::ExitCode {
             "activerecord_mappings_that_cannot_be_exact_raise",
             &[ruby],
             activerecord_mappings_that_cannot_be_exact_raise,
+        ),
+        common::trial(
+            "the_example_app_and_the_readme_example_answer_as_documented",
+            &[ruby],
+            the_example_app_and_the_readme_example_answer_as_documented,
         ),
     ])
 }
@@ -246,4 +252,49 @@ fn the_ruby_client_gets_every_answer_of_the_clinic_suite() {
         stdout.contains(" 0 failures, 0 errors, 0 skips"),
         "{stdout}"
     );
+}
+
+/// The example app prints, request by request, what clients/ruby/README.md shows; the README's
+/// Ruby example prints what its comment says.
+fn the_example_app_and_the_readme_example_answer_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let stubs = dir.path().join("stubs");
+    let schema = clinic_schema(dir.path());
+    let daemon = Daemon::start(&common::bundled_policies(), &[]);
+
+    let out = ruby(
+        &gem().join("examples/clinic_app.rb"),
+        &[&daemon.addr, schema.to_str().unwrap()],
+        &stubs,
+        Duration::from_secs(60),
+    );
+    let stdout = succeeded(&out);
+    let documented = std::fs::read_to_string(gem().join("README.md")).unwrap();
+    let shown = documented
+        .split("ruby clients/ruby/examples/clinic_app.rb")
+        .nth(1)
+        .and_then(|rest| rest.split("```\n").nth(2))
+        .expect("clients/ruby/README.md shows the example's output");
+    assert_eq!(stdout.trim(), shown.trim());
+    // The after-action check, the 403 and the scope are all in what it printed.
+    assert!(
+        stdout.contains("GET /notes/export as dr-house: 500"),
+        "{stdout}"
+    );
+
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let snippet = readme
+        .split("```ruby\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a ```ruby example");
+    let printed = snippet
+        .lines()
+        .find_map(|l| l.strip_prefix("p ").and_then(|c| c.split_once("# ")))
+        .map(|(_, comment)| comment.trim().to_string())
+        .expect("the README's Ruby example says what it prints");
+    let script = dir.path().join("readme_example.rb");
+    std::fs::write(&script, snippet.replace("127.0.0.1:50051", &daemon.addr)).unwrap();
+    let stdout = succeeded(&ruby(&script, &[], &stubs, Duration::from_secs(60)));
+    assert_eq!(stdout.trim(), printed);
 }
