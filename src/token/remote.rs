@@ -391,6 +391,9 @@ struct State {
     jwks_uri: Option<String>,
     etag: Option<String>,
     last_modified: Option<String>,
+    /// The caching lifetime of the last full response: a 304 without caching headers of its own
+    /// keeps it (RFC 9111, 4.3.4).
+    lifetime: Option<Duration>,
     /// The last success, for the age gauge.
     last_success: Option<SystemTime>,
     /// The error of the last attempt, to log each distinct one once.
@@ -440,6 +443,7 @@ impl Refresher {
             shared: Arc::clone(&shared),
             etag: None,
             last_modified: None,
+            lifetime: None,
             last_success: None,
             failing: None,
         };
@@ -653,7 +657,9 @@ impl State {
             .client
             .get(&url, self.etag.as_deref(), self.last_modified.as_deref())?;
         let (bytes, lifetime, etag, last_modified) = match fetched {
-            Fetched::NotModified { lifetime } => return Ok(("not_modified", lifetime)),
+            Fetched::NotModified { lifetime } => {
+                return Ok(("not_modified", lifetime.or(self.lifetime)))
+            }
             Fetched::Body {
                 bytes,
                 lifetime,
@@ -664,6 +670,7 @@ impl State {
         let set = jwks::parse(&bytes).map_err(|e| failure("invalid", format!("{url}: {e}")))?;
         self.etag = etag;
         self.last_modified = last_modified;
+        self.lifetime = lifetime;
         if set.hash == self.shared.keys.load().hash {
             return Ok(("unchanged", lifetime));
         }
