@@ -267,6 +267,22 @@ fn start_daemon(flags: &[&str]) -> Daemon {
     Daemon::start(&common::bundled_policies(), &all)
 }
 
+/// A daemon verifying tokens from `idp`'s issuer with keys from its JWKS URL (its CA given), and
+/// `extra` flags.
+fn url_daemon(idp: &Idp, extra: &[&str]) -> Daemon {
+    let (url, issuer) = (idp.jwks_url(), idp.issuer());
+    let mut flags = vec![
+        "--jwks-url",
+        &url,
+        "--jwks-ca-file",
+        idp.ca_flag(),
+        "--token-issuer",
+        &issuer,
+    ];
+    flags.extend_from_slice(extra);
+    start_daemon(&flags)
+}
+
 /// `POST /v1/check` of Patient/123 `read` with `token`: (effect, token_error).
 fn read_with(daemon: &Daemon, token: &str) -> (String, String) {
     let url = format!("http://{}/v1/check", daemon.http_addr.as_deref().unwrap());
@@ -328,14 +344,7 @@ fn tokens_verify_with_keys_from_a_jwks_url_over_verified_https() {
     let idp = Idp::start(&[1]);
     let issuer = idp.issuer();
     let url = idp.jwks_url();
-    let daemon = start_daemon(&[
-        "--jwks-url",
-        &url,
-        "--jwks-ca-file",
-        idp.ca_flag(),
-        "--token-issuer",
-        &issuer,
-    ]);
+    let daemon = url_daemon(&idp, &[]);
     assert!(allowed(&daemon, &token(1, &issuer)));
     assert_eq!(
         read_with(&daemon, &token(1, "https://another.idp.test")),
@@ -443,19 +452,9 @@ fn oidc_discovery_finds_the_jwks_and_its_issuer_must_be_the_configured_one() {
 fn a_new_key_id_brings_the_rotated_keys_and_the_rate_limit_holds() {
     let idp = Idp::start(&[1]);
     let issuer = idp.issuer();
-    let url = idp.jwks_url();
     // No scheduled refresh during the test: every fetch after the first is an unknown kid's.
     idp.set(|s| s.cache_control = Some("max-age=3600".into()));
-    let daemon = start_daemon(&[
-        "--jwks-url",
-        &url,
-        "--jwks-ca-file",
-        idp.ca_flag(),
-        "--token-issuer",
-        &issuer,
-        "--jwks-unknown-kid-secs",
-        "3600",
-    ]);
+    let daemon = url_daemon(&idp, &["--jwks-unknown-kid-secs", "3600"]);
     assert!(allowed(&daemon, &token(1, &issuer)));
     assert_eq!(idp.jwks_fetches(), 1);
 
@@ -501,21 +500,11 @@ fn a_new_key_id_brings_the_rotated_keys_and_the_rate_limit_holds() {
 fn the_caching_lifetime_spaces_the_fetches_and_revalidation_gets_304() {
     let idp = Idp::start(&[1]);
     let issuer = idp.issuer();
-    let url = idp.jwks_url();
     idp.set(|s| {
         s.cache_control = Some("public, max-age=2".into());
         s.etag = Some("\"v1\"".into());
     });
-    let daemon = start_daemon(&[
-        "--jwks-url",
-        &url,
-        "--jwks-ca-file",
-        idp.ca_flag(),
-        "--token-issuer",
-        &issuer,
-        "--jwks-refresh-min-secs",
-        "1",
-    ]);
+    let daemon = url_daemon(&idp, &["--jwks-refresh-min-secs", "1"]);
     common::wait_for_blocking("three JWKS fetches", || idp.jwks_fetches() >= 3);
     let hits = idp.hits("/jwks");
     for pair in hits.windows(2) {
@@ -534,19 +523,15 @@ fn the_caching_lifetime_spaces_the_fetches_and_revalidation_gets_304() {
     // A ceiling below the lifetime wins: max-age=3600 with --jwks-refresh-max-secs 1.
     let idp = Idp::start(&[1]);
     idp.set(|s| s.cache_control = Some("max-age=3600".into()));
-    let url = idp.jwks_url();
-    let _daemon = start_daemon(&[
-        "--jwks-url",
-        &url,
-        "--jwks-ca-file",
-        idp.ca_flag(),
-        "--token-issuer",
-        &issuer,
-        "--jwks-refresh-min-secs",
-        "1",
-        "--jwks-refresh-max-secs",
-        "1",
-    ]);
+    let _daemon = url_daemon(
+        &idp,
+        &[
+            "--jwks-refresh-min-secs",
+            "1",
+            "--jwks-refresh-max-secs",
+            "1",
+        ],
+    );
     common::wait_for_blocking("a second JWKS fetch", || idp.jwks_fetches() >= 2);
     let hits = idp.hits("/jwks");
     let gap = hits[1].at - hits[0].at;
@@ -562,16 +547,7 @@ fn a_failing_server_leaves_the_last_good_keys_in_use_and_says_so() {
     let issuer = idp.issuer();
     let url = idp.jwks_url();
     idp.set(|s| s.cache_control = Some("max-age=1".into()));
-    let daemon = start_daemon(&[
-        "--jwks-url",
-        &url,
-        "--jwks-ca-file",
-        idp.ca_flag(),
-        "--token-issuer",
-        &issuer,
-        "--jwks-refresh-min-secs",
-        "1",
-    ]);
+    let daemon = url_daemon(&idp, &["--jwks-refresh-min-secs", "1"]);
     let good = token(1, &issuer);
     assert!(allowed(&daemon, &good));
 
