@@ -252,6 +252,7 @@ fn evaluation_call(
             },
             token: String::new(),
             principal_type: Some(principal_type),
+            explain: false,
         })
     };
     check().map_err(Refusal::invalid)
