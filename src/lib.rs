@@ -13,7 +13,7 @@ pub mod telemetry;
 pub mod reload;
 
 // Deciding: the schema, scopes, filters, the CEL boundary, compiled sets, the engine, the planner,
-// suites.
+// suites, the analysis of whole sets.
 pub mod schema;
 
 pub mod entities;
@@ -34,12 +34,16 @@ pub mod search;
 
 pub mod suite;
 
-// Serving: the live set, tokens, the wire, settings, the daemon, the command line.
+pub mod analysis;
+
+// Serving: the live set, tokens, the wire, the web UI, settings, the daemon, the command line.
 pub mod store;
 
 pub mod token;
 
 pub mod server;
+
+pub mod ui;
 
 pub mod config;
 
