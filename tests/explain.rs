@@ -233,7 +233,10 @@ async fn an_allow_after_conditions_that_did_not_hold_with_the_scope_gate_between
     assert_eq!(answer, check_response_json(&response));
     let printed = cli_check(&daemon, &allow_after_failed_conditions(), &[]);
     assert!(
-        printed.contains("  4. scope gate \"smart-on-fhir\": a granted scope covers the request\n"),
+        printed.contains(&format!(
+            "  4. scope gate \"smart-on-fhir\" (clinic/smart.yaml:{}): a granted scope covers the request\n",
+            line_of("clinic/smart.yaml", "smart-on-fhir")
+        )),
         "--request's explain is enough: {printed}"
     );
     assert!(

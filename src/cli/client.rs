@@ -304,16 +304,16 @@ fn trace_line(step: &proto::TraceStep) -> String {
     use proto::{TraceOutcome as O, TraceStage as S};
     let stage = S::try_from(step.stage).unwrap_or(S::Unspecified);
     let outcome = O::try_from(step.outcome).unwrap_or(O::Unspecified);
+    let at = match (step.file.as_str(), step.line) {
+        ("", _) => String::new(),
+        (file, 0) => format!(" ({file})"),
+        (file, line) => format!(" ({file}:{line})"),
+    };
     let what = match stage {
         S::Schema => "schema".to_string(),
-        S::ScopeGate => format!("scope gate \"{}\"", step.policy),
+        S::ScopeGate => format!("scope gate \"{}\"{at}", step.policy),
         S::Deny | S::Allow | S::Unspecified => {
             let effect = if stage == S::Deny { "deny " } else { "allow" };
-            let at = match (step.file.as_str(), step.line) {
-                ("", _) => String::new(),
-                (file, 0) => format!(" ({file})"),
-                (file, line) => format!(" ({file}:{line})"),
-            };
             format!("{effect} {}/{}{at}", step.policy, step.rule)
         }
     };

@@ -56,9 +56,10 @@ pub struct Step {
     pub rule: Arc<str>,
     /// The rule's index in [`PolicySet::rules`]; `None` for the gate and the schema.
     pub rule_id: Option<u32>,
-    /// The file the rule is written in, relative to the set's directory; empty if unknown.
+    /// The file the rule (or gate) is written in, relative to the set's directory; empty for
+    /// the schema.
     pub file: String,
-    /// The line of the rule in `file`; 0 if unknown.
+    /// The line of the rule (or gate) in `file`; 0 for the schema.
     pub line: usize,
     pub outcome: Outcome,
     /// This step made the decision (the decision names its policy and rule). No step decided a
@@ -89,13 +90,14 @@ impl Step {
     /// A step of the kind's scope gate, if the kind has one.
     pub(super) fn gate(set: &PolicySet, kind: &str, covered: bool) -> Option<Step> {
         let gate = set.scope_gate_for(kind)?;
+        let file = gate.file.strip_prefix(&set.root).unwrap_or(&gate.file);
         Some(Step {
             stage: Stage::ScopeGate,
             policy: gate.name.as_str().into(),
             rule: "scope-gate".into(),
             rule_id: None,
-            file: String::new(),
-            line: 0,
+            file: file.display().to_string(),
+            line: gate.line,
             outcome: if covered {
                 Outcome::ScopeCovered
             } else {
