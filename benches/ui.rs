@@ -14,7 +14,13 @@ use std::time::{Duration, Instant};
 /// The daemon on the clinic with the UI on: the process and the UI's address.
 fn start(policies: &Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--ui-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ui-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--policies")
         .arg(policies)
         .env("VERDICT_LOG", "warn,verdict=info")
@@ -72,7 +78,10 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that names nothing here runs nothing.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-') && !"ui".contains(a.as_str())) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"ui".contains(a.as_str()))
+    {
         return;
     }
     let env = |name: &str, default: usize| {
