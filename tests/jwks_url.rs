@@ -5,14 +5,16 @@
 //! the configured one; a token naming a new key id brings the rotated keys, and the rate limit
 //! holds the fetches down (counted at the server); the caching lifetime spaces the fetches
 //! (the server's clock) and a conditional request gets 304; a failing server leaves the last
-//! good keys in use, and says so in metrics, Status and the log.
+//! good keys in use, and says so in metrics, Status and the log; a server that does not answer
+//! holds a request with an unknown key id no longer than the fetch timeout; plain http works
+//! only to loopback, with the development flag.
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -85,19 +87,36 @@ struct State {
     etag: Option<String>,
     /// The discovery document, served at `/realms/clinic/.well-known/openid-configuration`.
     discovery: Option<Json>,
+    /// JWKS requests are held (received, counted, unanswered) until this is false again.
+    hold: bool,
     hits: Vec<Hit>,
 }
 
-/// An HTTPS identity provider on 127.0.0.1:0, one request per connection.
+/// The state, and the signal that it changed (a held request waits on it).
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// An HTTPS identity provider on 127.0.0.1:0 (plain HTTP with [`Idp::start_plain`]), one
+/// request per connection.
 struct Idp {
     base: String,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     _dir: tempfile::TempDir,
     ca_file: PathBuf,
 }
 
 impl Idp {
     fn start(keys: &[usize]) -> Idp {
+        Idp::start_with(keys, true)
+    }
+
+    fn start_plain(keys: &[usize]) -> Idp {
+        Idp::start_with(keys, false)
+    }
+
+    fn start_with(keys: &[usize], tls: bool) -> Idp {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -125,29 +144,40 @@ impl Idp {
             .unwrap();
         let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("https://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State {
-            jwks: jwks(keys),
-            answer: Answer::Keys,
-            cache_control: None,
-            etag: None,
-            discovery: None,
-            hits: Vec::new(),
-        }));
-        let shared = Arc::clone(&state);
+        let scheme = if tls { "https" } else { "http" };
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                jwks: jwks(keys),
+                answer: Answer::Keys,
+                cache_control: None,
+                etag: None,
+                discovery: None,
+                hold: false,
+                hits: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        });
+        let served = Arc::clone(&shared);
         std::thread::spawn(move || {
             for tcp in listener.incoming().map_while(Result::ok) {
-                let (config, state) = (Arc::clone(&config), Arc::clone(&shared));
+                let (config, shared) = (Arc::clone(&config), Arc::clone(&served));
                 std::thread::spawn(move || {
+                    if !tls {
+                        let _ = serve(tcp, &shared, |_| {});
+                        return;
+                    }
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     // A handshake the client refuses ends here, as a read error.
-                    let _ = serve(rustls::StreamOwned::new(conn, tcp), &state);
+                    let _ = serve(rustls::StreamOwned::new(conn, tcp), &shared, |s| {
+                        s.conn.send_close_notify()
+                    });
                 });
             }
         });
         Idp {
             base,
-            state,
+            shared,
             _dir: dir,
             ca_file,
         }
@@ -162,11 +192,12 @@ impl Idp {
     }
 
     fn set(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state.lock().unwrap());
+        change(&mut self.shared.state.lock().unwrap());
+        self.shared.changed.notify_all();
     }
 
     fn hits(&self, path: &str) -> Vec<Hit> {
-        let state = self.state.lock().unwrap();
+        let state = self.shared.state.lock().unwrap();
         state
             .hits
             .iter()
@@ -184,9 +215,10 @@ impl Idp {
     }
 }
 
-fn serve(
-    mut stream: rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>,
-    state: &Mutex<State>,
+fn serve<S: Read + Write>(
+    mut stream: S,
+    shared: &Shared,
+    close: impl FnOnce(&mut S),
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(&mut stream);
     let mut request_line = String::new();
@@ -209,12 +241,15 @@ fn serve(
         }
     }
     let (status, headers, body) = {
-        let mut state = state.lock().unwrap();
+        let mut state = shared.state.lock().unwrap();
         state.hits.push(Hit {
             path: path.clone(),
             at: Instant::now(),
             if_none_match: if_none_match.clone(),
         });
+        while path == "/jwks" && state.hold {
+            state = shared.changed.wait(state).unwrap();
+        }
         let mut headers = Vec::new();
         match path.as_str() {
             "/realms/clinic/.well-known/openid-configuration" => match &state.discovery {
@@ -256,7 +291,7 @@ fn serve(
     response.push_str("\r\n");
     response.push_str(&body);
     stream.write_all(response.as_bytes())?;
-    stream.conn.send_close_notify();
+    close(&mut stream);
     stream.flush()
 }
 
@@ -615,4 +650,64 @@ fn a_failing_server_leaves_the_last_good_keys_in_use_and_says_so() {
         "{logs:#?}"
     );
     assert!(daemon.metric("verdict_jwks_age_seconds") < 60.0);
+}
+
+#[test]
+fn an_unknown_kid_waits_for_its_refresh_no_longer_than_the_timeout() {
+    let idp = Idp::start(&[1]);
+    let issuer = idp.issuer();
+    idp.set(|s| s.cache_control = Some("max-age=3600".into()));
+    let daemon = url_daemon(
+        &idp,
+        &[
+            "--jwks-timeout-secs",
+            "1",
+            "--jwks-unknown-kid-secs",
+            "3600",
+        ],
+    );
+    // The identity provider publishes ec-2 but stops answering: the request that meets ec-2
+    // asks for a fetch, and gets its answer (a deny) while the server still holds the fetch.
+    idp.set(|s| {
+        s.jwks = jwks(&[1, 2]);
+        s.hold = true;
+    });
+    assert_eq!(
+        read_with(&daemon, &token(2, &issuer)),
+        ("EFFECT_DENY".into(), "unknown key id".into())
+    );
+    common::wait_for_blocking("the fetch it asked for, at the server", || {
+        idp.jwks_fetches() == 2
+    });
+    common::wait_for_blocking("the fetch's timeout", || fetches(&daemon, "network") == 1.0);
+    let keys = token_keys(&daemon);
+    assert!(
+        keys["last_error"].as_str().unwrap().contains("timeout"),
+        "{keys}"
+    );
+    assert!(allowed(&daemon, &token(1, &issuer)), "ec-1 still verifies");
+    // Released, the keys come with the next fetch (SIGHUP here: the unknown-kid interval holds).
+    idp.set(|s| s.hold = false);
+    daemon.signal("HUP");
+    common::wait_for_blocking("ec-2 in the key set", || {
+        token_keys(&daemon)["key_ids"] == json!(["ec-1", "ec-2"])
+    });
+    assert!(allowed(&daemon, &token(2, &issuer)));
+}
+
+#[test]
+fn plain_http_is_fetched_only_from_loopback_with_the_development_flag() {
+    let idp = Idp::start_plain(&[1]);
+    let issuer = idp.issuer();
+    let url = idp.jwks_url();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let daemon = start_daemon(&[
+        "--jwks-url",
+        &url,
+        "--jwks-allow-http-loopback",
+        "--token-issuer",
+        &issuer,
+    ]);
+    assert!(allowed(&daemon, &token(1, &issuer)));
+    assert_eq!(idp.jwks_fetches(), 1);
 }
