@@ -13,7 +13,7 @@ pub mod telemetry;
 pub mod reload;
 
 // Deciding: the schema, scopes, filters, the CEL boundary, compiled sets, the engine, the planner,
-// suites.
+// suites, the analysis of whole sets.
 pub mod schema;
 
 pub mod entities;
@@ -33,6 +33,8 @@ pub mod plan;
 pub mod search;
 
 pub mod suite;
+
+pub mod analysis;
 
 // Serving: the live set, tokens, the wire, settings, the daemon, the command line.
 pub mod store;

@@ -15,6 +15,9 @@ pub struct ScopeGate {
     pub name: String,
     pub letters: HashMap<String, Permission>,
     pub compartment: PatientCompartment,
+    /// Where the gate is declared (its name's line).
+    pub file: std::path::PathBuf,
+    pub line: usize,
 }
 
 impl ScopeGate {
@@ -91,6 +94,8 @@ impl Compiler {
                     .clone()
                     .unwrap_or(defaults.patient_attribute),
             },
+            file: doc.file.clone(),
+            line,
         };
         self.gate_sites
             .insert(g.name.clone(), (doc.file.clone(), line));

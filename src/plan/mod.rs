@@ -102,6 +102,34 @@ pub fn plan(set: &PolicySet, request: &PlanRequest) -> Result<Plan, PlanError> {
 /// fit the schema (as a typed table holds them; `filter::sql` renders the checks a table's
 /// column types cannot make).
 pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned, PlanError> {
+    plan_inner(set, request, None)
+}
+
+/// Which rules shaped a plan: each rule considered (principal selector matching) with the rows
+/// where it takes part, and the scope gate's rows. For analysis (`analysis`), not the request
+/// path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trace {
+    /// (rule id in `PolicySet::rules`, rows): for a deny rule the rows where it does *not* fire,
+    /// for an allow rule the rows where it holds; simplified, without known attributes
+    /// substituted. Rules the planner did not reach (it stops when no allow can hold) are absent.
+    pub rules: Vec<(u32, Filter)>,
+    /// The rows some granted scope covers, when a scope gate is on for the kind.
+    pub gate: Option<Filter>,
+}
+
+/// Like [`plan_explained`], with the [`Trace`] of the rules that shaped the plan.
+pub fn plan_traced(set: &PolicySet, request: &PlanRequest) -> Result<(Planned, Trace), PlanError> {
+    let mut trace = Trace::default();
+    let planned = plan_inner(set, request, Some(&mut trace))?;
+    Ok((planned, trace))
+}
+
+fn plan_inner(
+    set: &PolicySet,
+    request: &PlanRequest,
+    mut trace: Option<&mut Trace>,
+) -> Result<Planned, PlanError> {
     let merged;
     let request = if set.entities.principal(&request.principal.id).is_some() {
         let mut with_stored = request.clone();
@@ -199,6 +227,9 @@ pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned,
             ]),
             Effect::Allow => Filter::And(vec![target.when_true, condition.when_true]),
         };
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.rules.push((id, term.clone().simplify()));
+        }
         let term = Filter::from_rule(&rule.policy, &rule.name, term);
         match rule.effect {
             Effect::Deny => denies.push(term),
@@ -209,6 +240,9 @@ pub fn plan_explained(set: &PolicySet, request: &PlanRequest) -> Result<Planned,
     let gate = set
         .scope_gate_for(&request.kind)
         .map(|gate| substitute_known(scope_gate_terms(gate, request), known_attr).simplify());
+    if let Some(trace) = trace {
+        trace.gate = gate.clone();
+    }
     if allowed == Filter::False || gate == Some(Filter::False) {
         // Nothing can be allowed, whatever the deny rules say.
         return Ok(Planned {
