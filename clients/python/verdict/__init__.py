@@ -7,8 +7,9 @@
                                principal={"id": "dr-house", "roles": ["physician"], ...})
         if result.allowed("Patient", "123", "read"): ...
 
-`verdict.client` holds the clients (sync and asyncio) and answers; `verdict.v1` is the generated
-gRPC stubs.
+`verdict.client` holds the clients (sync and asyncio) and answers; `verdict.sqlalchemy` turns a
+PlanFilter answer into a SQLAlchemy WHERE clause (`pip install verdict-client[sqlalchemy]`);
+`verdict.schema` reads `verdict schema export`; `verdict.v1` is the generated gRPC stubs.
 """
 
 from verdict.client import (
