@@ -11,8 +11,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::Daemon;
 use serde_json::{json, Value as Json};
@@ -42,28 +42,9 @@ fn main() -> std::process::ExitCode {
     ])
 }
 
-/// Runs a Python script from the repository's root with the package of the working tree on its
-/// path; kills it after `limit`.
+/// Runs a script of the package from the repository's root.
 fn python(script: &Path, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PYTHONPATH", package())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+    common::python(script, args, Path::new(env!("CARGO_MANIFEST_DIR")), limit)
 }
 
 /// The clinic suite as the JSON scenarios client_test.py reads.

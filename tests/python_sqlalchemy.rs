@@ -18,8 +18,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::Daemon;
 
@@ -71,28 +71,16 @@ fn postgres() -> Vec<String> {
     }
 }
 
-/// Runs a script of the package's tests/ with the working tree's package on its path; kills it
-/// after `limit`; asserts it succeeded and returns its output.
+/// Runs a script of the package's tests/ from the repository's root; asserts it succeeded and
+/// returns its output.
 fn python(script: &str, args: &[String], limit: Duration) -> String {
-    let mut child = Command::new("python3")
-        .arg(package().join("tests").join(script))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("PYTHONPATH", package())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = common::python(
+        &Path::new("tests").join(script),
+        &args,
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        limit,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script}: {stdout}\n{stderr}");
