@@ -3,7 +3,8 @@
 //! Check and PlanFilter scenario of the bundled clinic suite (policies/clinic/clinic_test.yaml),
 //! written here as JSON for `tests/client_test.py`, through the sync and asyncio clients, with a
 //! same-id batch and the client's own errors; the package's example; and the README's Python
-//! example as written. The package runs from the working tree (`PYTHONPATH`), not an installed
+//! example ("Calling Verdict from Python", a scoped SQLAlchemy query) as written, with the
+//! clinic's `verdict schema export` beside it. The package runs from the working tree (`PYTHONPATH`), not an installed
 //! copy.
 //!
 //! Needs python3 with the packages of clients/python/requirements-dev.txt: CI installs them
@@ -24,9 +25,9 @@ fn package() -> std::path::PathBuf {
 
 fn main() -> std::process::ExitCode {
     let python = common::Tool::command(
-        "python3 with grpcio and grpcio-tools (pip install -r clients/python/requirements-dev.txt)",
+        "python3 with grpcio, grpcio-tools and SQLAlchemy (pip install -r clients/python/requirements-dev.txt)",
         "python3",
-        &["-c", "import grpc, grpc_tools, google.protobuf"],
+        &["-c", "import grpc, grpc_tools, google.protobuf, sqlalchemy"],
     );
     common::run(vec![
         common::trial(
@@ -166,9 +167,18 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
         .find_map(|l| l.split_once("print(").and_then(|(_, c)| c.split_once("# ")))
         .map(|(_, comment)| comment.trim().to_string())
         .expect("the README's Python example says what it prints");
+    // It reads the schema as the README's `verdict schema export` line writes it.
+    let export = std::process::Command::new(common::BIN)
+        .args(["schema", "export"])
+        .arg(common::bundled_policies().join("clinic"))
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    assert!(readme.contains("verdict schema export policies/clinic > clinic-schema.json"));
+    std::fs::write(dir.path().join("clinic-schema.json"), &export.stdout).unwrap();
     let script = dir.path().join("readme_example.py");
     std::fs::write(&script, snippet.replace("127.0.0.1:50051", &daemon.addr)).unwrap();
-    let out = python(&script, &[], Duration::from_secs(60));
+    let out = common::python(&script, &[], dir.path(), Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

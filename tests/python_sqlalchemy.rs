@@ -9,7 +9,9 @@
 //!   attributes), the rows the SQLAlchemy query selects are exactly the rows Check allows, each row
 //!   Checked as the database gives it back. Three policy sets: the bundled clinic (typed, with its
 //!   `verdict schema export`), tests/scenarios/plan (every filter operator) and the package's
-//!   tests/policies (has(), `!= null`, `== null`, all(): the over-grants of other adapters).
+//!   tests/policies (has(), `!= null`, `== null`, all(): the over-grants of other adapters);
+//! - the example service (`examples/notes_service.py`, through `tests/example_test.py`): each
+//!   caller's listing is what Check allows, and its errors fail closed.
 //!
 //! Needs python3 with the packages of clients/python/requirements-dev.txt (SQLAlchemy, psycopg).
 //! PostgreSQL runs against `VERDICT_TEST_POSTGRES` (`.ci/run` starts a server and sets it);
@@ -54,6 +56,11 @@ fn main() -> std::process::ExitCode {
             &[python],
             sqlalchemy_scopes_never_over_grant_has_null_or_all,
         ),
+        common::trial(
+            "the_example_notes_service_lists_what_check_allows",
+            &[python],
+            the_example_notes_service_lists_what_check_allows,
+        ),
     ])
 }
 
@@ -97,6 +104,19 @@ fn sqlalchemy_clauses_follow_the_filter_semantics() {
     assert!(stdout.contains("; 0 failures;"), "{stdout}");
 }
 
+/// `verdict schema export POLICIES`, written into `dir`.
+fn schema_export(policies: &Path, dir: &Path) -> String {
+    let out = Command::new(common::BIN)
+        .args(["schema", "export"])
+        .arg(policies)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let file = dir.join("schema.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    file.to_str().unwrap().to_string()
+}
+
 /// The property through a daemon running `policies`, for the script's `set` of tables.
 fn prove(policies: &Path, set: &str, principals: usize, schema: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -110,15 +130,7 @@ fn prove(policies: &Path, set: &str, principals: usize, schema: bool) -> String 
         principals.to_string(),
     ];
     if schema {
-        let out = Command::new(common::BIN)
-            .args(["schema", "export"])
-            .arg(policies)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let file = dir.path().join("schema.json");
-        std::fs::write(&file, &out.stdout).unwrap();
-        args.extend(["--schema".into(), file.to_str().unwrap().into()]);
+        args.extend(["--schema".into(), schema_export(policies, dir.path())]);
     }
     args.extend(postgres());
     let stdout = python("sqlalchemy_property.py", &args, Duration::from_secs(900));
@@ -142,4 +154,18 @@ fn sqlalchemy_scopes_never_over_grant_has_null_or_all() {
     let stdout = prove(&package().join("tests/policies"), "overgrant", 30, false);
     // The all() rule cannot be a filter: the daemon refuses it, and no clause is made.
     assert!(!stdout.contains(", 0 refused)"), "{stdout}");
+}
+
+fn the_example_notes_service_lists_what_check_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::bundled_policies();
+    let daemon = Daemon::start(&policies, &[]);
+    let args = [
+        "--server".to_string(),
+        daemon.addr.clone(),
+        "--schema".to_string(),
+        schema_export(&policies, dir.path()),
+    ];
+    let stdout = python("example_test.py", &args, Duration::from_secs(300));
+    assert!(stdout.contains("example: 8 ok, 0 failed"), "{stdout}");
 }
