@@ -36,12 +36,14 @@ pub mod suite;
 
 pub mod analysis;
 
-// Serving: the live set, tokens, the wire, settings, the daemon, the command line.
+// Serving: the live set, tokens, the wire, the web UI, settings, the daemon, the command line.
 pub mod store;
 
 pub mod token;
 
 pub mod server;
+
+pub mod ui;
 
 pub mod config;
 

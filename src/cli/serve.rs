@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// HTTP/JSON API address (POST /v1/check, /v1/plan), or `off`. [default: off]
     #[arg(long, env = "VERDICT_HTTP_LISTEN")]
     pub http_listen: Option<Endpoint>,
+    /// Web UI address (access matrix, playground, diff of the last reload; read-only), or `off`.
+    /// Bind it to loopback (127.0.0.1:8081) or put it behind authentication. [default: off]
+    #[arg(long, env = "VERDICT_UI_LISTEN")]
+    pub ui_listen: Option<Endpoint>,
     /// The base URL AuthZEN clients reach this server at, for its metadata
     /// (/.well-known/authzen-configuration). [default: the listener's scheme and the Host header]
     #[arg(long, env = "VERDICT_AUTHZEN_BASE_URL")]
@@ -231,6 +235,7 @@ impl ServeArgs {
         set(&mut c.tls.reload_secs, &self.tls_reload_secs);
         set(&mut c.metrics.listen, &self.metrics_listen);
         set(&mut c.http.listen, &self.http_listen);
+        set(&mut c.ui.listen, &self.ui_listen);
         if self.authzen_base_url.is_some() {
             c.http.authzen_base_url = self.authzen_base_url.clone();
         }

@@ -25,6 +25,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub metrics: MetricsConfig,
     pub http: HttpConfig,
+    pub ui: UiConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
     pub shutdown: ShutdownConfig,
@@ -42,6 +43,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             metrics: MetricsConfig::default(),
             http: HttpConfig::default(),
+            ui: UiConfig::default(),
             log: LogConfig::default(),
             audit: AuditConfig::default(),
             shutdown: ShutdownConfig::default(),
@@ -231,6 +233,15 @@ impl Default for HttpConfig {
             authzen_reasons: true,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Where the web UI (access matrix, playground, diff of the last reload) listens; off by
+    /// default. Read-only; uses the TLS settings when TLS is on. Bind it to loopback or put it
+    /// behind authentication: it shows the whole policy set.
+    pub listen: Endpoint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -427,6 +438,7 @@ impl Config {
         let mut ports = vec![("listen", Some(self.listen))];
         ports.push(("metrics.listen", self.metrics.listen.0));
         ports.push(("http.listen", self.http.listen.0));
+        ports.push(("ui.listen", self.ui.listen.0));
         for (i, (a, x)) in ports.iter().enumerate() {
             for (b, y) in &ports[i + 1..] {
                 if let (Some(x), Some(y)) = (x, y) {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::reload::{ReloadOptions, Reloader};
+use crate::server::authority::Authority;
 use crate::server::authzen::{self, AuthzenOptions};
 use crate::server::evaluation::PoolOptions;
 use crate::server::tls::{ReloadingTls, TlsFiles};
@@ -55,6 +56,8 @@ pub async fn run(config: Config) -> Result<()> {
 
     let options = StoreOptions {
         require_tests: config.reload.require_tests,
+        // The UI's source and diff pages show the active files and the set a reload replaced.
+        keep_history: config.ui.listen.0.is_some(),
     };
     let store = PolicyStore::open_with(&config.policies, options).map_err(|e| {
         anyhow::anyhow!(
@@ -150,6 +153,14 @@ pub async fn run(config: Config) -> Result<()> {
                 .with_context(|| format!("cannot listen on {addr} (http.listen)"))?,
         ),
     };
+    let ui_listener = match config.ui.listen.0 {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (ui.listen)"))?,
+        ),
+    };
 
     let (serving, serving_rx) = tokio::sync::watch::channel(true);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -213,6 +224,32 @@ pub async fn run(config: Config) -> Result<()> {
         tasks.push(tokio::spawn(async move {
             if let Err(e) = http::serve(listener, router, tls, done).await {
                 tracing::error!("HTTP/JSON server failed: {e}");
+            }
+        }));
+    }
+    if let Some(listener) = ui_listener {
+        tracing::info!(listener = "ui", addr = %listener.local_addr()?, tls = tls.is_some(), "serving the web UI");
+        // The playground's own decision path: no decision log (what a person types is no
+        // traffic), no token verification (the principal is what they type).
+        let authority = Arc::new(
+            Authority::new(
+                Arc::clone(&store),
+                options.limits,
+                options.request_timeout,
+                None,
+            )
+            .with_pool(options.pool),
+        );
+        let router = crate::ui::router(
+            Arc::clone(&store),
+            authority,
+            config.limits.max_message_bytes,
+        );
+        let done = stopped();
+        let tls = tls.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, router, tls, done).await {
+                tracing::error!("web UI server failed: {e}");
             }
         }));
     }

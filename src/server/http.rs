@@ -162,7 +162,7 @@ fn health_answer(serving: Option<&tokio::sync::watch::Receiver<bool>>) -> Respon
     }
 }
 
-pub(super) fn http_status(code: Code) -> StatusCode {
+pub fn http_status(code: Code) -> StatusCode {
     match code {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
             StatusCode::BAD_REQUEST
@@ -181,7 +181,7 @@ pub(super) fn refusal(r: &Refusal) -> Response {
 }
 
 /// The one shape of every error body.
-pub(super) fn error(status: StatusCode, code: Code, message: &str) -> Response {
+pub fn error(status: StatusCode, code: Code, message: &str) -> Response {
     let body = json!({"code": authority::code_name(code), "message": message});
     (status, axum::Json(body)).into_response()
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::compile::PolicySet;
 use crate::policy::{self, LoadError, LoadErrors};
@@ -31,14 +31,36 @@ use crate::telemetry::{
 pub struct StoreOptions {
     /// A set whose directory holds test suites goes live only if they all pass (at start too).
     pub require_tests: bool,
+    /// Keep the files of the active set and the set it replaced ([`PolicyStore::history`]), for
+    /// the web UI's source and diff pages: the previous set stays in memory until the next
+    /// reload. Off by default.
+    pub keep_history: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             require_tests: true,
+            keep_history: false,
         }
     }
+}
+
+/// A published set with the files it was compiled from.
+pub struct Revision {
+    pub set: Arc<PolicySet>,
+    /// (path relative to the policy directory, text), sorted by path.
+    pub files: Vec<(PathBuf, String)>,
+    /// When it was published.
+    pub loaded_at: SystemTime,
+}
+
+/// The active revision and the one the last published reload replaced (with
+/// [`StoreOptions::keep_history`]).
+pub struct History {
+    pub active: Arc<Revision>,
+    /// `None` until a reload publishes a new set.
+    pub previous: Option<Arc<Revision>>,
 }
 
 /// What the last reload attempt did, for the status endpoint and metrics.
@@ -73,6 +95,9 @@ pub struct PolicyStore {
     options: StoreOptions,
     active: ArcSwap<PolicySet>,
     status: ArcSwap<ReloadStatus>,
+    /// With `keep_history`: the active revision and the previous one. Published just after the
+    /// set it describes.
+    history: ArcSwapOption<History>,
     /// Serialises reloads (watcher and SIGHUP); never taken on the request path.
     reloading: std::sync::Mutex<()>,
 }
@@ -110,6 +135,16 @@ impl PolicyStore {
         }
         let mut store = PolicyStore::with_set(dir, set);
         store.options = options;
+        if options.keep_history {
+            store.history.store(Some(Arc::new(History {
+                active: Arc::new(Revision {
+                    set: store.current(),
+                    files: read.texts,
+                    loaded_at: SystemTime::now(),
+                }),
+                previous: None,
+            })));
+        }
         Ok(store)
     }
 
@@ -133,6 +168,7 @@ impl PolicyStore {
             options: StoreOptions::default(),
             active: ArcSwap::from_pointee(set),
             status: ArcSwap::from_pointee(status),
+            history: ArcSwapOption::empty(),
             reloading: std::sync::Mutex::new(()),
         }
     }
@@ -147,6 +183,12 @@ impl PolicyStore {
     /// reload, `current()` may already be newer than `status().active_version`.
     pub fn status(&self) -> Arc<ReloadStatus> {
         self.status.load_full()
+    }
+
+    /// The active set's files and the previous set's, with [`StoreOptions::keep_history`]
+    /// (`None` without). Not for the request path: the decision path takes [`Self::current`].
+    pub fn history(&self) -> Option<Arc<History>> {
+        self.history.load_full()
     }
 
     pub fn dir(&self) -> &Path {
@@ -195,7 +237,7 @@ impl PolicyStore {
             if self.options.require_tests {
                 gate(&self.dir, &set, read.unreadable_suites, &read.suites)?;
             }
-            Ok(Some(set))
+            Ok(Some((set, files)))
         }))
         .unwrap_or_else(|panic| {
             // A bug, not the operator's fault; still no reason to stop serving the active set.
@@ -226,14 +268,15 @@ impl PolicyStore {
                 }
                 ReloadOutcome::Unchanged(previous.active_version.clone())
             }
-            Ok(Some(set)) => {
+            Ok(Some((set, files))) => {
                 let version = set.version.clone();
                 let rule_count = set.rules.len();
                 let policy_count = set.policy_count;
                 for warning in &set.warnings {
                     tracing::warn!(version = %version, "policy warning: {warning}");
                 }
-                let replaced = self.active.swap(Arc::new(set));
+                let set = Arc::new(set);
+                let replaced = self.active.swap(Arc::clone(&set));
                 self.status.store(Arc::new(ReloadStatus {
                     active_version: version.clone(),
                     loaded_at: SystemTime::now(),
@@ -259,7 +302,27 @@ impl PolicyStore {
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "policy set published"
                 );
-                retire(replaced);
+                // With history, the set that leaves memory is the one before the replaced one.
+                let leaving = match self.history.load_full() {
+                    None => Some(replaced),
+                    Some(history) => {
+                        drop(replaced);
+                        self.history.store(Some(Arc::new(History {
+                            active: Arc::new(Revision {
+                                set,
+                                files,
+                                loaded_at: SystemTime::now(),
+                            }),
+                            previous: Some(Arc::clone(&history.active)),
+                        })));
+                        let leaving = history.previous.as_ref().map(|r| Arc::clone(&r.set));
+                        drop(history);
+                        leaving
+                    }
+                };
+                if let Some(leaving) = leaving {
+                    retire(leaving);
+                }
                 ReloadOutcome::Published(version)
             }
             Err(Rejection {
@@ -495,5 +558,39 @@ mod tests {
             assert!(matches!(store.reload(), ReloadOutcome::Rejected(_)));
             assert_eq!(store.current().version, second);
         });
+    }
+
+    #[test]
+    fn with_history_the_store_keeps_the_files_and_the_set_the_last_reload_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clerks.yaml");
+        std::fs::write(&file, READ).unwrap();
+        assert!(PolicyStore::open(dir.path()).unwrap().history().is_none());
+        let options = StoreOptions {
+            keep_history: true,
+            ..StoreOptions::default()
+        };
+        let store = PolicyStore::open_with(dir.path(), options).unwrap();
+        let first = store.history().unwrap();
+        assert!(first.previous.is_none());
+        assert_eq!(first.active.set.version, store.current().version);
+        assert_eq!(
+            first.active.files,
+            vec![("clerks.yaml".into(), READ.to_string())]
+        );
+
+        std::fs::write(&file, WRITE).unwrap();
+        assert!(matches!(store.reload(), ReloadOutcome::Published(_)));
+        std::fs::write(&file, BROKEN).unwrap();
+        assert!(matches!(store.reload(), ReloadOutcome::Rejected(_)));
+        let second = store.history().unwrap();
+        assert_eq!(second.active.set.version, store.current().version);
+        assert_eq!(
+            second.active.files[0].1, WRITE,
+            "a rejected set is no revision"
+        );
+        let previous = second.previous.as_ref().unwrap();
+        assert_eq!(previous.set.version, first.active.set.version);
+        assert_eq!(previous.files[0].1, READ);
     }
 }

@@ -351,6 +351,8 @@ pub struct Daemon {
     pub metrics_addr: Option<String>,
     /// The HTTP/JSON address, when `--http-listen` was given.
     pub http_addr: Option<String>,
+    /// The web UI's address, when `--ui-listen` was given.
+    pub ui_addr: Option<String>,
     logs: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -410,7 +412,7 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        let (mut addr, mut metrics_addr, mut http_addr) = (None, None, None);
+        let (mut addr, mut metrics_addr, mut http_addr, mut ui_addr) = (None, None, None, None);
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let failed = |child: &mut std::process::Child, why: &str| -> ! {
             let _ = child.kill();
@@ -429,6 +431,7 @@ impl Daemon {
                 Some("grpc") => addr = field(&line, "addr"),
                 Some("metrics") => metrics_addr = field(&line, "addr"),
                 Some("http") => http_addr = field(&line, "addr"),
+                Some("ui") => ui_addr = field(&line, "addr"),
                 _ => {}
             }
         }
@@ -452,6 +455,7 @@ impl Daemon {
             addr: addr.unwrap(),
             metrics_addr,
             http_addr,
+            ui_addr,
             logs,
         }
     }

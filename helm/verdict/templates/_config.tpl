@@ -63,6 +63,12 @@ http:
 {{- end }}
   authzen_base_url: {{ if .Values.http.authzenBaseUrl }}{{ .Values.http.authzenBaseUrl | toJson }}{{ else }}null{{ end }}
   authzen_reasons: {{ .Values.http.authzenReasons | toJson }}
+ui:
+{{- if .Values.ui.enabled }}
+  listen: {{ printf "127.0.0.1:%d" (.Values.ui.port | int) | toJson }}
+{{- else }}
+  listen: null
+{{- end }}
 log:
   format: {{ .Values.log.format | toJson }}
   level: {{ .Values.log.level | toJson }}
