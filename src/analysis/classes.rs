@@ -36,6 +36,9 @@ pub enum ScopeShape {
     None,
     /// The set has no scope gate: scopes change nothing (unless a condition reads them).
     NotGated,
+    /// `user/*.X`: one SMART permission letter (`c`, `r`, `u`, `d`, `s`), for the diff: the
+    /// action-to-letter mapping of a gate.
+    UserPermission(char),
 }
 
 impl ScopeShape {
@@ -45,16 +48,30 @@ impl ScopeShape {
             ScopeShape::Patient => vec!["patient/*.cruds".into()],
             ScopeShape::System => vec!["system/*.cruds".into()],
             ScopeShape::None | ScopeShape::NotGated => Vec::new(),
+            ScopeShape::UserPermission(letter) => vec![format!("user/*.{letter}")],
         }
     }
 
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
-            ScopeShape::User => "user/*.cruds",
-            ScopeShape::Patient => "patient/*.cruds",
-            ScopeShape::System => "system/*.cruds",
-            ScopeShape::None => "no scope",
-            ScopeShape::NotGated => "",
+            ScopeShape::User => "user/*.cruds".into(),
+            ScopeShape::Patient => "patient/*.cruds".into(),
+            ScopeShape::System => "system/*.cruds".into(),
+            ScopeShape::None => "no scope".into(),
+            ScopeShape::NotGated => String::new(),
+            ScopeShape::UserPermission(letter) => format!("user/*.{letter}"),
+        }
+    }
+
+    /// The shape's part of a class id.
+    fn id(self) -> String {
+        match self {
+            ScopeShape::User => "user".into(),
+            ScopeShape::Patient => "patient".into(),
+            ScopeShape::System => "system".into(),
+            ScopeShape::None => "none".into(),
+            ScopeShape::NotGated => String::new(),
+            ScopeShape::UserPermission(letter) => format!("user.{letter}"),
         }
     }
 }
@@ -291,8 +308,18 @@ pub fn classes(domains: &Domains, depth: Depth) -> Vec<PrincipalClass> {
     let profiles = profiles(domains, depth);
     let mut out = Vec::new();
     for (roles, capabilities, id, client) in &who {
-        for &shape in shapes {
-            for (profile, attr) in &profiles {
+        let single = roles.len() + capabilities.len() <= 1;
+        let letters: Vec<ScopeShape> = if depth == Depth::Pairs && domains.gated && single {
+            "cruds".chars().map(ScopeShape::UserPermission).collect()
+        } else {
+            Vec::new()
+        };
+        for &shape in shapes.iter().chain(&letters) {
+            let profiles = match shape {
+                ScopeShape::UserPermission(_) => &profiles[..1],
+                _ => &profiles[..],
+            };
+            for (profile, attr) in profiles {
                 let mut attr = attr.clone();
                 if shape == ScopeShape::Patient {
                     launch_patient(domains, &mut attr);
@@ -368,15 +395,9 @@ fn class(
     let mut id = ids.join("+");
     let mut label = labels.join(" + ");
     if shape != ScopeShape::NotGated {
-        id.push_str(&format!(
-            "/scope:{}",
-            serde_json::to_value(shape)
-                .unwrap_or_default()
-                .as_str()
-                .unwrap_or("")
-        ));
+        id.push_str(&format!("/scope:{}", shape.id()));
         label.push_str(", ");
-        label.push_str(shape.label());
+        label.push_str(&shape.label());
     }
     if !profile.is_empty() {
         id.push_str(&format!("/attr:{profile}"));

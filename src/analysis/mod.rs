@@ -39,7 +39,7 @@ use serde_json::{json, Value as Json};
 
 use crate::compile::PolicySet;
 use crate::filter::Filter;
-use crate::plan::{plan_traced, Plan, PlanRequest, Trace};
+use crate::plan::{plan_explained, plan_traced, Plan, PlanRequest, Trace};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
 
@@ -249,6 +249,16 @@ pub fn matrix(set: &PolicySet) -> Matrix {
     }
 }
 
+fn plan_request(class: &PrincipalClass, kind: &str, action: &str) -> PlanRequest {
+    PlanRequest {
+        principal: class.principal.clone(),
+        kind: kind.to_string(),
+        action: action.to_string(),
+        context: json!({}),
+        known_attr: json!({}),
+    }
+}
+
 /// A cell, and the plan's filter (`None` when undetermined).
 fn cell(
     set: &PolicySet,
@@ -256,13 +266,7 @@ fn cell(
     kind: &str,
     action: &str,
 ) -> (Cell, Option<Filter>) {
-    let request = PlanRequest {
-        principal: class.principal.clone(),
-        kind: kind.to_string(),
-        action: action.to_string(),
-        context: json!({}),
-        known_attr: json!({}),
-    };
+    let request = plan_request(class, kind, action);
     let mut cell = Cell {
         class: class.id.clone(),
         kind: kind.to_string(),
@@ -483,6 +487,15 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> Diff {
         for action in actions {
             for class in &classes {
                 cells_compared += 1;
+                // Most cells do not change: compare the plans before describing them.
+                let request = plan_request(class, kind, action);
+                if let (Ok(a), Ok(b)) =
+                    (plan_explained(old, &request), plan_explained(new, &request))
+                {
+                    if strip(&a.plan.filter()) == strip(&b.plan.filter()) {
+                        continue;
+                    }
+                }
                 let (before, old_filter) = cell(old, class, kind, action);
                 let (after, new_filter) = cell(new, class, kind, action);
                 let change = compare(

@@ -1,4 +1,5 @@
-//! `verdict validate` and `verdict test`: working on policy files, no daemon involved.
+//! `verdict validate`, `verdict test` and `verdict diff`: working on policy files, no daemon
+//! involved.
 
 use std::path::PathBuf;
 
@@ -220,4 +221,209 @@ fn with_severity(e: &crate::policy::LoadError, severity: &str) -> String {
         Some(line) => format!("{}:{line}: {severity}: {}", e.file.display(), e.message),
         None => format!("{}: {severity}: {}", e.file.display(), e.message),
     }
+}
+
+/// `verdict diff`'s exit codes, for its `--help` and the docs.
+pub const DIFF_EXIT_CODES: &str = "\
+Exit codes:
+  0  no access widened (nothing changed, or access only narrowed)
+  1  either policy set does not load (or cannot be read)
+  2  bad command line
+  3  access widened: some change is widened or changed (gains and losses), or could not be
+     decided (unproved, undetermined): a CI job fails on it";
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The policies before the change (e.g. main's).
+    pub old: PathBuf,
+    /// The policies after the change (e.g. the pull request's).
+    pub new: PathBuf,
+    /// Output: `text` for people, `json` for machines (`analysis::Diff`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DiffFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
+}
+
+/// Compares two policy directories: every principal class x kind x action whose access changed.
+pub fn diff(args: DiffArgs) -> Result<std::process::ExitCode> {
+    let load = |which: &str, dir: &std::path::Path| {
+        crate::compile::PolicySet::load(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nthe {which} policy set in {} does not load",
+                dir.display()
+            )
+        })
+    };
+    let old = load("old", &args.old)?;
+    let new = load("new", &args.new)?;
+    let diff = crate::analysis::diff(&old, &new);
+    match args.format {
+        DiffFormat::Json => println!("{}", serde_json::to_string_pretty(&diff)?),
+        DiffFormat::Text => print!("{}", diff_text(&diff, &args.old, &args.new)),
+    }
+    Ok(if diff.widened() {
+        std::process::ExitCode::from(3)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn change_name(change: crate::analysis::ChangeKind) -> &'static str {
+    use crate::analysis::ChangeKind;
+    match change {
+        ChangeKind::Widened => "WIDENED",
+        ChangeKind::Narrowed => "NARROWED",
+        ChangeKind::Changed => "CHANGED",
+        ChangeKind::Unproved => "UNPROVED",
+        ChangeKind::Undetermined => "UNDETERMINED",
+    }
+}
+
+/// The diff for people.
+fn diff_text(d: &crate::analysis::Diff, old: &std::path::Path, new: &std::path::Path) -> String {
+    use crate::analysis::{Access, ChangeKind, Counterexample, Side};
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} (version {}) -> {} (version {})",
+        old.display(),
+        d.old_version,
+        new.display(),
+        d.new_version
+    );
+    let counts: Vec<String> = [
+        (ChangeKind::Widened, "widened"),
+        (ChangeKind::Narrowed, "narrowed"),
+        (ChangeKind::Changed, "changed"),
+        (ChangeKind::Unproved, "unproved"),
+        (ChangeKind::Undetermined, "undetermined"),
+    ]
+    .iter()
+    .filter_map(|(k, name)| {
+        let n = d.count(*k);
+        (n > 0).then(|| format!("{n} {name}"))
+    })
+    .collect();
+    let _ = writeln!(
+        out,
+        "{} principal classes, {} (class, kind, action) cells compared; {}",
+        d.classes_compared,
+        d.cells_compared,
+        if counts.is_empty() {
+            "no access changed".to_string()
+        } else {
+            format!(
+                "groups of classes whose access changed: {}",
+                counts.join(", ")
+            )
+        }
+    );
+    let side = |out: &mut String, name: &str, s: &Side| {
+        let access = match s.access {
+            Access::Always => "always".to_string(),
+            Access::Never => "never".to_string(),
+            Access::Conditional => format!("when {}", s.condition.as_deref().unwrap_or("?")),
+            Access::Undetermined => "undetermined".to_string(),
+        };
+        let _ = writeln!(out, "  {name:<7} {access}");
+        for r in &s.rules {
+            let _ = writeln!(
+                out,
+                "          {} {}/{} ({}:{})",
+                r.effect, r.policy, r.rule, r.file, r.line
+            );
+        }
+        if let Some(note) = &s.note {
+            let _ = writeln!(out, "          ({note})");
+        }
+    };
+    let example = |out: &mut String, what: &str, c: &Counterexample| {
+        let _ = writeln!(out, "  {what}: confirmed by Check on both sets");
+        let _ = writeln!(
+            out,
+            "    principal {}",
+            serde_json::to_string(&c.principal).unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "    resource  {}",
+            serde_json::to_string(&c.resource).unwrap_or_default()
+        );
+        let _ = writeln!(out, "    action    {}", c.action);
+        let _ = writeln!(
+            out,
+            "    before    {}: {}",
+            c.before.effect.to_uppercase(),
+            c.before.reason
+        );
+        let _ = writeln!(
+            out,
+            "    after     {}: {}",
+            c.after.effect.to_uppercase(),
+            c.after.reason
+        );
+    };
+    // One line per (kind, action, change), then each group of classes in detail.
+    let mut summary: Vec<(String, &str, usize, usize)> = Vec::new();
+    for c in &d.changes {
+        let name = change_name(c.change);
+        let key = format!("{}:{}", c.kind, c.action);
+        match summary.iter_mut().find(|s| s.0 == key && s.1 == name) {
+            Some(s) => {
+                s.2 += c.classes.len();
+                s.3 += 1;
+            }
+            None => summary.push((key, name, c.classes.len(), 1)),
+        }
+    }
+    for (key, name, classes, groups) in &summary {
+        let _ = writeln!(
+            out,
+            "  {name:<12} {key:<24} {classes} classes ({groups} group{})",
+            if *groups == 1 { "" } else { "s" }
+        );
+    }
+    const SHOWN: usize = 4;
+    for c in &d.changes {
+        let name = change_name(c.change);
+        let _ = writeln!(out, "\n{name} {}:{}", c.kind, c.action);
+        let mut who = c.labels[..c.labels.len().min(SHOWN)].join("; ");
+        if c.labels.len() > SHOWN {
+            let _ = write!(who, "; and {} more classes", c.labels.len() - SHOWN);
+        }
+        let _ = writeln!(out, "  for     {who}");
+        side(&mut out, "before", &c.before);
+        side(&mut out, "after", &c.after);
+        if let Some(g) = &c.gained {
+            example(&mut out, "gained", g);
+        }
+        if let Some(l) = &c.lost {
+            example(&mut out, "lost", l);
+        }
+        if let Some(note) = &c.note {
+            let _ = writeln!(out, "  note: {note}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if d.widened() {
+            "access widened (exit code 3)"
+        } else {
+            "no access widened"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "exact: {}\nsampled: {}",
+        d.exact.join("; "),
+        d.sampled.join("; ")
+    );
+    out
 }

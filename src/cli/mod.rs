@@ -1,6 +1,6 @@
 //! The `verdict` command line, one module per kind of command: [`serve`] runs the daemon,
 //! [`client`] asks a running one (`check`, `plan`), [`authoring`] works on policy files
-//! (`validate`, `test`, `schema export`), [`token`] makes development keys and tokens (`token keygen`, `token
+//! (`validate`, `test`, `diff`, `schema export`), [`token`] makes development keys and tokens (`token keygen`, `token
 //! sign`).
 //!
 //! The only place that reads flags and prints for humans; everything it runs lives elsewhere.
@@ -13,7 +13,7 @@ pub mod token;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
-pub use authoring::{SchemaCommand, TestArgs, ValidateArgs};
+pub use authoring::{DiffArgs, SchemaCommand, TestArgs, ValidateArgs};
 pub use client::{CheckArgs, PlanArgs};
 pub use serve::ServeArgs;
 
@@ -41,6 +41,11 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the test suites (*_test.yaml) found under a policy directory against its policies.
     Test(TestArgs),
+    /// Compare two policy directories: for every principal class x kind x action whose access
+    /// changed, widened / narrowed / changed, the access before and after as filters, and a
+    /// request whose decision flips, confirmed by Check on both sets.
+    #[command(after_help = authoring::DIFF_EXIT_CODES)]
+    Diff(DiffArgs),
     /// The policy set's schema, for callers: `schema export` prints it as JSON Schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -60,6 +65,7 @@ pub async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Plan(args) => client::plan(args).await.map(|()| done),
         Command::Validate(args) => authoring::validate(args).map(|()| done),
         Command::Test(args) => authoring::test(args).map(|()| done),
+        Command::Diff(args) => authoring::diff(args),
         Command::Schema(command) => authoring::schema(command).map(|()| done),
         Command::Token(command) => token::run(command).map(|()| done),
     }
