@@ -769,6 +769,34 @@ fn each_feature_renders_what_it_promises() {
         json!(["verdict"])
     );
 
+    // Token keys from a JWKS in a ConfigMap (mounted whole), or from an OpenID Connect issuer
+    // whose private CA comes from a Secret (no JWKS volume then).
+    let tokens = get("tokens");
+    let keys = tokens.config().tokens;
+    let jwks_file = keys.jwks_file.expect("a JWKS file");
+    let mounted = mounts(tokens.pod(), tokens.daemon());
+    assert_eq!(
+        volume_holding(&mounted, &jwks_file).unwrap()["configMap"]["name"],
+        "idp-jwks"
+    );
+    assert!(keys.jwks_url.is_none() && keys.oidc_issuer.is_none() && keys.jwks_ca_file.is_none());
+    let oidc = get("oidc");
+    let keys = oidc.config().tokens;
+    assert_eq!(
+        keys.oidc_issuer.as_deref(),
+        Some("https://idp.example.org/realms/clinic")
+    );
+    assert_eq!(keys.effective_issuer(), keys.oidc_issuer.as_deref());
+    assert!(keys.jwks_file.is_none() && keys.issuer.is_none());
+    assert_eq!(keys.jwks_refresh_min_secs, 30);
+    let mounted = mounts(oidc.pod(), oidc.daemon());
+    let ca = keys.jwks_ca_file.expect("the CA file");
+    assert_eq!(
+        volume_holding(&mounted, &ca).unwrap()["secret"]["secretName"],
+        "idp-ca"
+    );
+    assert!(!oidc.text.contains("name: jwks\n"), "no JWKS volume");
+
     // The decision log in a file, shipped by a sidecar that mounts the same volume.
     let audit = get("audit-file");
     assert_eq!(
@@ -896,6 +924,25 @@ fn settings_that_do_not_fit_fail_at_install_with_a_message_naming_them() {
             "http.port 9464",
         ),
         (&["--set", "podDisruptionBudget.minAvailable=1"], "not both"),
+        (
+            &["--set", "tokens.enabled=true,tokens.audiences={verdict}"],
+            "tokens.enabled: set where the keys are",
+        ),
+        (
+            &[
+                "--set",
+                "tokens.enabled=true,tokens.audiences={verdict},tokens.jwksUrl=https://idp/jwks,tokens.oidcIssuer=https://idp",
+            ],
+            "are alternatives",
+        ),
+        (
+            &[
+                "--set",
+                "tokens.enabled=true,tokens.audiences={verdict},tokens.jwksUrl=https://idp/jwks",
+            ],
+            "tokens.enabled needs tokens.issuer",
+        ),
+        (&["--set", "tokens.jwksUrl=http://idp/jwks"], "tokens/jwksUrl"),
         // values.schema.json: unknown keys, enums, types, required settings.
         (&["--set", "replicas=3"], "additional properties 'replicas'"),
         (&["--set", "log.format=xml"], "log/format"),

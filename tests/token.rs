@@ -656,6 +656,23 @@ async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_k
         );
     }
     assert_eq!(ok(), published, "nothing was published");
+    // Admin/Status says which keys are in use and why the file was refused.
+    let status = setup
+        .server
+        .admin()
+        .await
+        .status(proto::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let keys = status.token_keys.expect("token keys in Status");
+    assert_eq!(keys.source, setup.jwks.display().to_string());
+    assert_eq!(keys.key_ids, ["rsa-1", "ec-2"]);
+    assert!(keys.last_error.contains("no key usable"), "{keys:?}");
+    assert!(keys.last_error_at.is_some() && keys.last_success_at.is_some());
+    assert_eq!(keys.refreshes_ok, 2, "the start and the rotation");
+    assert!(keys.refreshes_failed >= 3, "{keys:?}");
+    assert!(keys.jwks_uri.is_empty() && keys.next_refresh_at.is_none());
 }
 
 #[test]

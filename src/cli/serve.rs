@@ -131,7 +131,60 @@ pub struct ServeArgs {
     /// carry a JWT instead of a principal. [default: off]
     #[arg(long, env = "VERDICT_JWKS_FILE", help_heading = "Token verification")]
     pub jwks_file: Option<PathBuf>,
-    /// The `iss` every token must carry (required with --jwks-file).
+    /// JWKS URL (https) of the token issuer: the keys are fetched from it, refreshed as its
+    /// caching headers say and when a token names an unknown key id. [default: off]
+    #[arg(long, env = "VERDICT_JWKS_URL", help_heading = "Token verification")]
+    pub jwks_url: Option<String>,
+    /// OpenID Connect issuer (https): its /.well-known/openid-configuration names the JWKS URL
+    /// and must name this issuer exactly; tokens must carry it as `iss`. [default: off]
+    #[arg(long, env = "VERDICT_OIDC_ISSUER", help_heading = "Token verification")]
+    pub oidc_issuer: Option<String>,
+    /// PEM file of the CA certificates the JWKS server is verified with, instead of Mozilla's
+    /// roots (a private CA). [default: Mozilla's roots]
+    #[arg(
+        long,
+        env = "VERDICT_JWKS_CA_FILE",
+        help_heading = "Token verification"
+    )]
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Accept plain http:// JWKS and issuer URLs to a loopback host (localhost, 127.0.0.1,
+    /// [::1]): for development only. [default: false]
+    #[arg(long, env = "VERDICT_JWKS_ALLOW_HTTP_LOOPBACK", num_args = 0..=1, default_missing_value = "true", help_heading = "Token verification")]
+    pub jwks_allow_http_loopback: Option<bool>,
+    /// Bound on each JWKS fetch, in seconds; also how long a request whose token names an
+    /// unknown key id waits for the refresh. [default: 5]
+    #[arg(
+        long,
+        env = "VERDICT_JWKS_TIMEOUT_SECS",
+        help_heading = "Token verification"
+    )]
+    pub jwks_timeout_secs: Option<u64>,
+    /// The shortest interval between scheduled JWKS fetches, whatever the caching headers say,
+    /// in seconds; also the retry delay after a failed fetch. [default: 60]
+    #[arg(
+        long,
+        env = "VERDICT_JWKS_REFRESH_MIN_SECS",
+        help_heading = "Token verification"
+    )]
+    pub jwks_refresh_min_secs: Option<u64>,
+    /// The longest interval between scheduled JWKS fetches, whatever the caching headers say,
+    /// in seconds. [default: 3600]
+    #[arg(
+        long,
+        env = "VERDICT_JWKS_REFRESH_MAX_SECS",
+        help_heading = "Token verification"
+    )]
+    pub jwks_refresh_max_secs: Option<u64>,
+    /// At most one JWKS fetch for tokens with unknown key ids per this many seconds (others are
+    /// denied at once). [default: 10]
+    #[arg(
+        long,
+        env = "VERDICT_JWKS_UNKNOWN_KID_SECS",
+        help_heading = "Token verification"
+    )]
+    pub jwks_unknown_kid_secs: Option<u64>,
+    /// The `iss` every token must carry (required with --jwks-file or --jwks-url; with
+    /// --oidc-issuer, that issuer).
     #[arg(
         long,
         env = "VERDICT_TOKEN_ISSUER",
@@ -254,6 +307,32 @@ impl ServeArgs {
         if self.jwks_file.is_some() {
             c.tokens.jwks_file = self.jwks_file.clone();
         }
+        if self.jwks_url.is_some() {
+            c.tokens.jwks_url = self.jwks_url.clone();
+        }
+        if self.oidc_issuer.is_some() {
+            c.tokens.oidc_issuer = self.oidc_issuer.clone();
+        }
+        if self.jwks_ca_file.is_some() {
+            c.tokens.jwks_ca_file = self.jwks_ca_file.clone();
+        }
+        set(
+            &mut c.tokens.jwks_allow_http_loopback,
+            &self.jwks_allow_http_loopback,
+        );
+        set(&mut c.tokens.jwks_timeout_secs, &self.jwks_timeout_secs);
+        set(
+            &mut c.tokens.jwks_refresh_min_secs,
+            &self.jwks_refresh_min_secs,
+        );
+        set(
+            &mut c.tokens.jwks_refresh_max_secs,
+            &self.jwks_refresh_max_secs,
+        );
+        set(
+            &mut c.tokens.jwks_unknown_kid_secs,
+            &self.jwks_unknown_kid_secs,
+        );
         if self.token_issuer.is_some() {
             c.tokens.issuer = self.token_issuer.clone();
         }

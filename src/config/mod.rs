@@ -319,9 +319,29 @@ impl Default for ShutdownConfig {
 pub struct TokensConfig {
     /// JWKS file with the issuer's public keys (RS256, ES256, EdDSA); turns verification on.
     pub jwks_file: Option<PathBuf>,
-    /// The `iss` every token must carry (required with `jwks_file`).
+    /// JWKS URL (https) to fetch the keys from instead; turns verification on.
+    pub jwks_url: Option<String>,
+    /// OpenID Connect issuer whose discovery document names the JWKS URL; turns verification
+    /// on, and is the default `issuer`.
+    pub oidc_issuer: Option<String>,
+    /// PEM CA certificates the JWKS server is verified with, instead of Mozilla's roots.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Accept plain `http://` JWKS and issuer URLs to a loopback host (development only).
+    pub jwks_allow_http_loopback: bool,
+    /// Bound on each fetch (and on how long a token with an unknown key id waits for its
+    /// refresh), in seconds.
+    pub jwks_timeout_secs: u64,
+    /// The floor of the refresh interval the caching headers give, in seconds; also the retry
+    /// delay after a failed fetch.
+    pub jwks_refresh_min_secs: u64,
+    /// The ceiling of the refresh interval the caching headers give, in seconds.
+    pub jwks_refresh_max_secs: u64,
+    /// At most one refresh for tokens with unknown key ids per this many seconds.
+    pub jwks_unknown_kid_secs: u64,
+    /// The `iss` every token must carry (required with `jwks_file` or `jwks_url`; with
+    /// `oidc_issuer`, that issuer unless set).
     pub issuer: Option<String>,
-    /// This deployment's audiences: a token's `aud` must name one (required with `jwks_file`).
+    /// This deployment's audiences: a token's `aud` must name one (required with any key source).
     pub audiences: Vec<String>,
     /// Dotted path of the claim that becomes the principal's id; tokens without it, or with it
     /// empty, are rejected.
@@ -342,6 +362,14 @@ impl Default for TokensConfig {
     fn default() -> Self {
         TokensConfig {
             jwks_file: None,
+            jwks_url: None,
+            oidc_issuer: None,
+            jwks_ca_file: None,
+            jwks_allow_http_loopback: false,
+            jwks_timeout_secs: 5,
+            jwks_refresh_min_secs: 60,
+            jwks_refresh_max_secs: 3600,
+            jwks_unknown_kid_secs: 10,
             issuer: None,
             audiences: Vec::new(),
             subject_claim: "sub".into(),
@@ -350,6 +378,113 @@ impl Default for TokensConfig {
             leeway_secs: 30,
             required: false,
             reload_secs: 2,
+        }
+    }
+}
+
+impl TokensConfig {
+    /// The key source's setting name, when one is set (the first of them, when several are).
+    pub fn key_source(&self) -> Option<&'static str> {
+        [
+            (self.jwks_file.is_some(), "tokens.jwks_file"),
+            (self.jwks_url.is_some(), "tokens.jwks_url"),
+            (self.oidc_issuer.is_some(), "tokens.oidc_issuer"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
+    /// The `iss` tokens must carry: `issuer`, else the OpenID Connect issuer.
+    pub fn effective_issuer(&self) -> Option<&str> {
+        self.issuer.as_deref().or(self.oidc_issuer.as_deref())
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let sources = [
+            self.jwks_file.is_some(),
+            self.jwks_url.is_some(),
+            self.oidc_issuer.is_some(),
+        ]
+        .into_iter()
+        .filter(|set| *set)
+        .count();
+        if sources > 1 {
+            problems.push(
+                "tokens.jwks_file, tokens.jwks_url and tokens.oidc_issuer are alternatives: set one"
+                    .into(),
+            );
+        }
+        let Some(source) = self.key_source() else {
+            for (set, name) in [
+                (self.issuer.is_some(), "tokens.issuer"),
+                (!self.audiences.is_empty(), "tokens.audiences"),
+                (self.required, "tokens.required"),
+                (self.jwks_ca_file.is_some(), "tokens.jwks_ca_file"),
+                (
+                    self.jwks_allow_http_loopback,
+                    "tokens.jwks_allow_http_loopback",
+                ),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "{name} needs tokens.jwks_file, tokens.jwks_url or tokens.oidc_issuer"
+                    ));
+                }
+            }
+            return;
+        };
+        if self.effective_issuer().is_none_or(|i| i.trim().is_empty()) {
+            problems.push(format!(
+                "{source} needs tokens.issuer (the iss tokens carry)"
+            ));
+        }
+        if let (Some(issuer), Some(oidc)) = (&self.issuer, &self.oidc_issuer) {
+            if issuer != oidc {
+                problems.push(format!(
+                    "tokens.issuer {issuer:?} differs from tokens.oidc_issuer {oidc:?}: tokens \
+                     carry the issuer's own name (leave tokens.issuer out)"
+                ));
+            }
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(|a| a.trim().is_empty()) {
+            problems.push(format!(
+                "{source} needs tokens.audiences (the aud tokens name), none empty"
+            ));
+        }
+        if self.jwks_file.is_some() {
+            for (set, name) in [
+                (self.jwks_ca_file.is_some(), "tokens.jwks_ca_file"),
+                (
+                    self.jwks_allow_http_loopback,
+                    "tokens.jwks_allow_http_loopback",
+                ),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "{name} needs tokens.jwks_url or tokens.oidc_issuer"
+                    ));
+                }
+            }
+            return;
+        }
+        let url = match (&self.jwks_url, &self.oidc_issuer) {
+            (Some(url), _) => url.clone(),
+            (None, Some(issuer)) => crate::token::remote::discovery_url(issuer),
+            (None, None) => return,
+        };
+        if let Err(e) = crate::token::remote::check_url(&url, self.jwks_allow_http_loopback) {
+            problems.push(format!("{source}: {e}"));
+        }
+        if self.jwks_timeout_secs == 0 {
+            problems.push("tokens.jwks_timeout_secs must be at least 1".into());
+        }
+        if self.jwks_refresh_min_secs == 0 {
+            problems.push("tokens.jwks_refresh_min_secs must be at least 1".into());
+        }
+        if self.jwks_refresh_max_secs < self.jwks_refresh_min_secs {
+            problems.push(
+                "tokens.jwks_refresh_max_secs must be at least tokens.jwks_refresh_min_secs".into(),
+            );
         }
     }
 }
@@ -392,28 +527,7 @@ impl Config {
                 problems.push(format!("{name} must be at least 1"));
             }
         }
-        let t = &self.tokens;
-        if t.jwks_file.is_some() {
-            if t.issuer.as_deref().is_none_or(|i| i.trim().is_empty()) {
-                problems.push("tokens.jwks_file needs tokens.issuer (the iss tokens carry)".into());
-            }
-            if t.audiences.is_empty() || t.audiences.iter().any(|a| a.trim().is_empty()) {
-                problems.push(
-                    "tokens.jwks_file needs tokens.audiences (the aud tokens name), none empty"
-                        .into(),
-                );
-            }
-        } else {
-            for (set, name) in [
-                (t.issuer.is_some(), "tokens.issuer"),
-                (!t.audiences.is_empty(), "tokens.audiences"),
-                (t.required, "tokens.required"),
-            ] {
-                if set {
-                    problems.push(format!("{name} needs tokens.jwks_file"));
-                }
-            }
-        }
+        self.tokens.validate(&mut problems);
         if let Some(base) = &self.http.authzen_base_url {
             let scheme_ok = base.starts_with("https://") || base.starts_with("http://");
             if !scheme_ok || base.contains(['?', '#']) {
@@ -516,6 +630,58 @@ mod tests {
         assert_eq!(
             Config::from_yaml(Path::new("verdict.yaml"), &doc[start..end]).unwrap(),
             Config::default()
+        );
+    }
+
+    #[test]
+    fn keys_by_url_are_https_alternatives_to_the_file() {
+        let mut c = Config::default();
+        c.tokens.audiences = vec!["verdict".into()];
+        c.tokens.oidc_issuer = Some("https://idp/realms/clinic".into());
+        assert!(c.validate().is_ok(), "the OIDC issuer is the token issuer");
+        assert_eq!(
+            c.tokens.effective_issuer(),
+            Some("https://idp/realms/clinic")
+        );
+        c.tokens.issuer = Some("https://other".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("differs from tokens.oidc_issuer"));
+        c.tokens.issuer = None;
+        c.tokens.jwks_url = Some("https://idp/certs".into());
+        assert!(c.validate().unwrap_err().contains("are alternatives"));
+        c.tokens.oidc_issuer = None;
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("tokens.jwks_url needs tokens.issuer"), "{err}");
+        c.tokens.issuer = Some("https://idp".into());
+        assert!(c.validate().is_ok());
+        c.tokens.jwks_url = Some("http://idp/certs".into());
+        assert!(c.validate().unwrap_err().contains("https only"));
+        c.tokens.jwks_allow_http_loopback = true;
+        assert!(c.validate().unwrap_err().contains("loopback"));
+        c.tokens.jwks_url = Some("http://127.0.0.1:8080/certs".into());
+        assert!(c.validate().is_ok());
+        c.tokens.jwks_refresh_min_secs = 0;
+        c.tokens.jwks_refresh_max_secs = 0;
+        c.tokens.jwks_timeout_secs = 0;
+        let err = c.validate().unwrap_err();
+        for name in ["jwks_refresh_min_secs", "jwks_timeout_secs"] {
+            assert!(err.contains(name), "{err}");
+        }
+        let mut c = Config::default();
+        c.tokens.jwks_ca_file = Some("ca.pem".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("tokens.jwks_ca_file needs"));
+        c.tokens.jwks_file = Some("jwks.json".into());
+        c.tokens.issuer = Some("https://idp".into());
+        c.tokens.audiences = vec!["verdict".into()];
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("tokens.jwks_ca_file needs tokens.jwks_url"),
+            "{err}"
         );
     }
 

@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::config::TokensConfig;
 use crate::reload::{ReloadOptions, Reloader};
 use crate::server::authority::Authority;
 use crate::server::authzen::{self, AuthzenOptions};
@@ -22,7 +23,20 @@ use crate::server::Limits;
 use crate::server::{http, ServerOptions};
 use crate::store::{PolicyStore, StoreOptions};
 use crate::telemetry::audit::AuditLog;
-use crate::token::{ClaimMapping, TokenConfig, Verifier};
+use crate::token::{ClaimMapping, KeySource, Location, RemoteConfig, TokenConfig, Verifier};
+
+/// How keys are fetched from `location`, from the `tokens.jwks_*` settings.
+fn remote_config(t: &TokensConfig, location: Location) -> RemoteConfig {
+    RemoteConfig {
+        location,
+        ca_file: t.jwks_ca_file.clone(),
+        allow_http_loopback: t.jwks_allow_http_loopback,
+        timeout: Duration::from_secs(t.jwks_timeout_secs),
+        min_refresh: Duration::from_secs(t.jwks_refresh_min_secs),
+        max_refresh: Duration::from_secs(t.jwks_refresh_max_secs),
+        unknown_kid_interval: Duration::from_secs(t.jwks_unknown_kid_secs),
+    }
+}
 
 /// Runs the daemon until it is told to stop.
 pub async fn run(config: Config) -> Result<()> {
@@ -79,13 +93,25 @@ pub async fn run(config: Config) -> Result<()> {
     }
     drop(set);
 
-    let tokens = match &config.tokens.jwks_file {
+    let t = &config.tokens;
+    let keys = match (&t.jwks_file, &t.jwks_url, &t.oidc_issuer) {
+        (Some(file), _, _) => Some(KeySource::File(file.clone())),
+        (None, Some(url), _) => Some(KeySource::Url(remote_config(
+            t,
+            Location::Jwks(url.clone()),
+        ))),
+        (None, None, Some(issuer)) => Some(KeySource::Url(remote_config(
+            t,
+            Location::Issuer(issuer.clone()),
+        ))),
+        (None, None, None) => None,
+    };
+    let tokens = match keys {
         None => None,
-        Some(jwks_file) => {
-            let t = &config.tokens;
-            let verifier = Verifier::start(TokenConfig {
-                jwks_file: jwks_file.clone(),
-                issuer: t.issuer.clone().unwrap_or_default(),
+        Some(keys) => {
+            let config = TokenConfig {
+                keys,
+                issuer: t.effective_issuer().unwrap_or_default().to_string(),
                 audiences: t.audiences.clone(),
                 mapping: ClaimMapping {
                     subject: t.subject_claim.clone(),
@@ -95,8 +121,12 @@ pub async fn run(config: Config) -> Result<()> {
                 leeway: Duration::from_secs(t.leeway_secs),
                 required: t.required,
                 poll: Duration::from_secs(t.reload_secs.max(1)),
-            })
-            .map_err(|e| anyhow::anyhow!("refusing to start: token verification: {e}"))?;
+            };
+            // A JWKS URL is fetched before the start goes on (blocking, bounded by the timeout).
+            let verifier = tokio::task::spawn_blocking(move || Verifier::start(config))
+                .await
+                .context("the token verifier's start")?
+                .map_err(|e| anyhow::anyhow!("refusing to start: token verification: {e}"))?;
             Some(Arc::new(verifier))
         }
     };

@@ -35,7 +35,16 @@ use crate::telemetry::{
     DECISIONS_TOTAL, DECISION_SECONDS, EVALUATION_ERRORS_TOTAL, PLANS_TOTAL, REQUESTS_TOTAL,
     REQUEST_SECONDS, SCHEMA_VIOLATIONS_TOTAL, SEARCHES_TOTAL, TOKENS_REJECTED_TOTAL,
 };
-use crate::token::{TokenError, Verifier};
+use crate::token::{KeysStatus, TokenError, Verifier};
+
+/// What the Status API answers.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The policy store's reload status.
+    pub policies: Arc<ReloadStatus>,
+    /// The token verification keys, when tokens are verified.
+    pub token_keys: Option<Arc<KeysStatus>>,
+}
 
 /// SQL rendering asked for with a plan: dialect and attribute-to-column map.
 pub type SqlSpec = (Dialect, HashMap<String, String>);
@@ -380,7 +389,7 @@ impl Authority {
         let mut another_type = false;
         let mut principal_id = String::new();
         if let Some((principal, principal_type)) = search.subject_mut() {
-            match self.subject("", std::mem::take(principal))? {
+            match self.subject(call, "", std::mem::take(principal)).await? {
                 Subject::Principal(p) => *principal = p,
                 Subject::Rejected(_) => unreachable!("no token was given"),
             }
@@ -497,9 +506,13 @@ impl Authority {
         })
     }
 
-    /// The Status API: the store's reload status, read without locking.
-    pub fn status(&self, call: Call) -> Arc<ReloadStatus> {
-        let status = self.store.status();
+    /// The Status API: the store's reload status and the token keys' status, read without
+    /// locking.
+    pub fn status(&self, call: Call) -> Status {
+        let status = Status {
+            policies: self.store.status(),
+            token_keys: self.tokens.as_ref().map(|t| t.status()),
+        };
         finish(&call, None);
         status
     }
@@ -508,7 +521,15 @@ impl Authority {
     /// carried. Refused (INVALID_ARGUMENT): a token when verification is not configured, a token
     /// next to a non-empty principal (ambiguous), no token when one is required. A token that
     /// fails verification is [`Subject::Rejected`], not a refusal: the answer is a deny.
-    fn subject(&self, token: &str, principal: Principal) -> Result<Subject, Refusal> {
+    ///
+    /// With keys from a URL, a token naming an unknown key id may wait (an await, bounded by the
+    /// fetch timeout and the call's deadline) for the key refresh it triggers.
+    async fn subject(
+        &self,
+        call: &Call,
+        token: &str,
+        principal: Principal,
+    ) -> Result<Subject, Refusal> {
         if token.is_empty() {
             if self.tokens.as_ref().is_some_and(|t| t.required()) {
                 return Err(Refusal::invalid(
@@ -521,7 +542,7 @@ impl Authority {
         let Some(verifier) = &self.tokens else {
             return Err(Refusal::invalid(
                 "token: given, but token verification is not configured on this server \
-                 (--jwks-file)",
+                 (--jwks-file, --jwks-url or --oidc-issuer)",
             ));
         };
         if !principal.is_empty() {
@@ -529,7 +550,7 @@ impl Authority {
                 "send either token or principal, not both: the token's claims are the principal",
             ));
         }
-        match verifier.verify(token) {
+        match verifier.verify_waiting(token, self.deadline(call)).await {
             Ok(principal) => Ok(Subject::Principal(principal)),
             Err(e) => {
                 tracing::info!(reason = %e, "token rejected");
@@ -628,7 +649,7 @@ impl Authority {
         span.record("request_id", request.request_id.as_str());
         span.record("resources", request.resources.len());
         let principal = std::mem::take(&mut request.principal);
-        match self.subject(&token, principal)? {
+        match self.subject(call, &token, principal).await? {
             Subject::Principal(principal) => {
                 request.principal = principal;
                 let stored_type = principal_type.as_ref().and_then(|wanted| {
@@ -870,7 +891,7 @@ impl Authority {
         span.record("kind", request.kind.as_str());
         span.record("action", request.action.as_str());
         let principal = std::mem::take(&mut request.principal);
-        match self.subject(&token, principal)? {
+        match self.subject(call, &token, principal).await? {
             Subject::Principal(principal) => {
                 request.principal = principal;
                 self.plan_filter(call, request_id, request, sql).await

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use prost_types::value::Kind;
 use serde_json::Value as Json;
 
+use super::authority::Status;
 use super::authority::{CheckCall, Checked, PlanCall, Planned};
 use super::proto;
 use super::validate::{Limits, Refusal};
@@ -18,7 +19,7 @@ use crate::filter::{CmpOp, Filter};
 use crate::plan::{Plan, PlanRequest};
 use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
-use crate::store::ReloadStatus;
+use crate::token::KeysStatus;
 
 fn invalid(message: impl Into<String>) -> Refusal {
     Refusal::invalid(message)
@@ -257,7 +258,12 @@ pub fn plan_response(p: Planned) -> proto::PlanFilterResponse {
     }
 }
 
-pub fn status_response(status: &ReloadStatus) -> proto::StatusResponse {
+pub fn status_response(status: &Status) -> proto::StatusResponse {
+    let Status {
+        policies,
+        token_keys,
+    } = status;
+    let status = policies;
     proto::StatusResponse {
         active_version: status.active_version.clone(),
         loaded_at: Some(status.loaded_at.into()),
@@ -268,6 +274,21 @@ pub fn status_response(status: &ReloadStatus) -> proto::StatusResponse {
         reloads_ok: status.reloads_ok,
         reloads_failed: status.reloads_failed,
         failing_tests: status.failing_tests.clone(),
+        token_keys: token_keys.as_deref().map(token_keys_status),
+    }
+}
+
+fn token_keys_status(keys: &KeysStatus) -> proto::TokenKeysStatus {
+    proto::TokenKeysStatus {
+        source: keys.source.clone(),
+        jwks_uri: keys.jwks_uri.clone(),
+        key_ids: keys.key_ids.clone(),
+        last_success_at: keys.last_success_at.map(Into::into),
+        last_error: keys.last_error.clone().unwrap_or_default(),
+        last_error_at: keys.last_error_at.map(Into::into),
+        refreshes_ok: keys.refreshes_ok,
+        refreshes_failed: keys.refreshes_failed,
+        next_refresh_at: keys.next_refresh_at.map(Into::into),
     }
 }
 

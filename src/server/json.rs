@@ -18,12 +18,12 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
+use super::authority::Status;
 use super::authority::{CheckCall, Checked, PlanCall, Planned};
 use super::validate::Refusal;
 use super::{convert, proto};
 use crate::plan::{Plan, PlanRequest};
 use crate::request::{CheckRequest, Principal, Resource, ResourceCheck};
-use crate::store::ReloadStatus;
 
 /// `Principal`.
 #[derive(Debug, Default, Deserialize)]
@@ -380,7 +380,7 @@ pub fn plan_json(p: Planned) -> Json {
 
 /// `StatusResponse` (`GET /v1/status`): timestamps in RFC 3339, 64-bit counts as strings (the
 /// protobuf JSON mapping), the error fields only when there was an error.
-pub fn status_json(status: &ReloadStatus) -> Json {
+pub fn status_json(status: &Status) -> Json {
     let response = convert::status_response(status);
     let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(ToString::to_string);
     let mut out = json!({
@@ -397,6 +397,26 @@ pub fn status_json(status: &ReloadStatus) -> Json {
     }
     if !response.failing_tests.is_empty() {
         out["failing_tests"] = json!(response.failing_tests);
+    }
+    if let Some(keys) = &response.token_keys {
+        let mut k = json!({
+            "source": keys.source,
+            "key_ids": keys.key_ids,
+            "last_success_at": time(&keys.last_success_at),
+            "refreshes_ok": keys.refreshes_ok.to_string(),
+            "refreshes_failed": keys.refreshes_failed.to_string(),
+        });
+        if !keys.jwks_uri.is_empty() {
+            k["jwks_uri"] = json!(keys.jwks_uri);
+        }
+        if !keys.last_error.is_empty() {
+            k["last_error"] = json!(keys.last_error);
+            k["last_error_at"] = json!(time(&keys.last_error_at));
+        }
+        if keys.next_refresh_at.is_some() {
+            k["next_refresh_at"] = json!(time(&keys.next_refresh_at));
+        }
+        out["token_keys"] = k;
     }
     out
 }

@@ -59,6 +59,22 @@ pub const POLICY_FAILING_TESTS: &str = "verdict_policy_failing_tests";
 /// Counter, label `result` (`ok`: new keys published; `failed`: a broken or unreadable file,
 /// the last good keys kept): JWKS reload attempts.
 pub const JWKS_RELOADS_TOTAL: &str = "verdict_jwks_reloads_total";
+/// Counter, label `outcome`: fetches of a JWKS URL (or an OpenID Connect issuer's): `ok` (new
+/// keys published), `unchanged` (the same key set), `not_modified` (304 to a conditional
+/// request), and failures, after each of which the last good keys stay: `network` (connect, TLS,
+/// timeout), `http_status` (not 200, redirects included), `too_large`, `invalid` (not a usable
+/// JWKS: bad JSON, broken keys, no usable key), `discovery` (the discovery document unreachable,
+/// of another issuer, or without `jwks_uri`).
+pub const JWKS_FETCHES_TOTAL: &str = "verdict_jwks_fetches_total";
+/// Gauge, seconds, no labels: time since the keys fetched from a URL were last confirmed (a
+/// key set or 304), brought up to date every 5 s.
+pub const JWKS_AGE_SECONDS: &str = "verdict_jwks_age_seconds";
+/// Gauge, Unix time in seconds, no labels: when the keys fetched from a URL were last confirmed.
+pub const JWKS_LAST_SUCCESS_SECONDS: &str = "verdict_jwks_last_success_timestamp_seconds";
+/// Counter, label `result`: tokens naming a key id the fetched set does not have: `refresh` (a
+/// fetch was asked for and the request waited for it), `joined` (the request waited for a fetch
+/// already asked for), `rate_limited` (no fetch: the request was denied at once).
+pub const JWKS_UNKNOWN_KID_TOTAL: &str = "verdict_jwks_unknown_kid_total";
 /// Counter, label `result` (`ok`: new certificates published; `failed`: the current ones kept):
 /// TLS certificate reload attempts.
 pub const TLS_RELOADS_TOTAL: &str = "verdict_tls_reloads_total";
@@ -145,6 +161,24 @@ fn describe_metrics() {
     describe_counter!(
         JWKS_RELOADS_TOTAL,
         "JWKS file reloads by result (ok: new keys published; failed: last good keys kept)."
+    );
+    describe_counter!(
+        JWKS_FETCHES_TOTAL,
+        "JWKS URL fetches by outcome (ok, unchanged, not_modified; failures keep the last good keys)."
+    );
+    describe_gauge!(
+        JWKS_AGE_SECONDS,
+        Unit::Seconds,
+        "Time since the keys fetched from the JWKS URL were last confirmed."
+    );
+    describe_gauge!(
+        JWKS_LAST_SUCCESS_SECONDS,
+        Unit::Seconds,
+        "Unix time when the keys fetched from the JWKS URL were last confirmed."
+    );
+    describe_counter!(
+        JWKS_UNKNOWN_KID_TOTAL,
+        "Tokens naming an unknown key id, by what followed (refresh, joined, rate_limited)."
     );
     describe_counter!(
         TLS_RELOADS_TOTAL,

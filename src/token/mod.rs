@@ -1,6 +1,7 @@
 //! Token verification: a caller may send the raw JWT of the user or service it acts for instead
-//! of a principal, and Verdict verifies it against the operator's JWKS file and builds the
-//! principal from the verified claims ([`claims`] holds the mapping).
+//! of a principal, and Verdict verifies it against the issuer's keys — a JWKS file, or a JWKS
+//! fetched from the identity provider by URL or by OpenID Connect discovery ([`remote`]) — and
+//! builds the principal from the verified claims ([`claims`] holds the mapping).
 //!
 //! What a token must pass, in order: a size limit; the compact JWS form (three base64url parts);
 //! no `crit` header; an algorithm on the allow-list (RS256, ES256, EdDSA: never `none`, never
@@ -14,8 +15,11 @@
 //! carries key material, token contents or library messages; nothing here panics on input. The
 //! key set lives behind `ArcSwap`: verifying takes no lock and does no I/O. The JWKS file is
 //! re-read on a [`Reloader`] thread of its own ([`Verifier::start`]) when it changes, on a poll
-//! and on SIGHUP: a changed file that parses replaces the key set whole; a missing or broken one
-//! keeps the last good set (and is logged once, as every reload failure is).
+//! and on SIGHUP; a JWKS URL is fetched on a [`remote::Refresher`] thread, when its caching
+//! lifetime runs out, on SIGHUP and (rate-limited) when a token names an unknown key id
+//! ([`Verifier::verify_waiting`] waits a bounded time for that refresh). Either way a new key set
+//! that parses replaces the old one whole; a missing, broken or unreachable one keeps the last
+//! good set (logged once, as every reload failure is), and [`KeysStatus`] says which happened.
 //!
 //! Knows nothing of gRPC or policies: the server decides what a rejected token means for a
 //! request.
@@ -23,11 +27,12 @@
 pub mod claims;
 pub mod dev;
 pub mod jwks;
+pub mod remote;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +46,7 @@ use crate::request::Principal;
 use crate::telemetry::JWKS_RELOADS_TOTAL;
 pub use claims::ClaimMapping;
 pub use jwks::{JwksError, KeySet};
+pub use remote::{Location, RemoteConfig};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 32 * 1024;
@@ -51,8 +57,8 @@ pub const ACCEPTED_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 /// How tokens are verified and mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenConfig {
-    /// The JWKS file (a JSON Web Key Set) with the issuer's public keys.
-    pub jwks_file: PathBuf,
+    /// Where the issuer's public keys (a JSON Web Key Set) are.
+    pub keys: KeySource,
     /// The `iss` every token must carry.
     pub issuer: String,
     /// The audiences of this deployment; a token's `aud` must name at least one.
@@ -67,12 +73,53 @@ pub struct TokenConfig {
     pub poll: Duration,
 }
 
+/// Where the keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS file, watched.
+    File(PathBuf),
+    /// A JWKS URL, or an OpenID Connect issuer's discovery document.
+    Url(RemoteConfig),
+}
+
+/// The state of the key set, for the Status API: where it comes from, what it holds, how its
+/// refreshes went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeysStatus {
+    /// The JWKS file's path, the JWKS URL, or the OpenID Connect issuer.
+    pub source: String,
+    /// The URL keys are fetched from (the discovered `jwks_uri` with an issuer); empty for a file.
+    pub jwks_uri: String,
+    /// The key ids of the keys in use, in the document's order (`""` for a key without one).
+    pub key_ids: Vec<String>,
+    /// When the keys in use were last confirmed: loaded from the file, or fetched (a key set, or
+    /// 304 Not Modified).
+    pub last_success_at: Option<SystemTime>,
+    /// Why the last attempt failed (the last good keys stayed); `None` once one succeeds.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<SystemTime>,
+    /// Successful loads or fetches since the daemon started, the first included.
+    pub refreshes_ok: u64,
+    /// Failed reloads or fetches since the daemon started.
+    pub refreshes_failed: u64,
+    /// When the next scheduled fetch is due (URLs only).
+    pub next_refresh_at: Option<SystemTime>,
+}
+
+/// The key ids of a set, for logs and Status.
+fn key_ids(set: &KeySet) -> Vec<String> {
+    set.keys
+        .iter()
+        .map(|k| k.kid.clone().unwrap_or_default())
+        .collect()
+}
+
 impl TokenConfig {
     /// A configuration with the defaults: roles from `roles`, capabilities from
     /// `capabilities`, a leeway of 30 s, tokens optional, the file checked every 2 s.
     pub fn new(jwks_file: impl Into<PathBuf>, issuer: &str, audiences: &[&str]) -> TokenConfig {
         TokenConfig {
-            jwks_file: jwks_file.into(),
+            keys: KeySource::File(jwks_file.into()),
             issuer: issuer.into(),
             audiences: audiences.iter().map(|a| a.to_string()).collect(),
             mapping: ClaimMapping::default(),
@@ -311,14 +358,22 @@ fn numeric_date_problem(token: &str, claim: &'static str) -> TokenError {
     ))
 }
 
-/// Verifies tokens against the current key set; owns the thread that re-reads the JWKS file.
+/// Verifies tokens against the current key set; owns the thread that re-reads the JWKS file or
+/// fetches the JWKS URL.
 pub struct Verifier {
     keys: Arc<ArcSwap<KeySet>>,
+    status: Arc<ArcSwap<KeysStatus>>,
     mapping: ClaimMapping,
     /// One validation per accepted algorithm (RS256, ES256, EdDSA), each allowing only it.
     validations: [Validation; 3],
     required: bool,
-    reloader: Reloader,
+    keeper: Keeper,
+}
+
+/// The thread that keeps the key set fresh.
+enum Keeper {
+    File(Reloader),
+    Url(remote::Refresher),
 }
 
 impl fmt::Debug for Verifier {
@@ -337,8 +392,10 @@ fn read_key_set(path: &Path) -> Result<KeySet, JwksError> {
 }
 
 impl Verifier {
-    /// Checks the configuration, loads the JWKS file (an error if it is unreadable, broken or has
-    /// no usable key) and starts the thread that re-reads it every `config.poll`.
+    /// Checks the configuration, loads the keys (an error if the JWKS file is unreadable, the
+    /// URL unreachable, discovery wrong, the JWKS broken or without a usable key: the caller
+    /// fails closed) and starts the thread that keeps them fresh. With a URL this blocks for
+    /// up to the fetch timeout (twice with discovery): call it off the async runtime.
     pub fn start(config: TokenConfig) -> Result<Verifier, JwksError> {
         if config.issuer.trim().is_empty() {
             return Err(JwksError("the token issuer must be configured".into()));
@@ -349,9 +406,6 @@ impl Verifier {
             ));
         }
         config.mapping.validate().map_err(JwksError)?;
-        let set = read_key_set(&config.jwks_file)?;
-        log_loaded(&config.jwks_file, &set, "JWKS loaded");
-        let keys = Arc::new(ArcSwap::from_pointee(set));
         let validation = |algorithm| {
             let mut v = Validation::new(algorithm);
             v.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -363,21 +417,52 @@ impl Verifier {
             v.set_audience(&config.audiences);
             v
         };
-        let file = JwksFile {
-            path: config.jwks_file.clone(),
-            keys: Arc::clone(&keys),
+        let (keys, status, keeper) = match &config.keys {
+            KeySource::File(path) => {
+                let set = read_key_set(path)?;
+                log_loaded(&path.display(), &set, "JWKS loaded");
+                let status = Arc::new(ArcSwap::from_pointee(KeysStatus {
+                    source: path.display().to_string(),
+                    key_ids: key_ids(&set),
+                    last_success_at: Some(SystemTime::now()),
+                    refreshes_ok: 1,
+                    ..KeysStatus::default()
+                }));
+                let keys = Arc::new(ArcSwap::from_pointee(set));
+                let file = JwksFile {
+                    path: path.clone(),
+                    keys: Arc::clone(&keys),
+                    status: Arc::clone(&status),
+                };
+                let reloader = Reloader::start(
+                    Arc::new(file),
+                    ReloadOptions {
+                        watch: true,
+                        poll: Some(config.poll),
+                        ..ReloadOptions::default()
+                    },
+                )
+                .map_err(|e| JwksError(format!("cannot start the JWKS reload thread: {e}")))?;
+                (keys, status, Keeper::File(reloader))
+            }
+            KeySource::Url(remote) => {
+                let keys = Arc::new(ArcSwap::from_pointee(KeySet::default()));
+                let status = Arc::new(ArcSwap::from_pointee(KeysStatus {
+                    source: remote.source().to_string(),
+                    ..KeysStatus::default()
+                }));
+                let refresher = remote::Refresher::start(
+                    remote.clone(),
+                    Arc::clone(&keys),
+                    Arc::clone(&status),
+                )?;
+                (keys, status, Keeper::Url(refresher))
+            }
         };
-        let reloader = Reloader::start(
-            Arc::new(file),
-            ReloadOptions {
-                watch: true,
-                poll: Some(config.poll),
-                ..ReloadOptions::default()
-            },
-        )
-        .map_err(|e| JwksError(format!("cannot start the JWKS reload thread: {e}")))?;
         Ok(Verifier {
             keys,
+            status,
+            keeper,
             mapping: config.mapping,
             validations: [
                 validation(Algorithm::RS256),
@@ -385,7 +470,6 @@ impl Verifier {
                 validation(Algorithm::EdDSA),
             ],
             required: config.required,
-            reloader,
         })
     }
 
@@ -399,9 +483,45 @@ impl Verifier {
         self.keys.load_full()
     }
 
-    /// Asks the reload thread to re-read the JWKS file now (SIGHUP). Returns at once.
+    /// Where the keys come from and how their refreshes went (the Status API).
+    pub fn status(&self) -> Arc<KeysStatus> {
+        self.status.load_full()
+    }
+
+    /// Asks the thread to re-read the JWKS file, or fetch the URL (discovery included), now
+    /// (SIGHUP). Returns at once.
     pub fn reload_now(&self) {
-        self.reloader.reload_now();
+        match &self.keeper {
+            Keeper::File(reloader) => reloader.reload_now(),
+            Keeper::Url(refresher) => refresher.refresh_now(),
+        }
+    }
+
+    /// [`Verifier::verify`], and for keys from a URL, when the token names a key the set does
+    /// not have: asks for a refresh (at most one per `unknown_kid_interval`), waits for it up to
+    /// the fetch timeout or `deadline`, whichever comes first, and verifies again with what it
+    /// brought. Rate-limited, the token is rejected at once (`unknown key id`). Waiting is an
+    /// await on a watch channel: it holds no lock and no thread.
+    pub async fn verify_waiting(
+        &self,
+        token: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Principal, TokenError> {
+        let outcome = self.verify(token);
+        let (Err(TokenError::UnknownKeyId | TokenError::NoKeyForAlgorithm(_)), Keeper::Url(r)) =
+            (&outcome, &self.keeper)
+        else {
+            return outcome;
+        };
+        let Some(attempts) = r.unknown_key() else {
+            return outcome;
+        };
+        let mut limit = r.timeout();
+        if let Some(deadline) = deadline {
+            limit = limit.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        r.wait_for_refresh(attempts, limit).await;
+        self.verify(token)
     }
 
     fn validation(&self, algorithm: Algorithm) -> &Validation {
@@ -464,20 +584,20 @@ impl Verifier {
     }
 }
 
-fn log_loaded(path: &Path, set: &KeySet, message: &str) {
+fn log_loaded(source: &dyn fmt::Display, set: &KeySet, message: &str) {
     let kids: Vec<&str> = set
         .keys
         .iter()
         .map(|k| k.kid.as_deref().unwrap_or("(no kid)"))
         .collect();
     tracing::info!(
-        file = %path.display(),
+        source = %source,
         keys = set.keys.len(),
         kids = %kids.join(","),
         "{message}"
     );
     for skipped in &set.skipped {
-        tracing::info!(file = %path.display(), "JWKS key skipped: {skipped}");
+        tracing::info!(source = %source, "JWKS key skipped: {skipped}");
     }
 }
 
@@ -485,6 +605,7 @@ fn log_loaded(path: &Path, set: &KeySet, message: &str) {
 struct JwksFile {
     path: PathBuf,
     keys: Arc<ArcSwap<KeySet>>,
+    status: Arc<ArcSwap<KeysStatus>>,
 }
 
 impl reload::Source for JwksFile {
@@ -499,6 +620,12 @@ impl reload::Source for JwksFile {
     fn refresh(&self) -> Outcome {
         let failed = |message: String| {
             metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "failed").increment(1);
+            self.status.rcu(|status| KeysStatus {
+                last_error: Some(message.clone()),
+                last_error_at: Some(SystemTime::now()),
+                refreshes_failed: status.refreshes_failed + 1,
+                ..(**status).clone()
+            });
             Outcome::Rejected(message)
         };
         let bytes = match std::fs::read(&self.path) {
@@ -510,11 +637,26 @@ impl reload::Source for JwksFile {
             Sha256::digest(&bytes).into()
         };
         if hash == self.keys.load().hash {
+            if self.status.load().last_error.is_some() {
+                self.status.rcu(|status| KeysStatus {
+                    last_error: None,
+                    last_error_at: None,
+                    ..(**status).clone()
+                });
+            }
             return Outcome::Unchanged;
         }
         match jwks::parse(&bytes) {
             Ok(set) => {
-                log_loaded(&self.path, &set, "JWKS reloaded");
+                log_loaded(&self.path.display(), &set, "JWKS reloaded");
+                self.status.rcu(|status| KeysStatus {
+                    key_ids: key_ids(&set),
+                    last_success_at: Some(SystemTime::now()),
+                    last_error: None,
+                    last_error_at: None,
+                    refreshes_ok: status.refreshes_ok + 1,
+                    ..(**status).clone()
+                });
                 self.keys.store(Arc::new(set));
                 metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "ok").increment(1);
                 Outcome::Published

@@ -34,16 +34,36 @@ tls:
   reload_secs: {{ .Values.tls.reloadSecs | int64 }}
 tokens:
 {{- if .Values.tokens.enabled }}
+{{- if include "verdict.jwksFromVolume" . }}
   jwks_file: {{ printf "%s/%s" (include "verdict.jwksDir" .) .Values.tokens.jwks.key | toJson }}
-  issuer: {{ .Values.tokens.issuer | toJson }}
+{{- else }}
+  jwks_file: null
+{{- end }}
+  jwks_url: {{ if .Values.tokens.jwksUrl }}{{ .Values.tokens.jwksUrl | toJson }}{{ else }}null{{ end }}
+  oidc_issuer: {{ if .Values.tokens.oidcIssuer }}{{ .Values.tokens.oidcIssuer | toJson }}{{ else }}null{{ end }}
+{{- if include "verdict.jwksCAFromVolume" . }}
+  jwks_ca_file: {{ printf "%s/%s" (include "verdict.jwksCADir" .) .Values.tokens.jwksCA.key | toJson }}
+{{- else }}
+  jwks_ca_file: null
+{{- end }}
+  issuer: {{ if .Values.tokens.issuer }}{{ .Values.tokens.issuer | toJson }}{{ else }}null{{ end }}
   audiences: {{ .Values.tokens.audiences | toJson }}
   required: {{ .Values.tokens.required }}
 {{- else }}
   jwks_file: null
+  jwks_url: null
+  oidc_issuer: null
+  jwks_ca_file: null
   issuer: null
   audiences: []
   required: false
 {{- end }}
+  # Plain http to a loopback host is for development on one machine, never a pod.
+  jwks_allow_http_loopback: false
+  jwks_timeout_secs: {{ .Values.tokens.jwksTimeoutSecs | int64 }}
+  jwks_refresh_min_secs: {{ .Values.tokens.jwksRefreshMinSecs | int64 }}
+  jwks_refresh_max_secs: {{ .Values.tokens.jwksRefreshMaxSecs | int64 }}
+  jwks_unknown_kid_secs: {{ .Values.tokens.jwksUnknownKidSecs | int64 }}
   subject_claim: {{ .Values.tokens.subjectClaim | toJson }}
   roles_claim: {{ .Values.tokens.rolesClaim | toJson }}
   capabilities_claim: {{ .Values.tokens.capabilitiesClaim | toJson }}

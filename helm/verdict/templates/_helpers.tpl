@@ -73,6 +73,15 @@ app.kubernetes.io/component: policy-decision-point
 {{- define "verdict.tlsDir" -}}/etc/verdict/tls{{- end }}
 {{- define "verdict.clientCADir" -}}/etc/verdict/client-ca{{- end }}
 {{- define "verdict.jwksDir" -}}/etc/verdict/jwks{{- end }}
+{{- define "verdict.jwksCADir" -}}/etc/verdict/jwks-ca{{- end }}
+{{/* Non-empty when token keys come from a ConfigMap or Secret (tokens.jwks). */}}
+{{- define "verdict.jwksFromVolume" -}}
+{{- if and .Values.tokens.enabled (or .Values.tokens.jwks.configMapName .Values.tokens.jwks.secretName) }}true{{ end }}
+{{- end }}
+{{/* Non-empty when the identity provider's CA comes from a ConfigMap or Secret (tokens.jwksCA). */}}
+{{- define "verdict.jwksCAFromVolume" -}}
+{{- if and .Values.tokens.enabled (or .Values.tokens.jwksCA.configMapName .Values.tokens.jwksCA.secretName) }}true{{ end }}
+{{- end }}
 {{- define "verdict.gitRoot" -}}/git{{- end }}
 
 {{/* The policy directory the daemon reads: the ConfigMap mount, or git-sync's link. */}}
@@ -186,11 +195,27 @@ grpc:
 {{- if and .Values.tokens.jwks.configMapName .Values.tokens.jwks.secretName }}
 {{- fail "tokens.jwks: set one of configMapName and secretName, not both" }}
 {{- end }}
-{{- if not (or .Values.tokens.jwks.configMapName .Values.tokens.jwks.secretName) }}
-{{- fail "tokens.enabled: set tokens.jwks.configMapName or tokens.jwks.secretName (where the JWKS is)" }}
+{{- $sources := 0 }}
+{{- if include "verdict.jwksFromVolume" . }}{{ $sources = add1 $sources }}{{ end }}
+{{- if .Values.tokens.jwksUrl }}{{ $sources = add1 $sources }}{{ end }}
+{{- if .Values.tokens.oidcIssuer }}{{ $sources = add1 $sources }}{{ end }}
+{{- if eq $sources 0 }}
+{{- fail "tokens.enabled: set where the keys are: tokens.jwks.configMapName or tokens.jwks.secretName (a JWKS), tokens.jwksUrl, or tokens.oidcIssuer" }}
 {{- end }}
-{{- if not .Values.tokens.issuer }}
+{{- if gt $sources 1 }}
+{{- fail "tokens: tokens.jwks, tokens.jwksUrl and tokens.oidcIssuer are alternatives: set one" }}
+{{- end }}
+{{- if and .Values.tokens.jwksCA.configMapName .Values.tokens.jwksCA.secretName }}
+{{- fail "tokens.jwksCA: set one of configMapName and secretName, not both" }}
+{{- end }}
+{{- if and (include "verdict.jwksCAFromVolume" .) (include "verdict.jwksFromVolume" .) }}
+{{- fail "tokens.jwksCA needs tokens.jwksUrl or tokens.oidcIssuer (a JWKS in a volume is not fetched)" }}
+{{- end }}
+{{- if not (or .Values.tokens.issuer .Values.tokens.oidcIssuer) }}
 {{- fail "tokens.enabled needs tokens.issuer (the iss tokens carry)" }}
+{{- end }}
+{{- if and .Values.tokens.issuer .Values.tokens.oidcIssuer (ne .Values.tokens.issuer .Values.tokens.oidcIssuer) }}
+{{- fail "tokens.issuer differs from tokens.oidcIssuer: leave tokens.issuer empty" }}
 {{- end }}
 {{- if not .Values.tokens.audiences }}
 {{- fail "tokens.enabled needs tokens.audiences (the aud tokens name)" }}
