@@ -318,7 +318,7 @@ fn a_reformatting_changes_nothing() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("no access changed"), "{stdout}");
     assert!(stdout.contains("no access widened"), "{stdout}");
-    assert!(stdout.contains("sampled: "), "{stdout}");
+    assert!(stdout.contains("\nsampled:\n  - "), "{stdout}");
 }
 
 #[test]
@@ -389,4 +389,32 @@ fn a_set_that_does_not_load_exits_one_and_says_which() {
     ] {
         assert!(help.contains(code), "{help}");
     }
+}
+
+#[test]
+fn the_readme_example_runs_as_written() {
+    let section = common::readme_section("## Reviewing a policy change");
+    let pairs = common::commands_and_outputs(&section);
+    let (script, output) = &pairs[0];
+    let expected = output
+        .as_ref()
+        .expect("the README shows the output")
+        .content
+        .clone();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("policies/clinic");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(clinic()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    let out = common::shell(&script.content, dir.path(), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, expected);
 }

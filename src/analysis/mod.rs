@@ -165,7 +165,8 @@ fn statements(domains: &Domains) -> (Vec<String>, Vec<String>) {
     }
     if domains.gated {
         exact.push(
-            "SMART scope shapes: user/*, patient/* (with a launch patient), system/*, none".into(),
+            "SMART scope shapes: user/*.cruds, patient/*.cruds (with a launch patient), system/*.cruds, none; in the diff also user/* with each single permission letter"
+                .into(),
         );
     }
     let exact_attrs: Vec<&str> = domains
@@ -440,7 +441,7 @@ pub struct Diff {
     /// How many classes and (class, kind, action) cells were compared.
     pub classes_compared: usize,
     pub cells_compared: usize,
-    /// Sorted by kind, action, change, then first class.
+    /// Sorted by kind, action and change, then in the order of the groups' first classes.
     pub changes: Vec<Change>,
 }
 
@@ -701,14 +702,8 @@ fn group(found: Vec<(Change, String)>) -> Vec<Change> {
             None => out.push(change),
         }
     }
-    out.sort_by(|a, b| {
-        (&a.kind, &a.action, a.change, &a.classes[0]).cmp(&(
-            &b.kind,
-            &b.action,
-            b.change,
-            &b.classes[0],
-        ))
-    });
+    // Stable: within (kind, action, change), groups in the order of their first class.
+    out.sort_by(|a, b| (&a.kind, &a.action, a.change).cmp(&(&b.kind, &b.action, b.change)));
     out
 }
 

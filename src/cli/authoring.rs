@@ -345,11 +345,7 @@ fn diff_text(d: &crate::analysis::Diff, old: &std::path::Path, new: &std::path::
     };
     let example = |out: &mut String, what: &str, c: &Counterexample| {
         let _ = writeln!(out, "  {what}: confirmed by Check on both sets");
-        let _ = writeln!(
-            out,
-            "    principal {}",
-            serde_json::to_string(&c.principal).unwrap_or_default()
-        );
+        let _ = writeln!(out, "    principal {}", compact(&c.principal));
         let _ = writeln!(
             out,
             "    resource  {}",
@@ -419,11 +415,28 @@ fn diff_text(d: &crate::analysis::Diff, old: &std::path::Path, new: &std::path::
             "no access widened"
         }
     );
-    let _ = writeln!(
-        out,
-        "exact: {}\nsampled: {}",
-        d.exact.join("; "),
-        d.sampled.join("; ")
-    );
+    let _ = writeln!(out, "exact:");
+    for line in &d.exact {
+        let _ = writeln!(out, "  - {line}");
+    }
+    let _ = writeln!(out, "sampled:");
+    for line in &d.sampled {
+        let _ = writeln!(out, "  - {line}");
+    }
     out
+}
+
+/// A principal as JSON without its empty fields.
+fn compact(p: &crate::request::Principal) -> String {
+    let mut value = serde_json::to_value(p).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|_, v| match v {
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(o) => !o.is_empty(),
+            serde_json::Value::Null => false,
+            _ => true,
+        });
+    }
+    value.to_string()
 }
