@@ -133,6 +133,7 @@ fn run_ceiling_server() {
                         policy: "physician".into(),
                         rule: "clinical-care".into(),
                         reason: "allowed by rule \"clinical-care\" of policy \"physician\"".into(),
+                        trace: Vec::new(),
                     },
                 )]
                 .into(),

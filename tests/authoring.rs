@@ -266,3 +266,212 @@ fn validate_takes_one_file_within_its_directory() {
     assert!(!ok);
     assert!(stderr.contains("not a policy file"), "{stderr}");
 }
+
+/// A small set with one rule no test exercises (`archive`), one only ever evaluated to false
+/// (`read-drafts`), and a suite for the others.
+fn set_with_untested_rules(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("docs.yaml"),
+        "agent_policy:\n  name: docs\n  principals: {roles: [reader]}\n  rules:\n    - name: read-public\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: R.attr.public == true\n    - name: read-drafts\n      effect: allow\n      actions: [read]\n      kinds: [Doc]\n      when: R.attr.draft == true\n    - name: archive\n      effect: allow\n      actions: [archive]\n      kinds: [Doc]\n---\nagent_policy:\n  name: guard\n  principals: {roles: [reader]}\n  rules:\n    - name: no-secrets\n      effect: deny\n      actions: [\"*\"]\n      kinds: [Doc]\n      when: R.attr.secret == true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("docs_test.yaml"),
+        r#"suite: docs
+principals:
+  reader: {id: r1, roles: [reader]}
+resources:
+  public: {kind: Doc, id: d1, attr: {public: true, draft: false, secret: false}}
+  private: {kind: Doc, id: d2, attr: {public: false, draft: false, secret: false}}
+  secret: {kind: Doc, id: d3, attr: {public: true, draft: false, secret: true}}
+tests:
+  - {name: public docs are readable, principal: reader, resource: public, expect: {read: allow}}
+  - {name: private ones are not, principal: reader, resource: private, expect: {read: deny}}
+  - {name: secrets are not, principal: reader, resource: secret, expect: {read: deny}}
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn coverage_names_the_rules_no_test_case_decided_at_their_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    set_with_untested_rules(dir.path());
+    let junit = dir.path().join("out.xml");
+    let out = Command::new(BIN)
+        .args(["test", "--coverage", "--junit"])
+        .arg(&junit)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Coverage alone reports; it does not fail the run.
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("docs.yaml").display().to_string();
+    assert!(
+        stdout.contains("rule coverage: 2 of 4 rules (50.0%) decided at least one test case"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("  {file}: 2 of 4 rules (50.0%)\n")),
+        "{stdout}"
+    );
+    // The rule only ever evaluated to false, and the one never reached, each at file:line.
+    assert!(
+        stdout.contains(&format!(
+            "    {file}:10: allow rule \"read-drafts\" of policy \"docs\": evaluated in 1 decision, which it did not make\n"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "    {file}:15: allow rule \"archive\" of policy \"docs\": never evaluated"
+        )),
+        "{stdout}"
+    );
+    // The covered ones are not listed.
+    assert!(!stdout.contains("\"read-public\""), "{stdout}");
+    assert!(!stdout.contains("\"no-secrets\""), "{stdout}");
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"coverage\" tests=\"4\" failures=\"0\" skipped=\"2\">"),
+        "{xml}"
+    );
+    for (name, value) in [
+        ("rules", "4"),
+        ("rules.covered", "2"),
+        ("rules.percent", "50.0"),
+    ] {
+        assert!(
+            xml.contains(&format!("<property name=\"{name}\" value=\"{value}\"/>")),
+            "{name}: {xml}"
+        );
+    }
+    assert!(
+        xml.contains(&format!("<testcase name=\"{file}:15: docs/archive\" classname=\"{file}\"><skipped message=\"never evaluated")),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!(
+            "<testcase name=\"{file}:5: docs/read-public\" classname=\"{file}\"/>"
+        )),
+        "{xml}"
+    );
+    assert_eq!(
+        xml.matches("<testsuite ").count(),
+        2,
+        "the suite's and coverage's: {xml}"
+    );
+    // Without --coverage, no coverage anywhere.
+    let out = Command::new(BIN)
+        .args(["test", "--junit"])
+        .arg(&junit)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("coverage"));
+    assert!(!std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("coverage"));
+}
+
+#[test]
+fn min_coverage_fails_the_run_below_it_and_passes_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    set_with_untested_rules(dir.path());
+    let junit = dir.path().join("out.xml");
+    let run = |min: &str| {
+        let out = Command::new(BIN)
+            .args(["test", "--min-coverage", min, "--junit"])
+            .arg(&junit)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            std::fs::read_to_string(&junit).unwrap(),
+        )
+    };
+    let (code, stdout, stderr, xml) = run("75");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("rule coverage: 2 of 4 rules (50.0%)"),
+        "--min-coverage implies --coverage: {stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "rule coverage 50.0% is below --min-coverage 75%: 2 of 4 rules decided no test case"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        xml.contains("<testcase name=\"rule coverage at least 75%\" classname=\"coverage\"><failure message=\"rule coverage 50.0% is below 75%\"/></testcase>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<testsuite name=\"coverage\" tests=\"5\" failures=\"1\" skipped=\"2\">"),
+        "{xml}"
+    );
+    let (code, _, stderr, xml) = run("50");
+    assert_eq!(code, Some(0), "at the minimum: {stderr}");
+    assert!(
+        xml.contains("<testcase name=\"rule coverage at least 50%\" classname=\"coverage\"/>"),
+        "{xml}"
+    );
+    // Not a percentage: a usage error, before anything runs.
+    let (code, _, stderr, _) = run("150");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not a percentage between 0 and 100"),
+        "{stderr}"
+    );
+
+    // Add the missing cases: full coverage.
+    let suite = dir.path().join("docs_test.yaml");
+    let mut text = std::fs::read_to_string(&suite).unwrap();
+    text = text.replace(
+        "resources:\n",
+        "resources:\n  draft: {kind: Doc, id: d4, attr: {public: false, draft: true, secret: false}}\n",
+    );
+    text.push_str("  - {name: drafts are readable, principal: reader, resource: draft, expect: {read: allow, archive: allow}}\n");
+    std::fs::write(&suite, text).unwrap();
+    let (code, stdout, stderr, _) = run("100");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("rule coverage: 4 of 4 rules (100.0%)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_bundled_suite_covers_every_rule_of_the_clinic() {
+    let out = Command::new(BIN)
+        .args(["test", "--min-coverage", "100"])
+        .arg(common::bundled_policies())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set = verdict::compile::PolicySet::load(&common::bundled_policies()).unwrap();
+    let rules: std::collections::BTreeSet<_> =
+        set.rules.iter().map(|r| (r.file.clone(), r.line)).collect();
+    assert!(
+        stdout.contains(&format!(
+            "rule coverage: {0} of {0} rules (100.0%) decided at least one test case",
+            rules.len()
+        )),
+        "{stdout}"
+    );
+}

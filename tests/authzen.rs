@@ -900,6 +900,33 @@ fn explained_batches_carry_each_decisions_context() {
         "{}",
         answer.text
     );
+    // With the trace of the rules considered, as the HTTP/JSON API's explained Check has it:
+    // the last step decided.
+    let trace = answer.json["evaluations"][0]["context"]["trace"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", answer.text));
+    let last = trace.last().unwrap();
+    assert_eq!(last["rule"], "members-read", "{}", answer.text);
+    assert_eq!(last["outcome"], "TRACE_OUTCOME_HELD", "{}", answer.text);
+    assert_eq!(last["decided"], true, "{}", answer.text);
+    assert!(
+        last["file"].as_str().is_some_and(|f| f.ends_with(".yaml")),
+        "{}",
+        answer.text
+    );
+    // Not asked, not given.
+    let answer = post(
+        &base(&daemon),
+        "/access/v1/evaluations",
+        &json!({"subject": alice(), "action": action("read"),
+                "evaluations": [{"resource": record("record-1")}]}),
+    );
+    assert_eq!(
+        answer.json["evaluations"][0],
+        json!({"decision": true}),
+        "{}",
+        answer.text
+    );
 }
 
 #[test]
@@ -917,6 +944,25 @@ fn reasons_stay_out_of_decisions_when_the_operator_says_so() {
     assert_eq!(answer.json["context"]["rule"], "members-read");
     assert!(
         answer.json["context"].get("reason").is_none(),
+        "{}",
+        answer.text
+    );
+    // Nor the trace, which names every rule considered and their errors.
+    let answer = post(
+        &base(&daemon),
+        "/access/v1/evaluations",
+        &json!({"subject": alice(), "action": action("read"), "options": {"explain": true},
+                "evaluations": [{"resource": record("record-1")}]}),
+    );
+    assert_eq!(
+        answer.json["evaluations"][0]["context"]["rule"], "members-read",
+        "{}",
+        answer.text
+    );
+    assert!(
+        answer.json["evaluations"][0]["context"]
+            .get("trace")
+            .is_none(),
         "{}",
         answer.text
     );

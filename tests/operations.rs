@@ -429,11 +429,12 @@ async fn oversized_messages_and_deadlines_are_clear_statuses() {
     let status = check(&daemon.url(), &many).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     // How far it got: "after N of 40000 decisions", or, on a machine so busy that decoding took
-    // the 50 ms, "while waiting for an evaluation thread".
+    // the 50 ms, "while waiting for an evaluation thread", or (the backstop) a second more.
     assert!(
         status.message().starts_with("deadline exceeded ")
             && (status.message().contains("of 40000 decisions")
-                || status.message().contains("40000 decisions requested")),
+                || status.message().contains("40000 decisions requested")
+                || status.message().contains("still being received or decoded")),
         "{}",
         status.message()
     );
@@ -441,6 +442,57 @@ async fn oversized_messages_and_deadlines_are_clear_statuses() {
     assert!(check(&daemon.url(), &physician_reads_patient("small"))
         .await
         .is_ok());
+}
+
+/// A call whose body never finishes arriving never reaches the authority: the backstop answers
+/// it DEADLINE_EXCEEDED a margin (1 s) after the deadline, counted like any other refusal, not
+/// tonic's CANCELLED "Timeout expired".
+#[tokio::test]
+async fn a_call_whose_body_never_arrives_ends_deadline_exceeded() {
+    let daemon = Daemon::start(
+        &common::bundled_policies(),
+        &["--request-timeout-ms", "100"],
+    );
+    let tcp = tokio::net::TcpStream::connect(daemon.addr.to_string())
+        .await
+        .unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("{}/verdict.v1.Authorizer/Check", daemon.url()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (answer, mut body) = client.send_request(request, false).unwrap();
+    // A gRPC frame header announcing 100 bytes, then 2 of them, and nothing more.
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100, 10, 0]), false)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = answer.await.unwrap();
+    let header = |name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("grpc-status"), "4", "DEADLINE_EXCEEDED: {answer:?}");
+    assert!(
+        header("grpc-message").contains("still%20being%20received%20or%20decoded")
+            || header("grpc-message").contains("still being received or decoded"),
+        "{answer:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    daemon
+        .wait_metric(
+            "verdict_requests_total{method=\"Check\",status=\"DEADLINE_EXCEEDED\"}",
+            |n| n >= 1.0,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,10 +66,13 @@ fn buf_lint_passes_and_catches_what_it_should() {
     );
 
     let uncommented = edited_copy(|text| {
-        text.replace(
-            "  string token = 5;\n}",
-            "  string token = 5;\n  string undocumented = 6;\n}",
-        )
+        let edited = text.replacen(
+            "message CheckRequest {\n",
+            "message CheckRequest {\n  string undocumented = 99;\n",
+            1,
+        );
+        assert_ne!(edited, text, "the edit must change authorizer.proto");
+        edited
     });
     let out = buf(uncommented.path(), &["lint"]);
     assert!(!out.status.success());
@@ -98,10 +101,13 @@ fn buf_breaking_refuses_a_rename_and_accepts_an_addition() {
     );
 
     let added = edited_copy(|text| {
-        text.replace(
-            "  string token = 5;\n}",
-            "  string token = 5;\n  // A new, documented field.\n  string trace_id = 6;\n}",
-        )
+        let added = text.replacen(
+            "message CheckRequest {\n",
+            "message CheckRequest {\n  // A new, documented field.\n  string trace_id = 99;\n",
+            1,
+        );
+        assert_ne!(added, text, "the edit applies");
+        added
     });
     let out = buf(added.path(), &["breaking", "--against", against]);
     assert!(

@@ -1,7 +1,7 @@
 //! The web UI (`verdict serve --ui-listen`) through the real daemon: in headless Chromium
 //! (`tests/ui/browser.py`, Playwright driving the system's `chromium`), asserting on what a
 //! person sees (the access matrix's cells and their rules' links; the playground's decision,
-//! rule, reason and PlanFilter SQL after filling the form; the diff page, file changes and
+//! rule, reason, trace and PlanFilter SQL after filling the form; the diff page, file changes and
 //! access changes, before and after a real reload of the policy directory), with the
 //! screenshots kept in `target/ui-screenshots/`; and over plain HTTP, what a browser is not
 //! needed for (escaping, read-only methods, files outside the set, headers, the listener off by
@@ -236,6 +236,31 @@ fn a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_
         "typed markup stays text"
     );
     assert_eq!(playground["decided_version"], version.as_str());
+    // The trace of the rules considered (explain): the deciding allow, linked to its line.
+    let trace: Vec<&str> = playground["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        trace.contains(&"allow physician/clinical-care: held ← decided"),
+        "{trace:?}"
+    );
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.starts_with("deny celebrity-patients/only-the-primary-physician: ")),
+        "{trace:?}"
+    );
+    assert!(
+        playground["trace_links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l.as_str().unwrap().starts_with("/source/")),
+        "{seen}"
+    );
     // The rule links to its line in roles.yaml.
     let link = playground["rule_link"].as_str().unwrap();
     assert!(link.starts_with("/source/roles.yaml#L"), "{link}");

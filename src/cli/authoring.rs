@@ -13,9 +13,24 @@ pub struct TestArgs {
     /// Directory of policy files and their test suites.
     #[arg(default_value = "policies")]
     pub policies: PathBuf,
-    /// Also write the results as JUnit XML to this file.
+    /// Also write the results as JUnit XML to this file (with --coverage, a testsuite
+    /// `coverage` too).
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Report rule coverage: per policy file, which rules decided no test case (a rule is
+    /// covered when it made at least one Check case's decision), with file:line.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Fail (exit 1) when rule coverage is below N percent (0-100); implies --coverage.
+    #[arg(long, value_name = "N", value_parser = parse_percent)]
+    pub min_coverage: Option<f64>,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(n) if (0.0..=100.0).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a percentage between 0 and 100")),
+    }
 }
 
 #[derive(Args)]
@@ -88,17 +103,26 @@ pub fn test(args: TestArgs) -> Result<()> {
         .iter()
         .map(ToString::to_string)
         .collect();
+    let covering = args.coverage || args.min_coverage.is_some();
+    let mut tally = crate::suite::coverage::Tally::new(&set);
     for (relative, text) in &read.suites {
         let file = dir.join(relative);
         match crate::suite::parse(&file, text) {
+            Ok(suite) if covering => {
+                results.push(crate::suite::run_covered(&set, &file, &suite, &mut tally))
+            }
             Ok(suite) => results.push(crate::suite::run(&set, &file, &suite)),
             Err(e) => broken.push(e),
         }
     }
     print!("{}", crate::suite::report(&results));
+    let coverage = covering.then(|| crate::suite::coverage::Coverage::of(&set, &tally));
+    if let Some(coverage) = &coverage {
+        print!("{}", coverage.report());
+    }
     if let Some(path) = &args.junit {
-        std::fs::write(path, crate::suite::junit(&results))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let xml = crate::suite::junit(&results, coverage.as_ref().map(|c| (c, args.min_coverage)));
+        std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
     }
     for e in &broken {
         eprintln!("{e}");
@@ -109,6 +133,16 @@ pub fn test(args: TestArgs) -> Result<()> {
             "{failed} test case(s) failed, {} suite file(s) unreadable",
             broken.len()
         );
+    }
+    if let (Some(coverage), Some(min)) = (&coverage, args.min_coverage) {
+        if coverage.percent() < min {
+            bail!(
+                "rule coverage {:.1}% is below --min-coverage {min}%: {} of {} rules decided no test case",
+                coverage.percent(),
+                coverage.rules.len() - coverage.covered(),
+                coverage.rules.len()
+            );
+        }
     }
     Ok(())
 }

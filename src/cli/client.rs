@@ -47,6 +47,10 @@ pub struct CheckArgs {
     /// Print the response as JSON instead of one line per decision.
     #[arg(long)]
     pub json: bool,
+    /// Ask for each decision's trace and print it: the rules considered, in evaluation order
+    /// (deny rules, the scope gate, allow rules), with file:line and what came of each.
+    #[arg(long)]
+    pub explain: bool,
     /// Exit with 3 if any action is denied (0 only if every one is allowed), for scripts:
     /// `verdict check --exit-code ... && deploy`.
     #[arg(long)]
@@ -103,15 +107,16 @@ fn parse_dialect(name: &str) -> Result<crate::filter::sql::Dialect, String> {
     convert::dialect(name).map_err(|r| r.message)
 }
 
-/// The request the flags describe, and the token in `--request` if any.
-fn check_request_from(args: &CheckArgs) -> Result<(CheckRequest, String)> {
+/// The request the flags describe, the token in `--request` if any, and whether `--request`
+/// asks for an explanation.
+fn check_request_from(args: &CheckArgs) -> Result<(CheckRequest, String, bool)> {
     if let Some(request) = &args.request {
         let body: json::CheckBody = serde_json::from_value(read_json_arg("request", request)?)
             .context(
                 "--request does not match {principal, resources: [{resource, actions}], context}",
             )?;
         let call = body.into_call();
-        return Ok((call.request, call.token));
+        return Ok((call.request, call.token, call.explain));
     }
     let principal: Principal = match &args.principal {
         Some(p) => serde_json::from_value::<json::PrincipalBody>(read_json_arg("principal", p)?)
@@ -145,14 +150,15 @@ fn check_request_from(args: &CheckArgs) -> Result<(CheckRequest, String)> {
             None => serde_json::Value::Null,
         },
     };
-    Ok((request, String::new()))
+    Ok((request, String::new(), false))
 }
 
 /// Asks for the decisions and prints them; the exit code as `--help` lists it.
 pub async fn check(args: CheckArgs) -> Result<std::process::ExitCode> {
-    let (request, token) = check_request_from(&args)?;
+    let (request, token, explain) = check_request_from(&args)?;
     let mut message = to_proto(&request);
     message.token = token;
+    message.explain = explain || args.explain;
     if let Some(token) = &args.token {
         // A --request principal stays: the daemon refuses a token next to a principal.
         message.token = token.clone();
@@ -199,6 +205,7 @@ pub async fn check(args: CheckArgs) -> Result<std::process::ExitCode> {
                             "DENY"
                         };
                         println!("{who} {action}: {effect} - {}", d.reason);
+                        print_trace(&d.trace);
                     }
                     None => println!("{who} {action}: (no answer)"),
                 }
@@ -278,6 +285,51 @@ pub async fn plan(args: PlanArgs) -> Result<()> {
         println!("params: [{}]", params.join(", "));
     }
     Ok(())
+}
+
+/// An explained decision's steps, one a line, numbered in evaluation order:
+/// `  2. allow physician/clinical-care (roles.yaml:12): held  <- decided`; a default deny ends
+/// with a line saying so.
+fn print_trace(trace: &[proto::TraceStep]) {
+    for (n, step) in trace.iter().enumerate() {
+        println!("  {}. {}", n + 1, trace_line(step));
+    }
+    if !trace.is_empty() && !trace.iter().any(|s| s.decided) {
+        println!("  no rule allowed: denied by default");
+    }
+}
+
+/// One trace step for humans.
+fn trace_line(step: &proto::TraceStep) -> String {
+    use proto::{TraceOutcome as O, TraceStage as S};
+    let stage = S::try_from(step.stage).unwrap_or(S::Unspecified);
+    let outcome = O::try_from(step.outcome).unwrap_or(O::Unspecified);
+    let at = match (step.file.as_str(), step.line) {
+        ("", _) => String::new(),
+        (file, 0) => format!(" ({file})"),
+        (file, line) => format!(" ({file}:{line})"),
+    };
+    let what = match stage {
+        S::Schema => "schema".to_string(),
+        S::ScopeGate => format!("scope gate \"{}\"{at}", step.policy),
+        S::Deny | S::Allow | S::Unspecified => {
+            let effect = if stage == S::Deny { "deny " } else { "allow" };
+            format!("{effect} {}/{}{at}", step.policy, step.rule)
+        }
+    };
+    let result = match outcome {
+        O::PrincipalNotMatched => "principal selector did not match".to_string(),
+        O::ResourceNotMatched => "resource selector did not match".to_string(),
+        O::Held => "held".to_string(),
+        O::NotHeld => "condition did not hold".to_string(),
+        O::Error => format!("error: {}", step.error),
+        O::ScopeCovered => "a granted scope covers the request".to_string(),
+        O::ScopeNotCovered => "no granted scope covers the request".to_string(),
+        O::SchemaViolated => "the request violates the schema".to_string(),
+        O::Unspecified => "(unknown outcome)".to_string(),
+    };
+    let decided = if step.decided { "  <- decided" } else { "" };
+    format!("{what}: {result}{decided}")
 }
 
 fn value_json(v: &prost_types::Value) -> serde_json::Value {

@@ -59,6 +59,8 @@ pub struct PolicySet {
     pub entities: Entities,
     /// The roles and capabilities selectors name, numbered.
     interned: Interned,
+    /// The directory the set was loaded from: rules' files are under it.
+    pub root: PathBuf,
 }
 
 /// What the request path needs of one kind: its rules, and its schema.
@@ -190,6 +192,13 @@ impl PolicySet {
             .map(|g| g.as_ref())
     }
 
+    /// Where a rule is written: its file relative to the set's directory (as loaded when it is
+    /// not under it), and the line.
+    pub fn location(&self, rule: &CompiledRule) -> (String, usize) {
+        let file = rule.file.strip_prefix(&self.root).unwrap_or(&rule.file);
+        (file.display().to_string(), rule.line)
+    }
+
     /// Every kind some policy names explicitly.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.by_kind.keys().map(String::as_str)
@@ -279,6 +288,7 @@ impl Compiler {
             schema,
             entities,
             interned,
+            root: source.root.clone(),
         })
     }
 

@@ -18,6 +18,12 @@
 //!
 //! Request values (`P`, `C`) are built once per request, `R` once per resource, `A` once per
 //! action; every candidate rule is evaluated in the same context.
+//!
+//! An explained Check ([`Limits::explain`]) also returns, with each decision, the rules it
+//! considered in that order and what came of each ([`trace`]); the same procedure runs without
+//! recording anything otherwise.
+
+mod trace;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +36,8 @@ use crate::policy::Effect;
 use crate::request::{CheckRequest, Principal, Resource};
 use crate::schema::{self, Schema};
 use crate::smart::SmartScope;
+pub use trace::{Outcome, Stage, Step};
+use trace::{Recorder, Tracer};
 
 /// The decision on one action of one resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +53,9 @@ pub struct Decision {
     /// How the request violates the set's schema, if it does: the reason of the deny under
     /// validation `reject`, reported beside a decision made as usual under `warn`.
     pub schema_violation: Option<Arc<str>>,
+    /// With [`Limits::explain`]: the rules considered, in evaluation order, with their outcomes.
+    /// Empty otherwise.
+    pub trace: Vec<Step>,
 }
 
 impl Decision {
@@ -60,6 +71,7 @@ impl Decision {
             reason: Arc::clone(&rule.reason),
             evaluation_error: false,
             schema_violation: None,
+            trace: Vec::new(),
         }
     }
 
@@ -72,6 +84,7 @@ impl Decision {
             reason: reason.into(),
             evaluation_error: true,
             schema_violation: None,
+            trace: Vec::new(),
         }
     }
 
@@ -93,6 +106,7 @@ impl Decision {
             reason: reason.into(),
             evaluation_error: false,
             schema_violation: None,
+            trace: Vec::new(),
         }
     }
 
@@ -105,6 +119,7 @@ impl Decision {
             reason: format!("denied: {violation}").into(),
             evaluation_error: false,
             schema_violation: Some(Arc::clone(violation)),
+            trace: Vec::new(),
         }
     }
 }
@@ -160,6 +175,9 @@ pub struct Limits {
     /// condition that could take more is not evaluated, and fails (a deny rule denies, an allow
     /// rule does not allow), naming the rule.
     pub cost_budget: u64,
+    /// Record the rules each decision considers ([`Decision::trace`]). Off, the decision
+    /// procedure records nothing and costs nothing more.
+    pub explain: bool,
 }
 
 /// The default cost budget of a condition: a million interpreter steps, tens of milliseconds.
@@ -170,12 +188,26 @@ impl Default for Limits {
         Limits {
             deadline: None,
             cost_budget: DEFAULT_COST_BUDGET,
+            explain: false,
         }
     }
 }
 
 /// Like [`check_until`], with every limit given.
 pub fn check_with(
+    set: &PolicySet,
+    request: &CheckRequest,
+    limits: &Limits,
+) -> Result<Vec<ResourceDecisions>, DeadlineExceeded> {
+    if limits.explain {
+        check_traced::<Recorder>(set, request, limits)
+    } else {
+        check_traced::<()>(set, request, limits)
+    }
+}
+
+/// [`check_with`], recording each decision's steps with a `T`.
+fn check_traced<T: Tracer>(
     set: &PolicySet,
     request: &CheckRequest,
     limits: &Limits,
@@ -215,8 +247,12 @@ pub fn check_with(
                 (None, Some(_)) => action_violation(kind, resource, action),
                 (None, None) => None,
             };
-            let decision = match (violation, schema.map(|s| s.mode)) {
-                (Some(v), Some(ValidationMode::Reject)) => Decision::invalid(&v),
+            let mut trace = T::default();
+            let mut decision = match (violation, schema.map(|s| s.mode)) {
+                (Some(v), Some(ValidationMode::Reject)) => {
+                    trace.record(|| Some(Step::schema()));
+                    Decision::invalid(&v)
+                }
                 (violation, _) => {
                     let mut decision = decide(
                         set,
@@ -231,12 +267,14 @@ pub fn check_with(
                         &mut scopes,
                         deadline,
                         (&sizes, limits.cost_budget),
+                        &mut trace,
                     )
                     .map_err(|Late| DeadlineExceeded { decided, requested })?;
                     decision.schema_violation = violation;
                     decision
                 }
             };
+            decision.trace = trace.finish();
             actions.push((action.clone(), decision));
             decided += 1;
         }
@@ -316,7 +354,7 @@ impl<'r> GrantedScopes<'r> {
 struct Late;
 
 #[allow(clippy::too_many_arguments)]
-fn decide(
+fn decide<T: Tracer>(
     set: &PolicySet,
     kind_rules: Kind<'_>,
     key: &PrincipalKey<'_>,
@@ -329,23 +367,28 @@ fn decide(
     scopes: &mut GrantedScopes<'_>,
     deadline: Option<Instant>,
     budget: (&Sizes<'_>, u64),
+    trace: &mut T,
 ) -> Result<Decision, Late> {
     let action_value = Value::string(action);
     let activation = Activation::new(principal_value, resource_value, &action_value, context);
     let eval = activation.context(&set.environment);
-    let mut failed_allow: Option<(&CompiledRule, EvalError)> = None;
+    let mut failed_allow: Option<(u32, &CompiledRule, EvalError)> = None;
     let mut gate_passed = false;
     for &id in kind_rules.rules_for(action) {
         let rule = &set.rules[id as usize];
-        if !rule.principals.matches(key) {
-            continue;
-        }
         if rule.effect == Effect::Allow && !gate_passed {
-            // Every deny rule has been seen (they come first): apply the scope ceiling now.
-            if let Some(denial) = scope_gate(set, principal, resource, action, scopes) {
+            // Every deny rule has been seen (they come first): apply the scope ceiling now (it
+            // applies whether or not an allow rule selects the principal).
+            let denial = scope_gate(set, principal, resource, action, scopes);
+            trace.record(|| Step::gate(set, &resource.kind, denial.is_none()));
+            if let Some(denial) = denial {
                 return Ok(denial);
             }
             gate_passed = true;
+        }
+        if !rule.principals.matches(key) {
+            trace.record(|| Some(Step::rule(set, id, Outcome::PrincipalNotMatched)));
+            continue;
         }
         if let Some(deadline) = deadline {
             // Evaluating a condition is the only step whose cost the request controls (a
@@ -355,24 +398,41 @@ fn decide(
             }
         }
         match holds(rule, &eval, budget) {
-            Ok(true) => return Ok(Decision::from_rule(rule)),
-            Ok(false) => {}
-            Err(error) if rule.effect == Effect::Deny => {
-                return Ok(Decision::failed_deny(rule, &error))
+            Ok(Holds::Yes) => {
+                trace.record(|| Some(Step::rule(set, id, Outcome::Held)));
+                trace.decided();
+                return Ok(Decision::from_rule(rule));
             }
+            Ok(missed) => trace.record(|| {
+                let outcome = match missed {
+                    Holds::NotTarget => Outcome::ResourceNotMatched,
+                    _ => Outcome::NotHeld,
+                };
+                Some(Step::rule(set, id, outcome))
+            }),
             Err(error) => {
-                failed_allow.get_or_insert((rule, error));
+                trace.record(|| Some(Step::rule(set, id, Outcome::Error(error.0.as_str().into()))));
+                if rule.effect == Effect::Deny {
+                    trace.decided();
+                    return Ok(Decision::failed_deny(rule, &error));
+                }
+                failed_allow.get_or_insert((id, rule, error));
             }
         }
     }
     if !gate_passed {
-        if let Some(denial) = scope_gate(set, principal, resource, action, scopes) {
+        let denial = scope_gate(set, principal, resource, action, scopes);
+        trace.record(|| Step::gate(set, &resource.kind, denial.is_none()));
+        if let Some(denial) = denial {
             return Ok(denial);
         }
     }
     let kind = &resource.kind;
+    if let Some((id, ..)) = &failed_allow {
+        trace.decided_by(*id);
+    }
     Ok(match failed_allow {
-        Some((rule, error)) => Decision::failed(
+        Some((_, rule, error)) => Decision::failed(
             rule,
             format!(
                 "denied: no rule allows {kind}:{action}; allow rule \"{}\" of policy \"{}\" could not be evaluated: {error}",
@@ -388,25 +448,39 @@ fn decide(
     })
 }
 
+/// Whether a rule's resource selector and condition hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Yes,
+    /// The resource policy's selector does not hold.
+    NotTarget,
+    /// The condition does not hold.
+    NotCondition,
+}
+
 /// Whether the rule's resource selector and condition both hold; an error for either (a
 /// condition over its cost budget included).
 fn holds(
     rule: &CompiledRule,
     eval: &EvalContext<'_>,
     (sizes, budget): (&Sizes<'_>, u64),
-) -> Result<bool, EvalError> {
+) -> Result<Holds, EvalError> {
     if let Some(target) = &rule.target {
         target.within_budget(sizes, budget)?;
         if !target.eval_bool(eval)? {
-            return Ok(false);
+            return Ok(Holds::NotTarget);
         }
     }
     match &rule.condition {
         Some(condition) => {
             condition.within_budget(sizes, budget)?;
-            condition.eval_bool(eval)
+            Ok(if condition.eval_bool(eval)? {
+                Holds::Yes
+            } else {
+                Holds::NotCondition
+            })
         }
-        None => Ok(true),
+        None => Ok(Holds::Yes),
     }
 }
 
@@ -427,6 +501,7 @@ fn scope_gate(
         reason: reason.into(),
         evaluation_error: false,
         schema_violation: None,
+        trace: Vec::new(),
     };
     let Some(permission) = gate.permission(action) else {
         return Some(denial(format!(

@@ -82,6 +82,8 @@ pub struct CheckCall {
     /// The principal's type, for APIs that name one (AuthZEN's `subject.type`): a principal
     /// the set stores under another type is another principal, and every action is denied.
     pub principal_type: Option<String>,
+    /// Return with each decision the rules it considered ([`engine::Decision::trace`]).
+    pub explain: bool,
 }
 
 /// A search over the set's stored entities, decoded from the wire, not yet validated.
@@ -577,6 +579,7 @@ impl Authority {
                 0 => u64::MAX,
                 n => n,
             },
+            explain: false,
         }
     }
 
@@ -639,6 +642,7 @@ impl Authority {
             mut request,
             token,
             principal_type,
+            explain,
         } = decoded;
         // The request's shape is checked first: it is cheap, and a signature check is not.
         validate::check_request(&request, &self.limits).map_err(Refusal::invalid)?;
@@ -665,7 +669,7 @@ impl Authority {
                     );
                     return Ok(self.deny_all(&set, request, reason, None));
                 }
-                self.decide(call, request, set).await
+                self.decide(call, request, set, explain).await
             }
             Subject::Rejected(error) => Ok(self.deny_all(
                 &set,
@@ -692,6 +696,7 @@ impl Authority {
             reason: reason.into(),
             evaluation_error: false,
             schema_violation: None,
+            trace: Vec::new(),
         };
         let results: Vec<ResourceDecisions> = request
             .resources
@@ -720,9 +725,13 @@ impl Authority {
         call: &Call,
         request: CheckRequest,
         set: Arc<PolicySet>,
+        explain: bool,
     ) -> Result<Checked, Refusal> {
         let started = Instant::now();
-        let limits = self.engine_limits(call);
+        let limits = engine::Limits {
+            explain,
+            ..self.engine_limits(call)
+        };
         let deadline = limits.deadline;
         let (outcome, mut request) = if self.pool.inline(evaluation::check_weight(&request)) {
             (engine::check_with(&set, &request, &limits), request)

@@ -252,13 +252,15 @@ fn evaluation_call(
             },
             token: String::new(),
             principal_type: Some(principal_type),
+            explain: false,
         })
     };
     check().map_err(Refusal::invalid)
 }
 
 /// A decision as AuthZEN answers it; with `explain`, the deciding policy and rule (and the
-/// reason, when the options allow) in its `context`.
+/// reason, when the options allow) in its `context`, and the trace of an explained Check (as
+/// `ActionDecision.trace` in the HTTP/JSON API) when the options allow reasons.
 fn decision(checked: &Checked, explain: bool, options: &AuthzenOptions) -> Json {
     let Some((_, decided)) = checked.results.first().and_then(|r| r.actions.first()) else {
         return json!({"decision": false});
@@ -275,6 +277,12 @@ fn decision(checked: &Checked, explain: bool, options: &AuthzenOptions) -> Json 
         }
         if options.reasons {
             context.insert("reason".into(), json!(&*decided.reason));
+            if !decided.trace.is_empty() {
+                let trace = decided.trace.iter();
+                let trace =
+                    trace.map(|s| super::json::trace_step_json(&super::convert::trace_step(s)));
+                context.insert("trace".into(), trace.collect());
+            }
         }
         context.insert("policy_version".into(), json!(checked.policy_version));
         answer.insert("context".into(), Json::Object(context));
@@ -401,6 +409,7 @@ async fn evaluations(State(api): State<Api>, headers: HeaderMap, body: Body) -> 
                 pick("resource"),
                 pick("context"),
             )
+            .map(|call| CheckCall { explain, ..call })
             .map_err(|r| Refusal::new(r.code, format!("evaluations[{i}]: {}", r.message))),
         );
     }

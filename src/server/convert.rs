@@ -13,7 +13,7 @@ use super::authority::Status;
 use super::authority::{CheckCall, Checked, PlanCall, Planned};
 use super::proto;
 use super::validate::{Limits, Refusal};
-use crate::engine::Decision;
+use crate::engine::{Decision, Outcome, Stage, Step};
 use crate::filter::sql::{Dialect, SqlFilter};
 use crate::filter::{CmpOp, Filter};
 use crate::plan::{Plan, PlanRequest};
@@ -153,6 +153,7 @@ pub fn check_call(r: proto::CheckRequest, limits: &Limits) -> Result<CheckCall, 
         request,
         token: r.token,
         principal_type: None,
+        explain: r.explain,
     })
 }
 
@@ -165,6 +166,36 @@ pub fn action_decision(d: &Decision) -> proto::ActionDecision {
         policy: d.policy.to_string(),
         rule: d.rule.to_string(),
         reason: d.reason.to_string(),
+        trace: d.trace.iter().map(trace_step).collect(),
+    }
+}
+
+/// One step of an explained decision.
+pub fn trace_step(step: &Step) -> proto::TraceStep {
+    let (outcome, error) = match &step.outcome {
+        Outcome::PrincipalNotMatched => (proto::TraceOutcome::PrincipalNotMatched, ""),
+        Outcome::ResourceNotMatched => (proto::TraceOutcome::ResourceNotMatched, ""),
+        Outcome::Held => (proto::TraceOutcome::Held, ""),
+        Outcome::NotHeld => (proto::TraceOutcome::NotHeld, ""),
+        Outcome::Error(error) => (proto::TraceOutcome::Error, &**error),
+        Outcome::ScopeCovered => (proto::TraceOutcome::ScopeCovered, ""),
+        Outcome::ScopeNotCovered => (proto::TraceOutcome::ScopeNotCovered, ""),
+        Outcome::SchemaViolated => (proto::TraceOutcome::SchemaViolated, ""),
+    };
+    proto::TraceStep {
+        stage: match step.stage {
+            Stage::Schema => proto::TraceStage::Schema,
+            Stage::Deny => proto::TraceStage::Deny,
+            Stage::ScopeGate => proto::TraceStage::ScopeGate,
+            Stage::Allow => proto::TraceStage::Allow,
+        } as i32,
+        policy: step.policy.to_string(),
+        rule: step.rule.to_string(),
+        file: step.file.clone(),
+        line: u32::try_from(step.line).unwrap_or(u32::MAX),
+        outcome: outcome as i32,
+        error: error.to_string(),
+        decided: step.decided,
     }
 }
 
@@ -418,6 +449,7 @@ pub fn to_proto(r: &CheckRequest) -> proto::CheckRequest {
             .collect(),
         context: json_to_struct(&r.context),
         token: String::new(),
+        explain: false,
     }
 }
 

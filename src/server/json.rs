@@ -79,6 +79,8 @@ pub struct CheckBody {
     pub context: Json,
     /// A JWT to verify instead of `principal`.
     pub token: Option<String>,
+    /// Return each decision's trace (`ActionDecision.trace`).
+    pub explain: bool,
 }
 
 impl CheckBody {
@@ -104,6 +106,7 @@ impl CheckBody {
             },
             token: self.token.unwrap_or_default(),
             principal_type: None,
+            explain: self.explain,
         }
     }
 }
@@ -347,6 +350,44 @@ fn decision_json(d: &proto::ActionDecision) -> Json {
         if !value.is_empty() {
             out.insert(name.into(), json!(value));
         }
+    }
+    if !d.trace.is_empty() {
+        out.insert(
+            "trace".into(),
+            d.trace.iter().map(trace_step_json).collect(),
+        );
+    }
+    Json::Object(out)
+}
+
+/// A `TraceStep`, enums by name, empty fields (and `decided: false`) left out.
+pub fn trace_step_json(step: &proto::TraceStep) -> Json {
+    let mut out = serde_json::Map::new();
+    let stage = proto::TraceStage::try_from(step.stage)
+        .map(|s| s.as_str_name())
+        .unwrap_or("TRACE_STAGE_UNSPECIFIED");
+    out.insert("stage".into(), json!(stage));
+    for (name, value) in [
+        ("policy", &step.policy),
+        ("rule", &step.rule),
+        ("file", &step.file),
+    ] {
+        if !value.is_empty() {
+            out.insert(name.into(), json!(value));
+        }
+    }
+    if step.line != 0 {
+        out.insert("line".into(), json!(step.line));
+    }
+    let outcome = proto::TraceOutcome::try_from(step.outcome)
+        .map(|o| o.as_str_name())
+        .unwrap_or("TRACE_OUTCOME_UNSPECIFIED");
+    out.insert("outcome".into(), json!(outcome));
+    if !step.error.is_empty() {
+        out.insert("error".into(), json!(step.error));
+    }
+    if step.decided {
+        out.insert("decided".into(), json!(true));
     }
     Json::Object(out)
 }

@@ -12,6 +12,7 @@
 
 pub mod authority;
 pub mod authzen;
+pub mod backstop;
 pub mod codec;
 pub mod convert;
 pub mod evaluation;
@@ -45,7 +46,8 @@ use proto::admin_server::{Admin, AdminServer};
 use proto::authorizer_server::{Authorizer, AuthorizerServer};
 pub use validate::Limits;
 
-/// How long past the request deadline tonic's own timer cancels a request.
+/// How long past the request deadline the backstop answers an Authorizer call that never reached
+/// the authority (twice that: tonic's timer, any other call).
 const TIMEOUT_BACKSTOP_MARGIN: Duration = Duration::from_secs(1);
 
 /// How the servers behave, beyond the policy store they answer from.
@@ -237,11 +239,17 @@ pub async fn serve(
     }
     let mut builder = tonic::transport::Server::builder();
     // The deadline is the Authority's: it answers DEADLINE_EXCEEDED, naming how far deciding got.
-    // tonic's timer is only a backstop for requests that never get there (a body still arriving):
-    // set at the deadline itself it would race the Authority and, when it won (a large request
-    // still being decoded), answer CANCELLED "Timeout expired".
+    // The backstop answers the Authorizer's calls that never get there (a body still arriving, a
+    // request still being decoded), DEADLINE_EXCEEDED too, a margin later so as not to race the
+    // Authority; tonic's own timer, later still, bounds the other services.
+    let authorizer = backstop::Backstopped::new(
+        authorizer,
+        options
+            .request_timeout
+            .map(|timeout| timeout + TIMEOUT_BACKSTOP_MARGIN),
+    );
     if let Some(timeout) = options.request_timeout {
-        builder = builder.timeout(timeout + TIMEOUT_BACKSTOP_MARGIN);
+        builder = builder.timeout(timeout + 2 * TIMEOUT_BACKSTOP_MARGIN);
     }
     let router = builder
         .add_service(health_service)

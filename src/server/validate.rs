@@ -164,10 +164,25 @@ pub fn answer_bytes(results: &[crate::engine::ResourceDecisions]) -> usize {
                 + r.id.len()
                 + r.actions
                     .iter()
-                    .map(|(a, d)| 32 + a.len() + d.policy.len() + d.rule.len() + d.reason.len())
+                    .map(|(a, d)| {
+                        32 + a.len()
+                            + d.policy.len()
+                            + d.rule.len()
+                            + d.reason.len()
+                            + d.trace.iter().map(step_bytes).sum::<usize>()
+                    })
                     .sum::<usize>()
         })
         .sum()
+}
+
+/// About how many bytes one trace step takes in protobuf.
+fn step_bytes(step: &crate::engine::Step) -> usize {
+    let error = match &step.outcome {
+        crate::engine::Outcome::Error(e) => e.len(),
+        _ => 0,
+    };
+    32 + step.policy.len() + step.rule.len() + step.file.len() + error
 }
 
 pub fn plan_request(r: &PlanRequest, limits: &Limits) -> Result<(), String> {

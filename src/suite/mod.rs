@@ -3,7 +3,11 @@
 //! `verdict test DIR` runs them in-process; the gRPC tests run the bundled suites over the wire
 //! with the same expectations ([`Expectation::check`]).
 //!
+//! Coverage ([`coverage`]): which rules of the set the suites' Check cases exercised.
+//!
 //! Depends on `compile`, `engine` and `plan`; knows nothing of gRPC.
+
+pub mod coverage;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -259,6 +263,30 @@ fn observed(d: &engine::Decision) -> Observed {
 
 /// Runs a suite against a policy set, in-process.
 pub fn run(set: &PolicySet, file: &Path, suite: &Suite) -> SuiteResult {
+    run_inner(set, file, suite, None)
+}
+
+/// Runs a suite like [`run`], and counts in `tally` the rules each of its Check cases evaluated
+/// and which one decided (every decision explained).
+pub fn run_covered(
+    set: &PolicySet,
+    file: &Path,
+    suite: &Suite,
+    tally: &mut coverage::Tally,
+) -> SuiteResult {
+    run_inner(set, file, suite, Some(tally))
+}
+
+fn run_inner(
+    set: &PolicySet,
+    file: &Path,
+    suite: &Suite,
+    mut tally: Option<&mut coverage::Tally>,
+) -> SuiteResult {
+    let limits = engine::Limits {
+        explain: tally.is_some(),
+        ..engine::Limits::default()
+    };
     let mut cases = Vec::new();
     for case in &suite.tests {
         let request = match suite.check_request(case) {
@@ -272,8 +300,14 @@ pub fn run(set: &PolicySet, file: &Path, suite: &Suite) -> SuiteResult {
                 continue;
             }
         };
-        let results = engine::check(set, &request);
+        let results = match engine::check_with(set, &request, &limits) {
+            Ok(results) => results,
+            Err(_) => unreachable!("no deadline was given"),
+        };
         for (action, decision) in &results[0].actions {
+            if let Some(tally) = tally.as_deref_mut() {
+                tally.count(&decision.trace);
+            }
             cases.push(CaseResult {
                 name: format!("{} / {action}", case.name),
                 test: case.name.clone(),
@@ -427,8 +461,12 @@ pub fn report(results: &[SuiteResult]) -> String {
     out
 }
 
-/// JUnit XML for CI systems: one testsuite per file, one testcase per action or plan.
-pub fn junit(results: &[SuiteResult]) -> String {
+/// JUnit XML for CI systems: one testsuite per file, one testcase per action or plan; with
+/// `coverage`, a testsuite `coverage` too ([`coverage::Coverage::junit`], with the minimum).
+pub fn junit(
+    results: &[SuiteResult],
+    coverage: Option<(&coverage::Coverage, Option<f64>)>,
+) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for r in results {
         let _ = writeln!(
@@ -463,6 +501,9 @@ pub fn junit(results: &[SuiteResult]) -> String {
             }
         }
         out.push_str("  </testsuite>\n");
+    }
+    if let Some((coverage, min)) = coverage {
+        out.push_str(&coverage.junit(min));
     }
     out.push_str("</testsuites>\n");
     out

@@ -6,7 +6,8 @@
 //!   rules linked to their line; written once per policy version;
 //! - `/playground`: a Check request pasted as JSON or built from a form, decided by the same
 //!   [`Authority`] path as the APIs (no decision log, no token: what a person types is the
-//!   principal), with the PlanFilter answer and its SQL;
+//!   principal), with the trace of the rules considered (explain) and the PlanFilter answer and
+//!   its SQL;
 //! - `/diff`: the set the last reload replaced against the active one: the access changes
 //!   ([`crate::analysis::diff`], once per pair of versions), then file by file;
 //! - `/sources`, `/source/{path}`: the policy files of the active (or previous) set, with line
@@ -581,8 +582,9 @@ fn refused(r: crate::server::validate::Refusal) -> Response {
     http::error(http::http_status(r.code), r.code, &r.message)
 }
 
-/// `POST /api/check`: the body of `POST /v1/check`, decided as the API decides it; the answer
-/// is the API's, each decision with the link to its rule's source (`location`).
+/// `POST /api/check`: the body of `POST /v1/check`, decided as the API decides it (the page asks
+/// for `explain`: each decision's trace); the answer is the API's, each decision and trace step
+/// with the link to its rule's source (`location`).
 async fn api_check(State(ui): State<Arc<Ui>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Some(response) = not_json(&headers) {
         return response;
@@ -602,16 +604,25 @@ async fn api_check(State(ui): State<Arc<Ui>>, headers: HeaderMap, body: Bytes) -
     axum::Json(out).into_response()
 }
 
-/// Adds `location` (`/source/FILE#LLINE`) beside every `policy` and `rule` pair in `json`.
+/// Adds `location` (`/source/FILE#LLINE`) beside every `file` and `line` pair in `json` (the
+/// steps of a trace), and every `policy` and `rule` pair without them (a decision).
 fn link_rules(ui: &Ui, set: &PolicySet, json: &mut Json) {
     match json {
         Json::Object(map) => {
-            if let (Some(Json::String(policy)), Some(Json::String(rule))) =
-                (map.get("policy"), map.get("rule"))
-            {
-                if let Some(link) = ui.rule_link(set, policy, rule, false) {
-                    map.insert("location".into(), json!(link));
+            let at = match (map.get("file"), map.get("line")) {
+                (Some(Json::String(file)), Some(line)) => line
+                    .as_u64()
+                    .map(|line| ui.source_link(Path::new(file), line as usize, false)),
+                _ => None,
+            };
+            let link = at.or_else(|| match (map.get("policy"), map.get("rule")) {
+                (Some(Json::String(policy)), Some(Json::String(rule))) => {
+                    ui.rule_link(set, policy, rule, false)
                 }
+                _ => None,
+            });
+            if let Some(link) = link {
+                map.insert("location".into(), json!(link));
             }
             for value in map.values_mut() {
                 link_rules(ui, set, value);

@@ -22,6 +22,7 @@ pub fn check_message(body: serde_json::Value) -> verdict::server::proto::CheckRe
     let call = body.into_call();
     let mut message = verdict::server::convert::to_proto(&call.request);
     message.token = call.token;
+    message.explain = call.explain;
     message
 }
 

@@ -54,6 +54,9 @@ def matrix(page, url, shots, name):
     )
     page.screenshot(path=os.path.join(shots, name))
     page.screenshot(path=os.path.join(shots, "full-" + name), full_page=True)
+    # The Patient table (docs/img/matrix.png is this screenshot of the bundled clinic).
+    page.goto(url + "/matrix#kind-" + str(seen["kinds"].index("Patient")))
+    page.screenshot(path=os.path.join(shots, "patient-" + name))
     # The class filter hides the rows that do not match.
     page.fill("#class-filter", "physician")
     seen["rows_shown_for_physician"] = page.locator(
@@ -85,9 +88,13 @@ def playground(page, url, shots):
     page.wait_for_selector("#decisions tr")
     # (Locators, not wait_for_function: the page's Content-Security-Policy forbids eval.)
     page.locator("#plan-kind:not(:empty)").wait_for()
-    row = texts(page, "#decisions tr td")
+    row = texts(page, "#decisions tr:not(.trace) td")
+    seen["trace"] = texts(page, "#decisions tr.trace li")
+    seen["trace_links"] = [
+        a.get_attribute("href") for a in page.locator("#decisions tr.trace li a").all()
+    ]
     seen["decision"] = row
-    seen["rule_link"] = page.get_attribute("#decisions tr td a", "href")
+    seen["rule_link"] = page.get_attribute("#decisions tr:not(.trace) td a", "href")
     seen["decided_version"] = page.inner_text("#decided-version")
     seen["plan"] = {
         "kind": page.inner_text("#plan-kind"),
@@ -99,7 +106,7 @@ def playground(page, url, shots):
     page.screenshot(path=os.path.join(shots, "playground.png"), full_page=True)
 
     # The deciding rule's link opens its file at its line.
-    page.click("#decisions tr td a")
+    page.click("#decisions tr:not(.trace) td a")
     page.wait_for_load_state()
     seen["rule_target"] = page.inner_text(":target")
     seen["rule_page_title"] = page.inner_text("h1")

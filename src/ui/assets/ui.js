@@ -67,6 +67,7 @@
           actions: field("action").value ? [field("action").value] : [],
         }],
         context: parsed("context"),
+        explain: true,
       };
       request.value = JSON.stringify(body, null, 2);
       show(error, "");
@@ -118,6 +119,45 @@
     }
   }
 
+  // TRACE_OUTCOME_NOT_HELD -> "not held".
+  function words(name, prefix) {
+    return (name || "").replace(prefix, "").toLowerCase().replace(/_/g, " ");
+  }
+
+  // The rules considered for one decision, in evaluation order.
+  function traceRow(body, trace) {
+    const row = body.insertRow();
+    row.className = "trace";
+    const td = row.insertCell();
+    td.colSpan = 5;
+    const list = document.createElement("ol");
+    for (const step of trace) {
+      const li = document.createElement("li");
+      li.className = "outcome-" + words(step.outcome, "TRACE_OUTCOME_").replace(/ /g, "-");
+      li.appendChild(document.createTextNode(words(step.stage, "TRACE_STAGE_") + " "));
+      if (step.rule) {
+        const name = step.policy + "/" + step.rule;
+        if (step.location) {
+          const a = document.createElement("a");
+          a.href = step.location;
+          a.textContent = name;
+          li.appendChild(a);
+        } else {
+          li.appendChild(document.createTextNode(name));
+        }
+      }
+      li.appendChild(document.createTextNode(": " + words(step.outcome, "TRACE_OUTCOME_")));
+      if (step.error) li.appendChild(document.createTextNode(" (" + step.error + ")"));
+      if (step.decided) {
+        const strong = document.createElement("strong");
+        strong.textContent = " ← decided";
+        li.appendChild(strong);
+      }
+      list.appendChild(li);
+    }
+    td.appendChild(list);
+  }
+
   function showDecisions(answer) {
     const body = document.getElementById("decisions");
     body.replaceChildren();
@@ -131,6 +171,7 @@
         cell(row, allow ? "ALLOW" : "DENY", allow ? "effect-allow" : "effect-deny");
         ruleCell(row, d);
         cell(row, d.reason || "");
+        if (d.trace && d.trace.length) traceRow(body, d.trace);
       }
     }
     document.getElementById("decided-version").textContent = answer.policy_version || "";
@@ -155,6 +196,7 @@
       show(error, "The request is not JSON: " + e.message);
       return;
     }
+    if (body.explain === undefined) body.explain = true;
     try {
       showDecisions(await post("/api/check", body));
     } catch (e) {
