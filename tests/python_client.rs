@@ -1,59 +1,51 @@
-//! The Python example client (`examples/python/`, grpcio with stubs generated from `proto/`)
-//! against the real daemon: every Check and PlanFilter scenario of the bundled clinic suite
-//! (policies/clinic/clinic_test.yaml), written here as JSON for `client_test.py`; the client's
-//! own example; and the README's Python example as written.
+//! The Python client package (`clients/python/`, grpcio with stubs generated from `proto/` and
+//! committed) against the real daemon: the stubs match `proto/` (`generate.py --check`); every
+//! Check and PlanFilter scenario of the bundled clinic suite (policies/clinic/clinic_test.yaml),
+//! written here as JSON for `tests/client_test.py`, through the sync and asyncio clients, with a
+//! same-id batch and the client's own errors; the package's example; and the README's Python
+//! example ("Calling Verdict from Python", a scoped SQLAlchemy query) as written, with the
+//! clinic's `verdict schema export` beside it. The package runs from the working tree (`PYTHONPATH`), not an installed
+//! copy.
 //!
-//! Needs python3 with the packages of examples/python/requirements.txt: CI installs them
+//! Needs python3 with the packages of clients/python/requirements-dev.txt: CI installs them
 //! (.ci/run); elsewhere the test is listed as ignored (`harness = false`: see `common::trial`).
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::Daemon;
 use serde_json::{json, Value as Json};
 use verdict::suite::{self, ExpectedEffect, ExpectedPlan};
 
-fn examples() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python")
+fn package() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python")
 }
 
 fn main() -> std::process::ExitCode {
     let python = common::Tool::command(
-        "python3 with grpcio and grpcio-tools (pip install -r examples/python/requirements.txt)",
+        "python3 with grpcio, grpcio-tools and SQLAlchemy (pip install -r clients/python/requirements-dev.txt)",
         "python3",
-        &["-c", "import grpc, grpc_tools, google.protobuf"],
+        &["-c", "import grpc, grpc_tools, google.protobuf, sqlalchemy"],
     );
-    common::run(vec![common::trial(
-        "the_python_client_gets_every_answer_of_the_clinic_suite",
-        &[python],
-        the_python_client_gets_every_answer_of_the_clinic_suite,
-    )])
+    common::run(vec![
+        common::trial(
+            "the_committed_stubs_match_proto",
+            &[python],
+            the_committed_stubs_match_proto,
+        ),
+        common::trial(
+            "the_python_client_gets_every_answer_of_the_clinic_suite",
+            &[python],
+            the_python_client_gets_every_answer_of_the_clinic_suite,
+        ),
+    ])
 }
 
-/// Runs a Python script from the repository's root with stubs generated into `stubs`; kills it
-/// after `limit`.
-fn python(script: &Path, args: &[&str], stubs: &Path, limit: Duration) -> Output {
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("VERDICT_STUBS_DIR", stubs)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
+/// Runs a script of the package from the repository's root.
+fn python(script: &Path, args: &[&str], limit: Duration) -> Output {
+    common::python(script, args, Path::new(env!("CARGO_MANIFEST_DIR")), limit)
 }
 
 /// The clinic suite as the JSON scenarios client_test.py reads.
@@ -103,8 +95,21 @@ fn scenarios() -> (Json, usize) {
             }))
         })
         .collect();
-    let count = checks.len() + plans.len();
+    // And the script's own two: the same-id batch with the client's errors, and the async client.
+    let count = checks.len() + plans.len() + 2;
     (json!({"checks": checks, "plans": plans}), count)
+}
+
+fn the_committed_stubs_match_proto() {
+    let out = python(
+        &package().join("generate.py"),
+        &["--check"],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stubs current: 6 files"), "{stdout}");
 }
 
 fn the_python_client_gets_every_answer_of_the_clinic_suite() {
@@ -112,18 +117,16 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
     let (scenarios, count) = scenarios();
     let file = dir.path().join("scenarios.json");
     std::fs::write(&file, scenarios.to_string()).unwrap();
-    let stubs = dir.path().join("stubs");
     let daemon = Daemon::start(&common::bundled_policies(), &[]);
 
     let out = python(
-        &examples().join("client_test.py"),
+        &package().join("tests/client_test.py"),
         &[
             "--server",
             &daemon.addr,
             "--scenarios",
             file.to_str().unwrap(),
         ],
-        &stubs,
         Duration::from_secs(120),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -133,14 +136,10 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
         stdout.contains(&format!("scenarios: {count} ok, 0 failed")),
         "{stdout}\n{stderr}"
     );
-    // The stubs were generated from proto/ for this run.
-    assert!(stubs.join("verdict/v1/authorizer_pb2_grpc.py").exists());
-
-    // The client's own example (README): dr-house reads patient 123, may not delete it.
+    // The package's example: dr-house reads patient 123, may not delete it.
     let out = python(
-        &examples().join("client.py"),
+        &package().join("examples/check.py"),
         &[&daemon.addr],
-        &stubs,
         Duration::from_secs(60),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -168,9 +167,18 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
         .find_map(|l| l.split_once("print(").and_then(|(_, c)| c.split_once("# ")))
         .map(|(_, comment)| comment.trim().to_string())
         .expect("the README's Python example says what it prints");
+    // It reads the schema as the README's `verdict schema export` line writes it.
+    let export = std::process::Command::new(common::BIN)
+        .args(["schema", "export"])
+        .arg(common::bundled_policies().join("clinic"))
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{export:?}");
+    assert!(readme.contains("verdict schema export policies/clinic > clinic-schema.json"));
+    std::fs::write(dir.path().join("clinic-schema.json"), &export.stdout).unwrap();
     let script = dir.path().join("readme_example.py");
     std::fs::write(&script, snippet.replace("127.0.0.1:50051", &daemon.addr)).unwrap();
-    let out = python(&script, &[], &stubs, Duration::from_secs(60));
+    let out = common::python(&script, &[], dir.path(), Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -218,6 +218,37 @@ pub fn shell(script: &str, dir: &Path, env: &[(&str, &str)]) -> std::process::Ou
     command.output().expect("sh runs")
 }
 
+/// Runs `script` (a path, or a file of the Python package's `clients/python`) with `python3` in
+/// `dir`, the working tree's package first on its path (not an installed copy); kills it after
+/// `limit`.
+pub fn python(
+    script: &Path,
+    args: &[&str],
+    dir: &Path,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python");
+    let mut child = std::process::Command::new("python3")
+        .arg(package.join(script))
+        .args(args)
+        .current_dir(dir)
+        .env("PYTHONPATH", &package)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 pub fn bundled_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
