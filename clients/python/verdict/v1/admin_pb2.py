@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16verdict/v1/admin.proto\x12\nverdict.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rStatusRequest\"\x8b\x02\n\x0eStatusResponse\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\t\x12-\n\tloaded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrule_count\x18\x03 \x01(\x04\x12\x14\n\x0cpolicy_count\x18\x04 \x01(\x04\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreloads_ok\x18\x07 \x01(\x04\x12\x16\n\x0ereloads_failed\x18\x08 \x01(\x04\x12\x15\n\rfailing_tests\x18\t \x03(\t2H\n\x05\x41\x64min\x12?\n\x06Status\x12\x19.verdict.v1.StatusRequest\x1a\x1a.verdict.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16verdict/v1/admin.proto\x12\nverdict.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n\rStatusRequest\"\xbc\x02\n\x0eStatusResponse\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\t\x12-\n\tloaded_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrule_count\x18\x03 \x01(\x04\x12\x14\n\x0cpolicy_count\x18\x04 \x01(\x04\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreloads_ok\x18\x07 \x01(\x04\x12\x16\n\x0ereloads_failed\x18\x08 \x01(\x04\x12\x15\n\rfailing_tests\x18\t \x03(\t\x12/\n\ntoken_keys\x18\n \x01(\x0b\x32\x1b.verdict.v1.TokenKeysStatus\"\xa5\x02\n\x0fTokenKeysStatus\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08jwks_uri\x18\x02 \x01(\t\x12\x0f\n\x07key_ids\x18\x03 \x03(\t\x12\x33\n\x0flast_success_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x31\n\rlast_error_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0crefreshes_ok\x18\x07 \x01(\x04\x12\x18\n\x10refreshes_failed\x18\x08 \x01(\x04\x12\x33\n\x0fnext_refresh_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp2H\n\x05\x41\x64min\x12?\n\x06Status\x12\x19.verdict.v1.StatusRequest\x1a\x1a.verdict.v1.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=71
   _globals['_STATUSREQUEST']._serialized_end=86
   _globals['_STATUSRESPONSE']._serialized_start=89
-  _globals['_STATUSRESPONSE']._serialized_end=356
-  _globals['_ADMIN']._serialized_start=358
-  _globals['_ADMIN']._serialized_end=430
+  _globals['_STATUSRESPONSE']._serialized_end=405
+  _globals['_TOKENKEYSSTATUS']._serialized_start=408
+  _globals['_TOKENKEYSSTATUS']._serialized_end=701
+  _globals['_ADMIN']._serialized_start=703
+  _globals['_ADMIN']._serialized_end=775
 # @@protoc_insertion_point(module_scope)

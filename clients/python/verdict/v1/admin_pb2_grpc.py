@@ -47,7 +47,8 @@ class AdminServicer:
     """
 
     def Status(self, request, context):
-        """The active policy set and the outcome of policy reloads since the daemon started.
+        """The active policy set and the outcome of policy reloads since the daemon started, and the
+        token verification keys and how their refreshes went.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -14,6 +14,26 @@ class Effect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EFFECT_ALLOW: _ClassVar[Effect]
     EFFECT_DENY: _ClassVar[Effect]
 
+class TraceStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRACE_STAGE_UNSPECIFIED: _ClassVar[TraceStage]
+    TRACE_STAGE_SCHEMA: _ClassVar[TraceStage]
+    TRACE_STAGE_DENY: _ClassVar[TraceStage]
+    TRACE_STAGE_SCOPE_GATE: _ClassVar[TraceStage]
+    TRACE_STAGE_ALLOW: _ClassVar[TraceStage]
+
+class TraceOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRACE_OUTCOME_UNSPECIFIED: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_PRINCIPAL_NOT_MATCHED: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_RESOURCE_NOT_MATCHED: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_HELD: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_NOT_HELD: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_ERROR: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_SCOPE_COVERED: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_SCOPE_NOT_COVERED: _ClassVar[TraceOutcome]
+    TRACE_OUTCOME_SCHEMA_VIOLATED: _ClassVar[TraceOutcome]
+
 class SqlDialect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SQL_DIALECT_UNSPECIFIED: _ClassVar[SqlDialect]
@@ -45,6 +65,20 @@ class FilterOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 EFFECT_UNSPECIFIED: Effect
 EFFECT_ALLOW: Effect
 EFFECT_DENY: Effect
+TRACE_STAGE_UNSPECIFIED: TraceStage
+TRACE_STAGE_SCHEMA: TraceStage
+TRACE_STAGE_DENY: TraceStage
+TRACE_STAGE_SCOPE_GATE: TraceStage
+TRACE_STAGE_ALLOW: TraceStage
+TRACE_OUTCOME_UNSPECIFIED: TraceOutcome
+TRACE_OUTCOME_PRINCIPAL_NOT_MATCHED: TraceOutcome
+TRACE_OUTCOME_RESOURCE_NOT_MATCHED: TraceOutcome
+TRACE_OUTCOME_HELD: TraceOutcome
+TRACE_OUTCOME_NOT_HELD: TraceOutcome
+TRACE_OUTCOME_ERROR: TraceOutcome
+TRACE_OUTCOME_SCOPE_COVERED: TraceOutcome
+TRACE_OUTCOME_SCOPE_NOT_COVERED: TraceOutcome
+TRACE_OUTCOME_SCHEMA_VIOLATED: TraceOutcome
 SQL_DIALECT_UNSPECIFIED: SqlDialect
 SQL_DIALECT_POSTGRES: SqlDialect
 SQL_DIALECT_SQLITE: SqlDialect
@@ -101,30 +135,54 @@ class ResourceCheck(_message.Message):
     def __init__(self, resource: _Optional[_Union[Resource, _Mapping]] = ..., actions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckRequest(_message.Message):
-    __slots__ = ("request_id", "principal", "resources", "context", "token")
+    __slots__ = ("request_id", "principal", "resources", "context", "token", "explain")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     principal: Principal
     resources: _containers.RepeatedCompositeFieldContainer[ResourceCheck]
     context: _struct_pb2.Struct
     token: str
-    def __init__(self, request_id: _Optional[str] = ..., principal: _Optional[_Union[Principal, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceCheck, _Mapping]]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+    explain: bool
+    def __init__(self, request_id: _Optional[str] = ..., principal: _Optional[_Union[Principal, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceCheck, _Mapping]]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., token: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class ActionDecision(_message.Message):
-    __slots__ = ("effect", "policy", "rule", "reason")
+    __slots__ = ("effect", "policy", "rule", "reason", "trace")
     EFFECT_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     effect: Effect
     policy: str
     rule: str
     reason: str
-    def __init__(self, effect: _Optional[_Union[Effect, str]] = ..., policy: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    trace: _containers.RepeatedCompositeFieldContainer[TraceStep]
+    def __init__(self, effect: _Optional[_Union[Effect, str]] = ..., policy: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., trace: _Optional[_Iterable[_Union[TraceStep, _Mapping]]] = ...) -> None: ...
+
+class TraceStep(_message.Message):
+    __slots__ = ("stage", "policy", "rule", "file", "line", "outcome", "error", "decided")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_FIELD_NUMBER: _ClassVar[int]
+    stage: TraceStage
+    policy: str
+    rule: str
+    file: str
+    line: int
+    outcome: TraceOutcome
+    error: str
+    decided: bool
+    def __init__(self, stage: _Optional[_Union[TraceStage, str]] = ..., policy: _Optional[str] = ..., rule: _Optional[str] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., outcome: _Optional[_Union[TraceOutcome, str]] = ..., error: _Optional[str] = ..., decided: _Optional[bool] = ...) -> None: ...
 
 class ResourceIdentity(_message.Message):
     __slots__ = ("kind", "id")
