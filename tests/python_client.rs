@@ -16,8 +16,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::Daemon;
-use serde_json::{json, Value as Json};
-use verdict::suite::{self, ExpectedEffect, ExpectedPlan};
+use serde_json::Value as Json;
 
 fn package() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python")
@@ -48,56 +47,12 @@ fn python(script: &Path, args: &[&str], limit: Duration) -> Output {
     common::python(script, args, Path::new(env!("CARGO_MANIFEST_DIR")), limit)
 }
 
-/// The clinic suite as the JSON scenarios client_test.py reads.
+/// The clinic suite as the JSON scenarios client_test.py reads, and how many answers it checks:
+/// those of `common::clinic_scenarios`, and the script's own two (the same-id batch with the
+/// client's errors, and the async client).
 fn scenarios() -> (Json, usize) {
-    let suite = suite::load(&common::bundled_policies().join("clinic/clinic_test.yaml"))
-        .expect("the clinic suite parses");
-    let effect = |e: &ExpectedEffect| match e {
-        ExpectedEffect::Allow => "allow",
-        ExpectedEffect::Deny => "deny",
-    };
-    let checks: Vec<Json> = suite
-        .tests
-        .iter()
-        .map(|case| {
-            let request = suite.check_request(case).unwrap();
-            json!({
-                "name": case.name,
-                "principal": request.principal,
-                "resource": request.resources[0].resource,
-                "context": case.context,
-                "expect": case.expect.iter().map(|(a, e)| (a.clone(), json!(effect(e)))).collect::<serde_json::Map<_, _>>(),
-                "rules": case.rules,
-                "reasons": case.reasons,
-            })
-        })
-        .collect();
-    let plans: Vec<Json> = suite
-        .plans
-        .iter()
-        .filter_map(|case| {
-            let expect = match case.expect {
-                ExpectedPlan::AlwaysAllowed => "always_allowed",
-                ExpectedPlan::AlwaysDenied => "always_denied",
-                ExpectedPlan::Conditional => "conditional",
-                ExpectedPlan::Error => return None,
-            };
-            let request = suite.plan_request(case).unwrap();
-            Some(json!({
-                "name": case.name,
-                "principal": request.principal,
-                "kind": case.kind,
-                "action": case.action,
-                "context": case.context,
-                "known_attr": case.known_attr,
-                "expect": expect,
-                "filter": case.filter,
-            }))
-        })
-        .collect();
-    // And the script's own two: the same-id batch with the client's errors, and the async client.
-    let count = checks.len() + plans.len() + 2;
-    (json!({"checks": checks, "plans": plans}), count)
+    let (scenarios, count) = common::clinic_scenarios();
+    (scenarios, count + 2)
 }
 
 fn the_committed_stubs_match_proto() {
