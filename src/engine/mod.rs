@@ -53,9 +53,6 @@ pub struct Decision {
     /// How the request violates the set's schema, if it does: the reason of the deny under
     /// validation `reject`, reported beside a decision made as usual under `warn`.
     pub schema_violation: Option<Arc<str>>,
-    /// With [`Limits::explain`]: the rules considered, in evaluation order, with their outcomes.
-    /// Empty otherwise.
-    pub trace: Vec<Step>,
 }
 
 impl Decision {
@@ -71,7 +68,6 @@ impl Decision {
             reason: Arc::clone(&rule.reason),
             evaluation_error: false,
             schema_violation: None,
-            trace: Vec::new(),
         }
     }
 
@@ -84,7 +80,6 @@ impl Decision {
             reason: reason.into(),
             evaluation_error: true,
             schema_violation: None,
-            trace: Vec::new(),
         }
     }
 
@@ -106,7 +101,6 @@ impl Decision {
             reason: reason.into(),
             evaluation_error: false,
             schema_violation: None,
-            trace: Vec::new(),
         }
     }
 
@@ -119,7 +113,6 @@ impl Decision {
             reason: format!("denied: {violation}").into(),
             evaluation_error: false,
             schema_violation: Some(Arc::clone(violation)),
-            trace: Vec::new(),
         }
     }
 }
@@ -130,6 +123,18 @@ pub struct ResourceDecisions {
     pub kind: String,
     pub id: String,
     pub actions: Vec<(String, Decision)>,
+    /// With [`Limits::explain`], the trace of each action's decision, in the order of
+    /// `actions`: the rules considered, in evaluation order, with their outcomes. Empty (never
+    /// allocated) otherwise: the trace is no part of a [`Decision`], so a Check without explain
+    /// carries nothing for it.
+    pub traces: Vec<Vec<Step>>,
+}
+
+impl ResourceDecisions {
+    /// The trace of the decision on `actions[i]`; empty without explain.
+    pub fn trace(&self, i: usize) -> &[Step] {
+        self.traces.get(i).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// Decides every (resource, action) of `request` against `set`.
@@ -175,8 +180,8 @@ pub struct Limits {
     /// condition that could take more is not evaluated, and fails (a deny rule denies, an allow
     /// rule does not allow), naming the rule.
     pub cost_budget: u64,
-    /// Record the rules each decision considers ([`Decision::trace`]). Off, the decision
-    /// procedure records nothing and costs nothing more.
+    /// Record the rules each decision considers ([`ResourceDecisions::traces`]). Off, the
+    /// decision procedure records nothing and costs nothing more.
     pub explain: bool,
 }
 
@@ -241,6 +246,7 @@ fn check_traced<T: Tracer>(
         let resource_value = set.projection.resource(resource);
         let sizes = Sizes::new(&request.principal, resource, &request.context);
         let mut actions = Vec::with_capacity(check.actions.len());
+        let mut traces = Vec::new();
         for action in &check.actions {
             let violation = match (&resource_violation, schema) {
                 (Some(v), _) => Some(Arc::clone(v)),
@@ -248,7 +254,7 @@ fn check_traced<T: Tracer>(
                 (None, None) => None,
             };
             let mut trace = T::default();
-            let mut decision = match (violation, schema.map(|s| s.mode)) {
+            let decision = match (violation, schema.map(|s| s.mode)) {
                 (Some(v), Some(ValidationMode::Reject)) => {
                     trace.record(|| Some(Step::schema()));
                     Decision::invalid(&v)
@@ -274,7 +280,7 @@ fn check_traced<T: Tracer>(
                     decision
                 }
             };
-            decision.trace = trace.finish();
+            trace.finish(&mut traces);
             actions.push((action.clone(), decision));
             decided += 1;
         }
@@ -282,6 +288,7 @@ fn check_traced<T: Tracer>(
             kind: resource.kind.clone(),
             id: resource.id.clone(),
             actions,
+            traces,
         });
     }
     Ok(results)
@@ -501,7 +508,6 @@ fn scope_gate(
         reason: reason.into(),
         evaluation_error: false,
         schema_violation: None,
-        trace: Vec::new(),
     };
     let Some(permission) = gate.permission(action) else {
         return Some(denial(format!(

@@ -2,7 +2,9 @@
 //!
 //! The decision procedure is generic over a [`Tracer`]: the request path runs it with `()`,
 //! whose methods are empty and inlined away (no allocation, no branch per rule), and an
-//! explained Check with [`Recorder`], which writes one [`Step`] per rule considered.
+//! explained Check with [`Recorder`], which writes one [`Step`] per rule considered. The steps
+//! go beside the decisions (`ResourceDecisions::traces`), never into a `Decision`: a Check
+//! without explain moves and drops decisions no bigger than before explain existed.
 
 use std::sync::Arc;
 
@@ -131,8 +133,8 @@ pub(super) trait Tracer: Default {
     fn decided(&mut self);
     /// Marks the step of rule `id` as the deciding one.
     fn decided_by(&mut self, id: u32);
-    /// The steps recorded, in order.
-    fn finish(self) -> Vec<Step>;
+    /// Adds the steps recorded, in order, to the traces of the resource's actions.
+    fn finish(self, traces: &mut Vec<Vec<Step>>);
 }
 
 /// No trace: the request path.
@@ -144,9 +146,7 @@ impl Tracer for () {
     #[inline(always)]
     fn decided_by(&mut self, _: u32) {}
     #[inline(always)]
-    fn finish(self) -> Vec<Step> {
-        Vec::new()
-    }
+    fn finish(self, _: &mut Vec<Vec<Step>>) {}
 }
 
 /// Every step, for an explained Check.
@@ -170,7 +170,7 @@ impl Tracer for Recorder {
         }
     }
 
-    fn finish(self) -> Vec<Step> {
-        self.0
+    fn finish(self, traces: &mut Vec<Vec<Step>>) {
+        traces.push(self.0);
     }
 }

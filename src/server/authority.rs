@@ -696,7 +696,6 @@ impl Authority {
             reason: reason.into(),
             evaluation_error: false,
             schema_violation: None,
-            trace: Vec::new(),
         };
         let results: Vec<ResourceDecisions> = request
             .resources
@@ -709,6 +708,7 @@ impl Authority {
                     .iter()
                     .map(|a| (a.clone(), denied.clone()))
                     .collect(),
+                traces: Vec::new(),
             })
             .collect();
         self.observe_decisions(set, &request, &results);

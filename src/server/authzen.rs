@@ -262,7 +262,10 @@ fn evaluation_call(
 /// reason, when the options allow) in its `context`, and the trace of an explained Check (as
 /// `ActionDecision.trace` in the HTTP/JSON API) when the options allow reasons.
 fn decision(checked: &Checked, explain: bool, options: &AuthzenOptions) -> Json {
-    let Some((_, decided)) = checked.results.first().and_then(|r| r.actions.first()) else {
+    let Some(first) = checked.results.first() else {
+        return json!({"decision": false});
+    };
+    let Some((_, decided)) = first.actions.first() else {
         return json!({"decision": false});
     };
     let mut answer = Map::new();
@@ -277,8 +280,8 @@ fn decision(checked: &Checked, explain: bool, options: &AuthzenOptions) -> Json 
         }
         if options.reasons {
             context.insert("reason".into(), json!(&*decided.reason));
-            if !decided.trace.is_empty() {
-                let trace = decided.trace.iter();
+            if !first.trace(0).is_empty() {
+                let trace = first.trace(0).iter();
                 let trace =
                     trace.map(|s| super::json::trace_step_json(&super::convert::trace_step(s)));
                 context.insert("trace".into(), trace.collect());

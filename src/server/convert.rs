@@ -157,7 +157,8 @@ pub fn check_call(r: proto::CheckRequest, limits: &Limits) -> Result<CheckCall, 
     })
 }
 
-pub fn action_decision(d: &Decision) -> proto::ActionDecision {
+/// A decision on the wire, with its trace (empty without explain).
+pub fn action_decision(d: &Decision, trace: &[Step]) -> proto::ActionDecision {
     proto::ActionDecision {
         effect: match d.effect {
             Effect::Allow => proto::Effect::Allow,
@@ -166,7 +167,7 @@ pub fn action_decision(d: &Decision) -> proto::ActionDecision {
         policy: d.policy.to_string(),
         rule: d.rule.to_string(),
         reason: d.reason.to_string(),
-        trace: d.trace.iter().map(trace_step).collect(),
+        trace: trace.iter().map(trace_step).collect(),
     }
 }
 
@@ -214,7 +215,8 @@ pub fn check_response(answer: Checked) -> proto::CheckResponse {
                 actions: r
                     .actions
                     .iter()
-                    .map(|(a, d)| (a.clone(), action_decision(d)))
+                    .enumerate()
+                    .map(|(i, (a, d))| (a.clone(), action_decision(d, r.trace(i))))
                     .collect::<HashMap<_, _>>(),
             })
             .collect(),

@@ -164,14 +164,9 @@ pub fn answer_bytes(results: &[crate::engine::ResourceDecisions]) -> usize {
                 + r.id.len()
                 + r.actions
                     .iter()
-                    .map(|(a, d)| {
-                        32 + a.len()
-                            + d.policy.len()
-                            + d.rule.len()
-                            + d.reason.len()
-                            + d.trace.iter().map(step_bytes).sum::<usize>()
-                    })
+                    .map(|(a, d)| 32 + a.len() + d.policy.len() + d.rule.len() + d.reason.len())
                     .sum::<usize>()
+                + r.traces.iter().flatten().map(step_bytes).sum::<usize>()
         })
         .sum()
 }

@@ -304,9 +304,9 @@ fn run_inner(
             Ok(results) => results,
             Err(_) => unreachable!("no deadline was given"),
         };
-        for (action, decision) in &results[0].actions {
+        for (i, (action, decision)) in results[0].actions.iter().enumerate() {
             if let Some(tally) = tally.as_deref_mut() {
-                tally.count(&decision.trace);
+                tally.count(results[0].trace(i));
             }
             cases.push(CaseResult {
                 name: format!("{} / {action}", case.name),
