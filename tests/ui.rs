@@ -47,6 +47,11 @@ fn main() -> std::process::ExitCode {
             the_ui_answers_only_requests_for_hosts_it_trusts,
         ),
         common::trial(
+            "the_access_changes_of_a_reload_are_computed_as_it_is_published",
+            &[],
+            the_access_changes_of_a_reload_are_computed_as_it_is_published,
+        ),
+        common::trial(
             "the_ui_is_off_unless_asked_for",
             &[],
             the_ui_is_off_unless_asked_for,
@@ -612,5 +617,49 @@ fn the_ui_answers_only_requests_for_hosts_it_trusts() {
         ),
         "{:?}",
         daemon.logs()
+    );
+}
+
+fn the_access_changes_of_a_reload_are_computed_as_it_is_published() {
+    let policies = clinic_copy();
+    let (daemon, url) = daemon(policies.path());
+    let version = daemon_version(&daemon);
+    let computed = |daemon: &Daemon| -> Vec<String> {
+        daemon
+            .logs()
+            .into_iter()
+            .filter(|l| l.contains("access changes of the reload computed"))
+            .collect()
+    };
+    let roles = policies.path().join("roles.yaml");
+    let text = std::fs::read_to_string(&roles).unwrap();
+    let widened = text.replace(
+        "      kinds: [Patient, Observation]\n",
+        "      kinds: [Patient, Observation, Invoice]\n",
+    );
+    assert_ne!(text, widened);
+    std::fs::write(&roles, widened).unwrap();
+    let reloaded = wait_for_new_version(&daemon, &version);
+    // Nobody has asked for /diff: the reload itself has the access changes computed.
+    common::wait_for_blocking("the access changes computed after the reload", || {
+        computed(&daemon)
+            .iter()
+            .any(|l| common::field(l, "to").as_deref() == Some(reloaded.as_str()))
+    });
+    let (status, _, body) = get(&format!("{url}/diff"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("Invoice") && body.contains("widened"),
+        "{body}"
+    );
+    let (status, _, again) = get(&format!("{url}/diff"));
+    assert_eq!(status, 200);
+    assert!(again.contains("Invoice") && again.contains("widened"));
+    // The page was served from what the reload computed: computed once, for this pair only.
+    let lines = computed(&daemon);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        common::field(&lines[0], "from").as_deref(),
+        Some(version.as_str())
     );
 }

@@ -100,6 +100,9 @@ pub struct PolicyStore {
     history: ArcSwapOption<History>,
     /// Serialises reloads (watcher and SIGHUP); never taken on the request path.
     reloading: std::sync::Mutex<()>,
+    /// The version of the last set published, sent once the set, its status and its history
+    /// are all in place: what work done once per reload (the web UI's diff) waits on.
+    published: tokio::sync::watch::Sender<String>,
 }
 
 /// The outcome of one reload attempt.
@@ -166,6 +169,7 @@ impl PolicyStore {
         PolicyStore {
             dir: dir.to_path_buf(),
             options: StoreOptions::default(),
+            published: tokio::sync::watch::Sender::new(set.version.clone()),
             active: ArcSwap::from_pointee(set),
             status: ArcSwap::from_pointee(status),
             history: ArcSwapOption::empty(),
@@ -193,6 +197,13 @@ impl PolicyStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Seen changed each time a reload publishes a set (the value is its version), once the set,
+    /// its status and its history are in place. For work done once per reload, off the request
+    /// path.
+    pub fn published(&self) -> tokio::sync::watch::Receiver<String> {
+        self.published.subscribe()
     }
 
     pub fn options(&self) -> StoreOptions {
@@ -323,6 +334,7 @@ impl PolicyStore {
                 if let Some(leaving) = leaving {
                     retire(leaving);
                 }
+                self.published.send_replace(version.clone());
                 ReloadOutcome::Published(version)
             }
             Err(Rejection {

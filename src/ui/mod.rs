@@ -9,7 +9,7 @@
 //!   principal), with the trace of the rules considered (explain) and the PlanFilter answer and
 //!   its SQL;
 //! - `/diff`: the set the last reload replaced against the active one: the access changes
-//!   ([`crate::analysis::diff`], once per pair of versions), then file by file;
+//!   ([`crate::analysis::diff`], computed as the reload publishes the set), then file by file;
 //! - `/sources`, `/source/{path}`: the policy files of the active (or previous) set, with line
 //!   anchors, where every rule links to.
 //!
@@ -69,7 +69,8 @@ type Cache<K, T> = tokio::sync::Mutex<Option<(K, Computed<T>)>>;
 /// The UI's routes. `authority` decides the playground's requests: give it no decision log and
 /// no token verifier (the daemon builds one for the UI). The store should keep its history
 /// (`StoreOptions::keep_history`) for the source and diff pages. Requests for a host `allowed`
-/// does not allow are refused before any route.
+/// does not allow are refused before any route. Call it within a Tokio runtime: a task of its
+/// own computes the access changes of each reload as it is published.
 pub fn router(
     store: Arc<PolicyStore>,
     authority: Arc<Authority>,
@@ -82,6 +83,17 @@ pub fn router(
         max_body_bytes: max_body_bytes.max(1),
         matrix: tokio::sync::Mutex::new(None),
         changes: tokio::sync::Mutex::new(None),
+    });
+    // The access changes of each reload, computed as the reload publishes its set (off any
+    // request: the first view of /diff finds them ready, or waits for this computation).
+    let mut published = ui.store.published();
+    let precompute = Arc::clone(&ui);
+    tokio::spawn(async move {
+        while published.changed().await.is_ok() {
+            if let (active, Some(previous)) = precompute.revisions() {
+                let _ = precompute.changes(&previous, &active).await;
+            }
+        }
     });
     Router::new()
         .route("/", get(|| async { Redirect::to("/matrix") }))
@@ -160,6 +172,30 @@ impl Ui {
                 None,
             ),
         }
+    }
+
+    /// The access changes from `previous` to `active`: computed once per pair of versions (on
+    /// a blocking thread), then served from memory. A second caller waits for the first one's
+    /// computation.
+    async fn changes(&self, previous: &Revision, active: &Revision) -> Computed<Diff> {
+        let key = (previous.set.version.clone(), active.set.version.clone());
+        let mut cached = self.changes.lock().await;
+        if let Some((k, d)) = &*cached {
+            if *k == key {
+                return d.clone();
+            }
+        }
+        let (old, new) = (Arc::clone(&previous.set), Arc::clone(&active.set));
+        let started = std::time::Instant::now();
+        let d = compute("access diff", move || analysis::diff(&old, &new)).await;
+        tracing::info!(
+            from = %key.0,
+            to = %key.1,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "web UI: access changes of the reload computed"
+        );
+        *cached = Some((key, d.clone()));
+        d
     }
 
     /// A rule's file relative to the policy directory.
@@ -387,19 +423,7 @@ async fn diff(State(ui): State<Arc<Ui>>) -> Response {
         .raw(" (loaded ")
         .text(&time(active.loaded_at))
         .raw(").</p>");
-    let key = (previous.set.version.clone(), active.set.version.clone());
-    let mut cached = ui.changes.lock().await;
-    let changes = match &*cached {
-        Some((k, d)) if *k == key => d.clone(),
-        _ => {
-            let (old, new) = (Arc::clone(&previous.set), Arc::clone(&active.set));
-            let d = compute("access diff", move || analysis::diff(&old, &new)).await;
-            *cached = Some((key, d.clone()));
-            d
-        }
-    };
-    drop(cached);
-    match changes {
+    match ui.changes(&previous, &active).await {
         Ok(d) => access::changes(&mut html, &d, &*ui),
         Err(why) => {
             html.raw("<h2>Access changes</h2>")
