@@ -26,22 +26,32 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The bench binary of one revision, built in this tree's target/.
+# Builds the bench binary of revision $1 in this tree's target/ and copies it to $2 (cargo names
+# the artifacts of every copy of the crate alike: the next build overwrites them).
 build() {
-    local rev=$1 manifest=$root/Cargo.toml
+    local rev=$1 manifest=$root/Cargo.toml log=$work/build.log
     if [ "$rev" != worktree ]; then
         local src="$work/src-$(git rev-parse --short "$rev")"
         mkdir -p "$src"
         git archive "$rev" | tar -x -C "$src"
+        # Newer than anything built: cargo rebuilds the crate and reruns build.rs (the proto code).
+        find "$src" -type f -exec touch {} +
         manifest=$src/Cargo.toml
     fi
-    CARGO_TARGET_DIR=$root/target cargo bench --manifest-path "$manifest" --bench check --no-run 2>&1 \
-        | grep -o '[^ (]*target/release/deps/check-[0-9a-f]*' | tail -1
+    if ! CARGO_TARGET_DIR=$root/target cargo bench --manifest-path "$manifest" --bench check --no-run >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "cannot build the benchmark of $rev" >&2
+        exit 1
+    fi
+    local bin
+    bin=$(grep -o '[^ (]*target/release/deps/check-[0-9a-f]*' "$log" | tail -1)
+    cp "$root/${bin#"$root"/}" "$2"
 }
 
 bins=()
-for rev in "${revs[@]}"; do
-    bins+=("$(build "$rev")")
+for i in "${!revs[@]}"; do
+    bins+=("$work/check-$i")
+    build "${revs[$i]}" "${bins[$i]}"
 done
 for filter in "${filters[@]}"; do
     for i in "${!revs[@]}"; do

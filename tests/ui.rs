@@ -82,6 +82,18 @@ fn clinic_copy() -> tempfile::TempDir {
     dir
 }
 
+/// Widens the clinic copy in `dir`: nurses may also read, search and update invoices.
+fn give_nurses_invoices(dir: &Path) {
+    let roles = dir.join("roles.yaml");
+    let text = std::fs::read_to_string(&roles).unwrap();
+    let widened = text.replace(
+        "      kinds: [Patient, Observation]\n",
+        "      kinds: [Patient, Observation, Invoice]\n",
+    );
+    assert_ne!(text, widened);
+    std::fs::write(&roles, widened).unwrap();
+}
+
 /// The daemon on a copy of the clinic with the UI on.
 fn daemon(policies: &Path) -> (Daemon, String) {
     let daemon = Daemon::start(
@@ -180,6 +192,7 @@ fn a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_
         physician["condition"][0].as_str().unwrap(),
         m.cell("role:physician/scope:user", "Patient", "read")
             .unwrap()
+            .side
             .condition
             .as_deref()
             .unwrap()
@@ -314,14 +327,7 @@ fn a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_
     );
 
     // A real reload: nurses may now also read, search and update invoices.
-    let roles = policies.path().join("roles.yaml");
-    let text = std::fs::read_to_string(&roles).unwrap();
-    let widened = text.replace(
-        "      kinds: [Patient, Observation]\n",
-        "      kinds: [Patient, Observation, Invoice]\n",
-    );
-    assert_ne!(text, widened);
-    std::fs::write(&roles, widened).unwrap();
+    give_nurses_invoices(policies.path());
     let reloaded = wait_for_new_version(&daemon, &version);
 
     let seen = browse(&url, "reload");
@@ -631,14 +637,7 @@ fn the_access_changes_of_a_reload_are_computed_as_it_is_published() {
             .filter(|l| l.contains("access changes of the reload computed"))
             .collect()
     };
-    let roles = policies.path().join("roles.yaml");
-    let text = std::fs::read_to_string(&roles).unwrap();
-    let widened = text.replace(
-        "      kinds: [Patient, Observation]\n",
-        "      kinds: [Patient, Observation, Invoice]\n",
-    );
-    assert_ne!(text, widened);
-    std::fs::write(&roles, widened).unwrap();
+    give_nurses_invoices(policies.path());
     let reloaded = wait_for_new_version(&daemon, &version);
     // Nobody has asked for /diff: the reload itself has the access changes computed.
     common::wait_for_blocking("the access changes computed after the reload", || {

@@ -70,13 +70,10 @@ pub struct RuleRef {
     pub line: usize,
 }
 
-/// One class x kind x action.
+/// The access one set gives one class to one (kind, action): a cell of the matrix, or one side
+/// of a change.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cell {
-    /// [`PrincipalClass::id`].
-    pub class: String,
-    pub kind: String,
-    pub action: String,
+pub struct Side {
     pub access: Access,
     /// For `conditional`: the resources allowed, as a filter over resource attributes (bare
     /// names) and the principal's (`P.attr.x`, `P.id`).
@@ -86,9 +83,21 @@ pub struct Cell {
     /// that always fire or the scope gate (empty: no rule allows, default deny); for
     /// `conditional` every allow and deny rule that takes part, and the gate.
     pub rules: Vec<RuleRef>,
-    /// Why the cell is `never` or `undetermined`, when there is more to say.
+    /// Why the access is `never` or `undetermined`, when there is more to say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// One class x kind x action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    /// [`PrincipalClass::id`].
+    pub class: String,
+    pub kind: String,
+    pub action: String,
+    /// The class's access (its fields serialized beside `class`, `kind` and `action`).
+    #[serde(flatten)]
+    pub side: Side,
 }
 
 /// A kind and the actions the matrix covers for it.
@@ -221,7 +230,7 @@ fn list(names: &BTreeSet<String>) -> String {
 /// let set = verdict::compile::PolicySet::load(std::path::Path::new("policies")).unwrap();
 /// let m = verdict::analysis::matrix(&set);
 /// let cell = m.cell("role:system/scope:system", "Invoice", "read").unwrap();
-/// assert_eq!(cell.access, verdict::analysis::Access::Always);
+/// assert_eq!(cell.side.access, verdict::analysis::Access::Always);
 /// ```
 pub fn matrix(set: &PolicySet) -> Matrix {
     let domains = Domains::of(set);
@@ -231,7 +240,12 @@ pub fn matrix(set: &PolicySet) -> Matrix {
     for class in &classes {
         for (kind, actions) in &kinds {
             for action in actions {
-                cells.push(cell(set, class, kind, action).0);
+                cells.push(Cell {
+                    class: class.id.clone(),
+                    kind: kind.clone(),
+                    action: action.clone(),
+                    side: cell(set, class, kind, action).0,
+                });
             }
         }
     }
@@ -260,18 +274,15 @@ fn plan_request(class: &PrincipalClass, kind: &str, action: &str) -> PlanRequest
     }
 }
 
-/// A cell, and the plan's filter (`None` when undetermined).
+/// A cell's access, and the plan's filter (`None` when undetermined).
 fn cell(
     set: &PolicySet,
     class: &PrincipalClass,
     kind: &str,
     action: &str,
-) -> (Cell, Option<Filter>) {
+) -> (Side, Option<Filter>) {
     let request = plan_request(class, kind, action);
-    let mut cell = Cell {
-        class: class.id.clone(),
-        kind: kind.to_string(),
-        action: action.to_string(),
+    let mut cell = Side {
         access: Access::Undetermined,
         condition: None,
         rules: Vec::new(),
@@ -359,28 +370,6 @@ pub enum ChangeKind {
     Unproved,
     /// The planner cannot express a rule of one of the sets for this cell.
     Undetermined,
-}
-
-/// One side of a change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Side {
-    pub access: Access,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
-    pub rules: Vec<RuleRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-impl From<Cell> for Side {
-    fn from(c: Cell) -> Side {
-        Side {
-            access: c.access,
-            condition: c.condition,
-            rules: c.rules,
-            note: c.note,
-        }
-    }
 }
 
 /// A decision as Check gave it.
@@ -538,8 +527,8 @@ fn compare(
     kind: &str,
     action: &str,
     kind_schema: Option<&crate::schema::KindSchema>,
-    (before, old_filter): (Cell, Option<Filter>),
-    (after, new_filter): (Cell, Option<Filter>),
+    (before, old_filter): (Side, Option<Filter>),
+    (after, new_filter): (Side, Option<Filter>),
 ) -> Option<Change> {
     let mut change = Change {
         kind: kind.to_string(),
@@ -547,8 +536,8 @@ fn compare(
         change: ChangeKind::Undetermined,
         classes: vec![class.id.clone()],
         labels: vec![class.label.clone()],
-        before: before.into(),
-        after: after.into(),
+        before,
+        after,
         gained: None,
         lost: None,
         confirmed: false,
@@ -740,13 +729,17 @@ mod tests {
         let at = |class: &str, kind: &str, action: &str| m.cell(class, kind, action).unwrap();
         // The backend reads every invoice: the system rule, nothing else.
         let c = at("role:system/scope:system", "Invoice", "read");
-        assert_eq!(c.access, Access::Always);
-        assert_eq!(c.rules[0].rule, "read-everything");
-        assert!(c.rules[0].file.ends_with("roles.yaml"), "{:?}", c.rules);
+        assert_eq!(c.side.access, Access::Always);
+        assert_eq!(c.side.rules[0].rule, "read-everything");
+        assert!(
+            c.side.rules[0].file.ends_with("roles.yaml"),
+            "{:?}",
+            c.side.rules
+        );
         // A nurse reads her practice's patients, minus celebrities of other physicians.
         let c = at("role:nurse/scope:user", "Patient", "read");
-        assert_eq!(c.access, Access::Conditional);
-        let condition = c.condition.as_deref().unwrap();
+        assert_eq!(c.side.access, Access::Conditional);
+        let condition = c.side.condition.as_deref().unwrap();
         assert!(
             condition.contains("practice_id == P.attr.practice_id"),
             "{condition}"
@@ -755,33 +748,34 @@ mod tests {
             condition.contains("primary_physician_id == P.id"),
             "{condition}"
         );
-        let rules: Vec<&str> = c.rules.iter().map(|r| r.rule.as_str()).collect();
+        let rules: Vec<&str> = c.side.rules.iter().map(|r| r.rule.as_str()).collect();
         assert!(rules.contains(&"chart-work"), "{rules:?}");
         assert!(rules.contains(&"only-the-primary-physician"), "{rules:?}");
         // Prescribing: the license list, shown as the principal's.
         let c = at("role:physician/scope:user", "MedicationRequest", "create");
-        let condition = c.condition.as_deref().unwrap();
+        let condition = c.side.condition.as_deref().unwrap();
         assert!(
             condition.contains("patient_state in P.attr.licensed_states"),
             "{condition}"
         );
         // The front desk never reads notes: the deny rule says so.
         let c = at("role:admin_staff/scope:user", "Note", "read");
-        assert_eq!(c.access, Access::Never);
-        assert_eq!(c.rules[0].rule, "no-clinical-records");
+        assert_eq!(c.side.access, Access::Never);
+        assert_eq!(c.side.rules[0].rule, "no-clinical-records");
         // Without a scope, the gate denies.
         let c = at("role:physician/scope:none", "Patient", "read");
-        assert_eq!(c.access, Access::Never);
-        assert_eq!(c.rules[0].effect, "scope_gate");
+        assert_eq!(c.side.access, Access::Never);
+        assert_eq!(c.side.rules[0].effect, "scope_gate");
         // A role no policy names gets nothing: default deny.
         let c = at("role:other-role/scope:user", "Patient", "read");
-        assert_eq!(c.access, Access::Never);
-        assert!(c.rules.is_empty());
-        assert!(c.note.as_deref().unwrap().contains("no rule allows"));
+        assert_eq!(c.side.access, Access::Never);
+        assert!(c.side.rules.is_empty());
+        assert!(c.side.note.as_deref().unwrap().contains("no rule allows"));
         // A patient app on her own chart: the launch patient is her own.
         let c = at("role:patient/scope:patient", "Observation", "read");
-        assert_eq!(c.access, Access::Conditional, "{c:?}");
+        assert_eq!(c.side.access, Access::Conditional, "{c:?}");
         assert!(c
+            .side
             .condition
             .as_deref()
             .unwrap()

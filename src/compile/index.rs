@@ -16,9 +16,17 @@ pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// schema, when the set declares one.
 #[derive(Debug, Default)]
 pub(super) struct KindIndex {
-    pub(super) by_action: FastMap<String, Box<[u32]>>,
-    pub(super) other_actions: Box<[u32]>,
+    pub(super) by_action: FastMap<String, RuleIds>,
+    pub(super) other_actions: RuleIds,
     pub(super) schema: Option<Arc<KindSchema>>,
+}
+
+/// The ids of the rules for one (kind, action): deny rules first, then allow rules, each group in
+/// declaration order; `denies` is where the allow rules start.
+#[derive(Debug, Default)]
+pub(super) struct RuleIds {
+    pub(super) ids: Box<[u32]>,
+    pub(super) denies: usize,
 }
 
 /// Builds the (kind, action) -> rule ids index. For every kind and action named anywhere (and,
@@ -45,7 +53,7 @@ pub(super) fn build_index(
                 .filter(|a| *a != ANY),
         );
     }
-    let select = |kind: Option<&str>, action: Option<&str>| -> Box<[u32]> {
+    let select = |kind: Option<&str>, action: Option<&str>| -> RuleIds {
         let applies = |rule: &CompiledRule| {
             rule.kinds
                 .iter()
@@ -56,6 +64,7 @@ pub(super) fn build_index(
                     .any(|a| a == ANY || Some(a.as_str()) == action)
         };
         let mut ids: Vec<u32> = Vec::new();
+        let mut denies = 0;
         for effect in [Effect::Deny, Effect::Allow] {
             ids.extend(
                 rules
@@ -64,8 +73,14 @@ pub(super) fn build_index(
                     .filter(|(_, r)| r.effect == effect && applies(r))
                     .map(|(i, _)| i as u32),
             );
+            if effect == Effect::Deny {
+                denies = ids.len();
+            }
         }
-        ids.into_boxed_slice()
+        RuleIds {
+            ids: ids.into_boxed_slice(),
+            denies,
+        }
     };
     let index_for = |kind: Option<&str>| KindIndex {
         by_action: actions

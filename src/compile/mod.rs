@@ -75,6 +75,17 @@ impl<'s> Kind<'s> {
     /// The ids of the rules that can apply to `action` on this kind, deny rules first, each group
     /// in declaration order.
     pub fn rules_for(&self, action: &str) -> &'s [u32] {
+        &self.ids_for(action).ids
+    }
+
+    /// The ids of [`Kind::rules_for`] split where the allow rules start: (deny rules, allow
+    /// rules).
+    pub fn rules_by_effect(&self, action: &str) -> (&'s [u32], &'s [u32]) {
+        let ids = self.ids_for(action);
+        ids.ids.split_at(ids.denies)
+    }
+
+    fn ids_for(&self, action: &str) -> &'s index::RuleIds {
         self.index
             .by_action
             .get(action)
@@ -91,7 +102,7 @@ impl<'s> Kind<'s> {
             .index
             .by_action
             .iter()
-            .filter(|(_, rules)| !rules.is_empty())
+            .filter(|(_, rules)| !rules.ids.is_empty())
             .map(|(action, _)| action.as_str())
             .collect();
         actions.sort_unstable();

@@ -380,58 +380,44 @@ fn decide<T: Tracer>(
     let activation = Activation::new(principal_value, resource_value, &action_value, context);
     let eval = activation.context(&set.environment);
     let mut failed_allow: Option<(u32, &CompiledRule, EvalError)> = None;
-    let mut gate_passed = false;
-    for &id in kind_rules.rules_for(action) {
-        let rule = &set.rules[id as usize];
-        if rule.effect == Effect::Allow && !gate_passed {
-            // Every deny rule has been seen (they come first): apply the scope ceiling now (it
-            // applies whether or not an allow rule selects the principal).
-            let denial = scope_gate(set, principal, resource, action, scopes);
-            trace.record(|| Step::gate(set, &resource.kind, denial.is_none()));
-            if let Some(denial) = denial {
-                return Ok(denial);
-            }
-            gate_passed = true;
-        }
-        if !rule.principals.matches(key) {
-            trace.record(|| Some(Step::rule(set, id, Outcome::PrincipalNotMatched)));
-            continue;
-        }
-        if let Some(deadline) = deadline {
-            // Evaluating a condition is the only step whose cost the request controls (a
-            // comprehension over a list it sends): look at the clock before each.
-            if (rule.condition.is_some() || rule.target.is_some()) && Instant::now() >= deadline {
-                return Err(Late);
-            }
-        }
-        match holds(rule, &eval, budget) {
-            Ok(Holds::Yes) => {
-                trace.record(|| Some(Step::rule(set, id, Outcome::Held)));
-                trace.decided();
-                return Ok(Decision::from_rule(rule));
-            }
-            Ok(missed) => trace.record(|| {
-                let outcome = match missed {
-                    Holds::NotTarget => Outcome::ResourceNotMatched,
-                    _ => Outcome::NotHeld,
-                };
-                Some(Step::rule(set, id, outcome))
-            }),
-            Err(error) => {
-                trace.record(|| Some(Step::rule(set, id, Outcome::Error(error.0.as_str().into()))));
-                if rule.effect == Effect::Deny {
-                    trace.decided();
-                    return Ok(Decision::failed_deny(rule, &error));
-                }
-                failed_allow.get_or_insert((id, rule, error));
-            }
+    // Two loops, not one with a test per rule: the scope gate comes between the deny rules and
+    // the allow rules, and nothing is looked at per rule that was not before explain existed.
+    let (denies, allows) = kind_rules.rules_by_effect(action);
+    for &id in denies {
+        let considered = consider(
+            set,
+            id,
+            key,
+            &eval,
+            deadline,
+            budget,
+            trace,
+            &mut failed_allow,
+        );
+        if let Some(decision) = considered? {
+            return Ok(decision);
         }
     }
-    if !gate_passed {
-        let denial = scope_gate(set, principal, resource, action, scopes);
-        trace.record(|| Step::gate(set, &resource.kind, denial.is_none()));
-        if let Some(denial) = denial {
-            return Ok(denial);
+    // Every deny rule has been seen: apply the scope ceiling now (it applies whether or not an
+    // allow rule selects the principal).
+    let denial = scope_gate(set, principal, resource, action, scopes);
+    trace.record(|| Step::gate(set, &resource.kind, denial.is_none()));
+    if let Some(denial) = denial {
+        return Ok(denial);
+    }
+    for &id in allows {
+        let considered = consider(
+            set,
+            id,
+            key,
+            &eval,
+            deadline,
+            budget,
+            trace,
+            &mut failed_allow,
+        );
+        if let Some(decision) = considered? {
+            return Ok(decision);
         }
     }
     let kind = &resource.kind;
@@ -453,6 +439,60 @@ fn decide<T: Tracer>(
             "denied by default: no rule allows {kind}:{action} for this principal"
         )),
     })
+}
+
+/// Rule `id` considered: its decision if it makes one (it holds, or a deny rule fails), `None`
+/// to go on to the next rule (an allow rule that fails is kept in `failed_allow`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn consider<'s, T: Tracer>(
+    set: &'s PolicySet,
+    id: u32,
+    key: &PrincipalKey<'_>,
+    eval: &EvalContext<'_>,
+    deadline: Option<Instant>,
+    budget: (&Sizes<'_>, u64),
+    trace: &mut T,
+    failed_allow: &mut Option<(u32, &'s CompiledRule, EvalError)>,
+) -> Result<Option<Decision>, Late> {
+    let rule = &set.rules[id as usize];
+    if !rule.principals.matches(key) {
+        trace.record(|| Some(Step::rule(set, id, Outcome::PrincipalNotMatched)));
+        return Ok(None);
+    }
+    if let Some(deadline) = deadline {
+        // Evaluating a condition is the only step whose cost the request controls (a
+        // comprehension over a list it sends): look at the clock before each.
+        if (rule.condition.is_some() || rule.target.is_some()) && Instant::now() >= deadline {
+            return Err(Late);
+        }
+    }
+    match holds(rule, eval, budget) {
+        Ok(Holds::Yes) => {
+            trace.record(|| Some(Step::rule(set, id, Outcome::Held)));
+            trace.decided();
+            Ok(Some(Decision::from_rule(rule)))
+        }
+        Ok(missed) => {
+            trace.record(|| {
+                let outcome = match missed {
+                    Holds::NotTarget => Outcome::ResourceNotMatched,
+                    _ => Outcome::NotHeld,
+                };
+                Some(Step::rule(set, id, outcome))
+            });
+            Ok(None)
+        }
+        Err(error) => {
+            trace.record(|| Some(Step::rule(set, id, Outcome::Error(error.0.as_str().into()))));
+            if rule.effect == Effect::Deny {
+                trace.decided();
+                return Ok(Some(Decision::failed_deny(rule, &error)));
+            }
+            failed_allow.get_or_insert((id, rule, error));
+            Ok(None)
+        }
+    }
 }
 
 /// Whether a rule's resource selector and condition hold.

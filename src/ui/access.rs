@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use serde_json::Value as Json;
 
 use super::html::Html;
-use crate::analysis::{Access, Cell, Change, ChangeKind, Counterexample, Diff, Matrix, RuleRef};
+use crate::analysis::{
+    Access, Cell, Change, ChangeKind, Counterexample, Diff, Matrix, RuleRef, Side,
+};
 
 /// Where a rule is written: the link to its file and line, in the active set or the previous one.
 pub trait Linker {
@@ -59,22 +61,14 @@ fn rules(html: &mut Html, rules: &[RuleRef], links: &dyn Linker, previous: bool)
     html.raw("</span>");
 }
 
-/// An access with its condition, rules and note.
-fn access(
-    html: &mut Html,
-    access: Access,
-    condition: Option<&str>,
-    deciding: &[RuleRef],
-    note: Option<&str>,
-    links: &dyn Linker,
-    previous: bool,
-) {
-    html.element("span", "access", access_name(access));
-    if let Some(condition) = condition {
+/// An access with its condition, rules and note; `previous`: its rules are the previous set's.
+fn access(html: &mut Html, side: &Side, links: &dyn Linker, previous: bool) {
+    html.element("span", "access", access_name(side.access));
+    if let Some(condition) = &side.condition {
         html.element("code", "condition", condition);
     }
-    rules(html, deciding, links, previous);
-    if let Some(note) = note {
+    rules(html, &side.rules, links, previous);
+    if let Some(note) = &side.note {
         html.element("span", "note", note);
     }
 }
@@ -139,21 +133,13 @@ pub fn matrix(html: &mut Html, m: &Matrix, links: &dyn Linker) {
                 match cells.get(&(class.id.as_str(), k.kind.as_str(), action.as_str())) {
                     Some(cell) => {
                         html.raw("<td class=\"cell ")
-                            .raw(access_name(cell.access))
+                            .raw(access_name(cell.side.access))
                             .raw("\" data-kind=\"")
                             .text(&k.kind)
                             .raw("\" data-action=\"")
                             .text(action)
                             .raw("\">");
-                        access(
-                            html,
-                            cell.access,
-                            cell.condition.as_deref(),
-                            &cell.rules,
-                            cell.note.as_deref(),
-                            links,
-                            false,
-                        );
+                        access(html, &cell.side, links, false);
                         html.raw("</td>");
                     }
                     None => {
@@ -218,27 +204,9 @@ fn change_row(html: &mut Html, c: &Change, links: &dyn Linker) {
         html.element("li", "", label);
     }
     html.raw("</ul></td><td class=\"before\">");
-    let b = &c.before;
-    access(
-        html,
-        b.access,
-        b.condition.as_deref(),
-        &b.rules,
-        b.note.as_deref(),
-        links,
-        true,
-    );
+    access(html, &c.before, links, true);
     html.raw("</td><td class=\"after\">");
-    let a = &c.after;
-    access(
-        html,
-        a.access,
-        a.condition.as_deref(),
-        &a.rules,
-        a.note.as_deref(),
-        links,
-        false,
-    );
+    access(html, &c.after, links, false);
     html.raw("</td><td class=\"counterexamples\">");
     for (what, example) in [("gained", &c.gained), ("lost", &c.lost)] {
         if let Some(example) = example {

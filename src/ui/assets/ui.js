@@ -108,15 +108,17 @@
       td.className = "muted";
       return;
     }
-    const name = decision.policy + "/" + decision.rule;
-    if (decision.location) {
-      const a = document.createElement("a");
-      a.href = decision.location;
-      a.textContent = name;
-      td.appendChild(a);
-    } else {
-      td.textContent = name;
-    }
+    td.appendChild(ruleLink(decision));
+  }
+
+  // `policy/rule`, a link to where it is written when the server gave its location.
+  function ruleLink(named) {
+    const name = named.policy + "/" + named.rule;
+    if (!named.location) return document.createTextNode(name);
+    const a = document.createElement("a");
+    a.href = named.location;
+    a.textContent = name;
+    return a;
   }
 
   // TRACE_OUTCOME_NOT_HELD -> "not held".
@@ -135,17 +137,7 @@
       const li = document.createElement("li");
       li.className = "outcome-" + words(step.outcome, "TRACE_OUTCOME_").replace(/ /g, "-");
       li.appendChild(document.createTextNode(words(step.stage, "TRACE_STAGE_") + " "));
-      if (step.rule) {
-        const name = step.policy + "/" + step.rule;
-        if (step.location) {
-          const a = document.createElement("a");
-          a.href = step.location;
-          a.textContent = name;
-          li.appendChild(a);
-        } else {
-          li.appendChild(document.createTextNode(name));
-        }
-      }
+      if (step.rule) li.appendChild(ruleLink(step));
       li.appendChild(document.createTextNode(": " + words(step.outcome, "TRACE_OUTCOME_")));
       if (step.error) li.appendChild(document.createTextNode(" (" + step.error + ")"));
       if (step.decided) {
