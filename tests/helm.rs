@@ -818,6 +818,7 @@ fn each_feature_renders_what_it_promises() {
     assert_eq!(config.log.level, "verdict=debug,info");
     // The web UI on the pod's loopback only (kubectl port-forward), off by default.
     assert_eq!(config.ui.listen.0.unwrap().to_string(), "127.0.0.1:9081");
+    assert_eq!(config.ui.allowed_hosts, ["verdict.example.org"]);
     assert!(get("tokens").config().ui.listen.0.is_none());
     assert!(sink.daemon()["image"]
         .as_str()

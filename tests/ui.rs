@@ -4,8 +4,8 @@
 //! rule, reason, trace and PlanFilter SQL after filling the form; the diff page, file changes and
 //! access changes, before and after a real reload of the policy directory), with the
 //! screenshots kept in `target/ui-screenshots/`; and over plain HTTP, what a browser is not
-//! needed for (escaping, read-only methods, files outside the set, headers, the listener off by
-//! default).
+//! needed for (escaping, read-only methods, files outside the set, headers, the Host check
+//! against DNS rebinding, the listener off by default).
 //!
 //! The browser test needs `chromium` (Debian's package) and python3 with `playwright`
 //! (.ci/requirements-tools.txt): CI installs them (.ci/run); elsewhere it is listed as ignored
@@ -40,6 +40,11 @@ fn main() -> std::process::ExitCode {
             "pages_escape_policy_text_and_the_ui_is_read_only",
             &[],
             pages_escape_policy_text_and_the_ui_is_read_only,
+        ),
+        common::trial(
+            "the_ui_answers_only_requests_for_hosts_it_trusts",
+            &[],
+            the_ui_answers_only_requests_for_hosts_it_trusts,
         ),
         common::trial(
             "the_ui_is_off_unless_asked_for",
@@ -490,6 +495,121 @@ fn the_ui_is_off_unless_asked_for() {
     assert!(daemon.ui_addr.is_none());
     assert!(
         !daemon.logs().iter().any(|l| l.contains("web UI")),
+        "{:?}",
+        daemon.logs()
+    );
+}
+
+/// One HTTP/1.1 request written by hand on a fresh connection, with the `Host` header given (or
+/// none): status and body. A browser puts the name of the page's site there, whatever address
+/// that name resolved to.
+fn request_for_host(addr: &str, method: &str, path: &str, host: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    let body = if method == "POST" {
+        r#"{"principal":{"id":"u","roles":["physician"]},"resources":[{"resource":{"kind":"Patient","id":"p"},"actions":["read"]}]}"#
+    } else {
+        ""
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer:?}"));
+    (status, answer)
+}
+
+fn the_ui_answers_only_requests_for_hosts_it_trusts() {
+    let daemon = Daemon::start(
+        &common::bundled_policies().join("clinic"),
+        &[
+            "--ui-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--ui-allowed-host",
+            "verdict.example.org,.corp.example",
+        ],
+    );
+    let addr = daemon.ui_addr.clone().expect("the UI announced");
+    let port = addr.rsplit(':').next().unwrap();
+    let refused_total = "verdict_ui_host_refused_total";
+    assert_eq!(daemon.metric(refused_total), 0.0);
+
+    // DNS rebinding: a page of another site whose name now resolves to 127.0.0.1. Its requests
+    // reach the socket with the site's name as Host: refused before any page, the playground's
+    // API included, with what to do.
+    let evil = format!("rebind.evil.example:{port}");
+    let mut refused = 0.0;
+    for (method, path) in [
+        ("GET", "/matrix"),
+        ("GET", "/source/roles.yaml"),
+        ("GET", "/no-such-page"),
+        ("POST", "/api/check"),
+    ] {
+        let (status, answer) = request_for_host(&addr, method, path, Some(&evil));
+        assert_eq!(status, 403, "{method} {path}: {answer}");
+        assert!(
+            answer.contains("does not answer to the host \"rebind.evil.example:"),
+            "{answer}"
+        );
+        assert!(answer.contains("--ui-allowed-host"), "{answer}");
+        assert!(!answer.contains("physician"), "no policy text: {answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-security-policy:"),
+            "the refusal has the UI's headers: {answer}"
+        );
+        refused += 1.0;
+    }
+    // Names that only look close to allowed ones, and a request naming no host at all.
+    for host in [
+        Some("evilcorp.example".to_string()),
+        Some(format!("verdict.example.org.evil.example:{port}")),
+        Some(format!("localhost.evil.example:{port}")),
+        None,
+    ] {
+        let (status, answer) = request_for_host(&addr, "GET", "/matrix", host.as_deref());
+        assert_eq!(status, 403, "{host:?}: {answer}");
+        refused += 1.0;
+    }
+
+    // Served: the listen address, loopback names on any port (kubectl port-forward maps the
+    // port), and the names the operator allowed, in any case.
+    for host in [
+        addr.clone(),
+        format!("localhost:{port}"),
+        "localhost:18081".to_string(),
+        format!("[::1]:{port}"),
+        "Verdict.Example.Org".to_string(),
+        format!("ui.corp.example:{port}"),
+    ] {
+        let (status, answer) = request_for_host(&addr, "GET", "/matrix", Some(&host));
+        assert_eq!(status, 200, "{host}: {answer}");
+        assert!(answer.contains("physician"), "{host}: the matrix is served");
+    }
+    let (status, answer) = request_for_host(&addr, "POST", "/api/check", Some(&addr));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"effect\""), "{answer}");
+
+    assert_eq!(daemon.metric(refused_total), refused);
+    assert!(
+        daemon.logs().iter().any(
+            |l| l.contains("refused a request for a host") && l.contains("rebind.evil.example")
+        ),
         "{:?}",
         daemon.logs()
     );

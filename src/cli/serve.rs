@@ -94,6 +94,11 @@ pub struct ServeArgs {
     /// Bind it to loopback (127.0.0.1:8081) or put it behind authentication. [default: off]
     #[arg(long, env = "VERDICT_UI_LISTEN")]
     pub ui_listen: Option<Endpoint>,
+    /// A host name the web UI answers to besides localhost and IP addresses: the name a proxy
+    /// reaches it under (`.example.org`: that domain and every name under it). Repeat, or
+    /// separate with commas; other hosts are refused (DNS rebinding). [default: none]
+    #[arg(long, env = "VERDICT_UI_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub ui_allowed_host: Vec<String>,
     /// The base URL AuthZEN clients reach this server at, for its metadata
     /// (/.well-known/authzen-configuration). [default: the listener's scheme and the Host header]
     #[arg(long, env = "VERDICT_AUTHZEN_BASE_URL")]
@@ -289,6 +294,9 @@ impl ServeArgs {
         set(&mut c.metrics.listen, &self.metrics_listen);
         set(&mut c.http.listen, &self.http_listen);
         set(&mut c.ui.listen, &self.ui_listen);
+        if !self.ui_allowed_host.is_empty() {
+            c.ui.allowed_hosts = self.ui_allowed_host.clone();
+        }
         if self.authzen_base_url.is_some() {
             c.http.authzen_base_url = self.authzen_base_url.clone();
         }
@@ -410,6 +418,33 @@ mod tests {
         assert!(!ungated.reload.require_tests);
         let gated = serve_args(&["--reload-require-tests"]).config().unwrap();
         assert!(gated.reload.require_tests);
+    }
+
+    #[test]
+    fn ui_allowed_hosts_repeat_or_take_commas_and_bad_names_are_refused() {
+        assert!(serve_args(&[])
+            .config()
+            .unwrap()
+            .ui
+            .allowed_hosts
+            .is_empty());
+        let c = serve_args(&[
+            "--ui-allowed-host",
+            "verdict.example.org",
+            "--ui-allowed-host",
+            ".corp.example,ui.local",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(
+            c.ui.allowed_hosts,
+            ["verdict.example.org", ".corp.example", "ui.local"]
+        );
+        let err = serve_args(&["--ui-allowed-host", "https://verdict.example.org"])
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ui.allowed_hosts"), "{err}");
     }
 
     #[test]

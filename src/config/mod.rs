@@ -242,6 +242,11 @@ pub struct UiConfig {
     /// default. Read-only; uses the TLS settings when TLS is on. Bind it to loopback or put it
     /// behind authentication: it shows the whole policy set.
     pub listen: Endpoint,
+    /// Host names the UI answers to besides `localhost` and IP addresses (a name a proxy
+    /// reaches it under; `.example.org` for that domain and every name under it). A request
+    /// for any other host is refused (403): a page of another site cannot reach the UI by
+    /// pointing its own name at it (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -548,6 +553,9 @@ impl Config {
                 "log.level \"{}\" is not a valid filter: {e}",
                 self.log.level
             ));
+        }
+        if let Err(e) = crate::ui::AllowedHosts::new(&self.ui.allowed_hosts) {
+            problems.push(e);
         }
         let mut ports = vec![("listen", Some(self.listen))];
         ports.push(("metrics.listen", self.metrics.listen.0));

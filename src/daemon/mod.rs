@@ -270,10 +270,13 @@ pub async fn run(config: Config) -> Result<()> {
             )
             .with_pool(options.pool),
         );
+        let allowed =
+            crate::ui::AllowedHosts::new(&config.ui.allowed_hosts).map_err(anyhow::Error::msg)?;
         let router = crate::ui::router(
             Arc::clone(&store),
             authority,
             config.limits.max_message_bytes,
+            allowed,
         );
         let done = stopped();
         let tls = tls.clone();

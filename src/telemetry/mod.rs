@@ -78,6 +78,9 @@ pub const JWKS_UNKNOWN_KID_TOTAL: &str = "verdict_jwks_unknown_kid_total";
 /// Counter, label `result` (`ok`: new certificates published; `failed`: the current ones kept):
 /// TLS certificate reload attempts.
 pub const TLS_RELOADS_TOTAL: &str = "verdict_tls_reloads_total";
+/// Counter: web UI requests refused because their `Host` is not a name the UI answers to
+/// (`ui.allowed_hosts`; DNS rebinding, or a proxy's name not allowed).
+pub const UI_HOST_REFUSED_TOTAL: &str = "verdict_ui_host_refused_total";
 
 /// Sets up `tracing`: text (`json` false) or JSON on stderr, `level` a filter (overridden by
 /// `VERDICT_LOG` when set). Safe to call more than once (later calls do nothing).
@@ -183,6 +186,10 @@ fn describe_metrics() {
     describe_counter!(
         TLS_RELOADS_TOTAL,
         "TLS certificate reloads by result (ok: new certificates; failed: current ones kept)."
+    );
+    describe_counter!(
+        UI_HOST_REFUSED_TOTAL,
+        "Web UI requests refused (403) for a Host the UI does not answer to (ui.allowed_hosts)."
     );
     describe_counter!(POLICY_RELOADS_TOTAL, "Policy reloads by result.");
     describe_gauge!(

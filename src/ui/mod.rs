@@ -14,11 +14,13 @@
 //!   anchors, where every rule links to.
 //!
 //! Read-only: pages are GET; the playground's two POST endpoints evaluate and change nothing.
+//! Only requests for a host the operator trusts are answered ([`host`]: DNS rebinding).
 //! It shows the loaded set and what the person types, never request data from live traffic.
 //! Pages are written on the server ([`html`], everything escaped), with a little JavaScript and
 //! CSS compiled in (`assets/`); a strict Content-Security-Policy allows nothing else.
 
 pub mod access;
+pub mod host;
 pub mod html;
 
 use std::path::Path;
@@ -38,6 +40,7 @@ use crate::compile::PolicySet;
 use crate::server::authority::{Authority, Call, PlanCall};
 use crate::server::{http, json as wire};
 use crate::store::{PolicyStore, Revision};
+pub use host::AllowedHosts;
 use html::{url_path, Html};
 
 const CSS: &str = include_str!("assets/ui.css");
@@ -65,8 +68,14 @@ type Cache<K, T> = tokio::sync::Mutex<Option<(K, Computed<T>)>>;
 
 /// The UI's routes. `authority` decides the playground's requests: give it no decision log and
 /// no token verifier (the daemon builds one for the UI). The store should keep its history
-/// (`StoreOptions::keep_history`) for the source and diff pages.
-pub fn router(store: Arc<PolicyStore>, authority: Arc<Authority>, max_body_bytes: usize) -> Router {
+/// (`StoreOptions::keep_history`) for the source and diff pages. Requests for a host `allowed`
+/// does not allow are refused before any route.
+pub fn router(
+    store: Arc<PolicyStore>,
+    authority: Arc<Authority>,
+    max_body_bytes: usize,
+    allowed: AllowedHosts,
+) -> Router {
     let ui = Arc::new(Ui {
         store,
         authority,
@@ -95,6 +104,10 @@ pub fn router(store: Arc<PolicyStore>, authority: Arc<Authority>, max_body_bytes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ui.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(allowed),
+            host::check,
+        ))
         .layer(axum::middleware::map_response(hardened))
         .with_state(ui)
 }

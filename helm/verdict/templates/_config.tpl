@@ -89,6 +89,7 @@ ui:
 {{- else }}
   listen: null
 {{- end }}
+  allowed_hosts: {{ .Values.ui.allowedHosts | toJson }}
 log:
   format: {{ .Values.log.format | toJson }}
   level: {{ .Values.log.level | toJson }}
