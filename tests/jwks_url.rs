@@ -8,7 +8,8 @@
 //! fetches (the server's clock) and a conditional request (`If-None-Match`, and
 //! `If-Modified-Since`) gets 304, which keeps the keys; a failing server leaves the last good
 //! keys in use, and says so in metrics, Status and the log; after a failure discovery runs
-//! again and a moved `jwks_uri` is fetched whole; a server that does not answer holds a request
+//! again and a moved `jwks_uri` is fetched whole; a `jwks_uri` that moved while the old URL
+//! still answers is found by the fetch for an unknown key id, and at the ceiling; a server that does not answer holds a request
 //! with an unknown key id no longer than the fetch timeout; plain http works only to loopback,
 //! with the development flag.
 mod common;
@@ -985,4 +986,64 @@ fn after_a_failed_fetch_the_last_good_keys_stay_and_discovery_runs_again() {
     });
     assert!(idp.hits(discovery_path).len() > discoveries);
     assert!(allowed(&daemon, &token(2, &issuer)));
+}
+
+#[test]
+fn a_moved_jwks_uri_is_found_for_an_unknown_kid_and_at_the_ceiling() {
+    let discovery_path = "/realms/clinic/.well-known/openid-configuration";
+    // The old URL keeps serving the old keys: nothing fails, only discovery can tell.
+    let move_keys = |idp: &Idp| {
+        let (issuer, moved) = (idp.issuer(), format!("{}/v2/jwks", idp.base));
+        idp.set(|s| {
+            s.v2 = Some((jwks(&[1, 2]), days_ago(2)));
+            s.discovery = Some(json!({"issuer": issuer, "jwks_uri": moved}));
+        });
+    };
+    let start = |idp: &Idp, extra: &[&str]| {
+        let issuer = idp.issuer();
+        idp.set(|s| {
+            s.discovery = Some(json!({"issuer": issuer, "jwks_uri": idp.jwks_url()}));
+            s.cache_control = Some("max-age=3600".into());
+        });
+        let mut flags = vec!["--oidc-issuer", &issuer, "--jwks-ca-file", idp.ca_flag()];
+        flags.extend_from_slice(extra);
+        start_daemon(&flags)
+    };
+
+    // A token with the new key id: its refresh reads the discovery document again, and the one
+    // request is allowed.
+    let idp = Idp::start(&[1]);
+    let issuer = idp.issuer();
+    let daemon = start(&idp, &["--jwks-unknown-kid-secs", "3600"]);
+    assert!(allowed(&daemon, &token(1, &issuer)));
+    move_keys(&idp);
+    assert!(allowed(&daemon, &token(2, &issuer)));
+    assert_eq!(idp.hits(discovery_path).len(), 2);
+    assert_eq!(idp.hits("/v2/jwks").len(), 1);
+    assert_eq!(idp.jwks_fetches(), 1, "the old URL fetched once, at start");
+    assert_eq!(
+        token_keys(&daemon)["jwks_uri"],
+        format!("{}/v2/jwks", idp.base).as_str()
+    );
+    drop(daemon);
+
+    // No such token: the scheduled fetch once the last discovery is a ceiling old (1 s here)
+    // reads it again and finds the new URL.
+    let idp = Idp::start(&[1]);
+    let daemon = start(
+        &idp,
+        &[
+            "--jwks-refresh-min-secs",
+            "1",
+            "--jwks-refresh-max-secs",
+            "1",
+        ],
+    );
+    move_keys(&idp);
+    common::wait_for_blocking("the keys of the new jwks_uri", || {
+        token_keys(&daemon)["key_ids"] == json!(["ec-1", "ec-2"])
+    });
+    assert!(idp.hits(discovery_path).len() >= 2);
+    assert_eq!(fetches(&daemon, "http_status"), 0.0, "nothing failed");
+    assert!(allowed(&daemon, &token(2, &idp.issuer())));
 }

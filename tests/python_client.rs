@@ -167,7 +167,7 @@ fn the_python_clients_retry_unavailable_within_one_deadline() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("retries: 7 ok, 0 failed"),
+        stdout.contains("retries: 8 ok, 0 failed"),
         "{stdout}\n{stderr}"
     );
 }

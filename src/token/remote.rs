@@ -7,9 +7,11 @@
 //! HTTP caching lifetime runs out (`Cache-Control: max-age` less `Age`, else `Expires`;
 //! `no-cache`, `no-store` and a lifetime of 0 count as 0; none at all as
 //! [`DEFAULT_LIFETIME`]), held between a floor and a ceiling; one at the floor after a failed
-//! attempt (discovery again too: the `jwks_uri` may have moved); one on SIGHUP (discovery
-//! again too); and one when a token names a key id the set does not have, at most once per
-//! `unknown_kid_interval` (the requests that meet unknown key ids while it is pending join it).
+//! attempt; one on SIGHUP; and one when a token names a key id the set does not have, at most
+//! once per `unknown_kid_interval` (the requests that meet unknown key ids while it is pending
+//! join it). With an issuer, discovery runs again (the `jwks_uri` may have moved) after a
+//! failed attempt, on SIGHUP, for an unknown key id, and at the first scheduled fetch once the
+//! last discovery is older than the ceiling.
 //! Responses are revalidated with `If-None-Match` / `If-Modified-Since` when the last full
 //! response of the same URL carried `ETag` / `Last-Modified`.
 //!
@@ -404,6 +406,8 @@ struct State {
     shared: Arc<Shared>,
     /// The JWKS URL (configured, or discovered; `None` when discovery must run again).
     jwks_uri: Option<String>,
+    /// When discovery last succeeded: it runs again once this is older than the ceiling.
+    discovered_at: Option<Instant>,
     /// What the last full response of the JWKS URL said about itself, for the next request to
     /// that URL (validators belong to one URL: a moved `jwks_uri` is fetched unconditionally).
     cached: Option<Cached>,
@@ -453,6 +457,7 @@ impl Refresher {
             config,
             client,
             shared: Arc::clone(&shared),
+            discovered_at: None,
             cached: None,
             last_success: None,
             failing: None,
@@ -577,6 +582,10 @@ impl State {
             if why == Why::UnknownKid && !serves {
                 continue;
             }
+            let why = match why {
+                Why::Scheduled if serves => Why::UnknownKid,
+                why => why,
+            };
             let result = self.attempt(why);
             if serves {
                 // Nobody sets the bit while it is set: this clears the one seen above.
@@ -668,19 +677,25 @@ impl State {
     fn fetch(&mut self, why: Why) -> Result<(&'static str, Option<Duration>), Failure> {
         if why == Why::Requested {
             self.cached = None;
-            if let Location::Issuer(_) = self.config.location {
-                self.jwks_uri = None;
+        }
+        // Discovery again, besides after a failure (which forgets the jwks_uri): on SIGHUP; for
+        // an unknown key id (the keys may have moved with the jwks_uri while the old URL still
+        // serves the old ones); and once the last discovery is older than the ceiling.
+        let stale = self
+            .discovered_at
+            .is_none_or(|at| at.elapsed() >= self.config.max_refresh);
+        if let Location::Issuer(issuer) = &self.config.location {
+            if self.jwks_uri.is_none() || why != Why::Scheduled || stale {
+                let url = self.client.discover(issuer)?;
+                self.discovered_at = Some(Instant::now());
+                if self.jwks_uri.as_deref() != Some(url.as_str()) {
+                    tracing::info!(issuer = %issuer, jwks_uri = %url, "OpenID Connect discovery: JWKS URL found");
+                }
+                self.jwks_uri = Some(url);
             }
         }
-        let url = match (&self.jwks_uri, &self.config.location) {
-            (Some(url), _) => url.clone(),
-            (None, Location::Issuer(issuer)) => {
-                let url = self.client.discover(issuer)?;
-                tracing::info!(issuer = %issuer, jwks_uri = %url, "OpenID Connect discovery: JWKS URL found");
-                self.jwks_uri = Some(url.clone());
-                url
-            }
-            (None, Location::Jwks(url)) => url.clone(),
+        let Some(url) = self.jwks_uri.clone() else {
+            return Err(failure("discovery", "no JWKS URL known".into()));
         };
         let cached = self.cached.as_ref().filter(|c| c.url == url);
         let fetched = self.client.get(

@@ -5,6 +5,10 @@
 
 - a daemon that is not there at the first attempt and starts because of it (the first retry's
   log record starts it, on the port the client calls): the call is answered, after retries;
+- a connection to the daemon that fails once (a proxy that drops the first connection, as a
+  restarting daemon would), with retries that span under 0.7 s: a retry reaches the daemon (the
+  channel's own reconnect backoff, 0.8 to 1.2 s in grpc unless the client sets it, would fail
+  every retry at once);
 - nothing listening and a deadline shorter than the retries would take: the call fails at its
   deadline (one deadline for the call and its retries), not before and not long after;
 - nothing listening and few retries: exactly that many retries, then UNAVAILABLE;
@@ -20,6 +24,7 @@ import logging
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -89,6 +94,71 @@ class LateDaemon:
         if self.process:
             self.process.kill()
             self.process.wait()
+
+
+class DroppingProxy:
+    """A TCP proxy to 127.0.0.1:`port` that closes the first `drop` connections at once (a daemon
+    going away) and forwards the others."""
+
+    def __init__(self, port: int, drop: int = 1):
+        self.port, self.drop, self.dropped = port, drop, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.dropped < self.drop:
+                self.dropped += 1
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def quick_retries_bridge_a_dropped_connection(verdict: str, policies: str) -> list[str]:
+    problems = []
+    port = free_port()
+    with LateDaemon(verdict, policies, port) as daemon:
+        daemon.start()
+        with Verdict(f"127.0.0.1:{port}", timeout=30, retries=100, max_backoff=0.5) as ready:
+            ready.check(principal=DR_HOUSE, resources=[(PATIENT, ["read"])])  # the daemon is up
+        proxy = DroppingProxy(port)
+        # Four retries after 0.05-0.1, 0.1-0.2, 0.1-0.2 and 0.1-0.2 s: 0.35 to 0.7 s in all.
+        with Watch() as retries, Verdict(proxy.addr, retries=4, backoff=0.1,
+                                         max_backoff=0.2) as client:
+            try:
+                result = client.check(principal=DR_HOUSE, resources=[(PATIENT, ["read"])])
+                if not result.allowed("Patient", "123", "read"):
+                    problems.append(f"answered {result}")
+            except grpc.RpcError as error:
+                problems.append(f"failed: {error.code()} after {len(retries.records)} retries")
+            if proxy.dropped != 1 or not retries.records:
+                problems.append(f"{proxy.dropped} dropped, {len(retries.records)} retries")
+        proxy.close()
+    return problems
 
 
 def late_daemon_sync(verdict: str, policies: str) -> list[str]:
@@ -246,6 +316,8 @@ def main() -> int:
          lambda: late_daemon_sync(args.verdict, args.policies)),
         ("async: a daemon that starts after the first attempt",
          lambda: asyncio.run(late_daemon_async(args.verdict, args.policies))),
+        ("quick retries bridge a dropped connection",
+         lambda: quick_retries_bridge_a_dropped_connection(args.verdict, args.policies)),
         ("sync: one deadline covers the retries", deadline_covers_retries_sync),
         ("async: one deadline covers the retries",
          lambda: asyncio.run(deadline_covers_retries_async())),
