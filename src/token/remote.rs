@@ -805,3 +805,91 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod unknown_kid_tests {
+    use super::*;
+
+    /// A refresher with no thread: the test plays the thread's part with `rx`.
+    fn refresher(interval: Duration) -> (Refresher, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::sync_channel(4);
+        let shared = Arc::new(Shared {
+            keys: Arc::new(ArcSwap::from_pointee(KeySet::default())),
+            status: Arc::new(ArcSwap::from_pointee(KeysStatus::default())),
+            attempts: tokio::sync::watch::Sender::new(0),
+            unknown_kid: AtomicU64::new(0),
+            epoch: Instant::now(),
+            unknown_kid_interval: interval,
+        });
+        let refresher = Refresher {
+            shared,
+            timeout: Duration::from_secs(1),
+            tx,
+            thread: None,
+        };
+        (refresher, rx)
+    }
+
+    #[test]
+    fn requests_meeting_an_unknown_kid_at_once_all_get_the_one_refresh() {
+        const THREADS: usize = 8;
+        let (refresher, rx) = refresher(Duration::from_secs(3600));
+        let refresher = Arc::new(refresher);
+        let start = Arc::new(std::sync::Barrier::new(THREADS + 1));
+        let done = Arc::new(std::sync::Barrier::new(THREADS + 1));
+        let answered = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (refresher, start, done, answered) = (
+                    Arc::clone(&refresher),
+                    Arc::clone(&start),
+                    Arc::clone(&done),
+                    Arc::clone(&answered),
+                );
+                std::thread::spawn(move || loop {
+                    start.wait();
+                    if refresher.shared.unknown_kid.load(Ordering::Acquire) == u64::MAX {
+                        return;
+                    }
+                    if refresher.unknown_key().is_some() {
+                        answered.fetch_add(1, Ordering::AcqRel);
+                    }
+                    done.wait();
+                })
+            })
+            .collect();
+        for round in 0..2000 {
+            // No refresh asked for yet: the first request of the round claims one, the others
+            // join it; none is turned away by the rate limit.
+            refresher.shared.unknown_kid.store(0, Ordering::Release);
+            answered.store(0, Ordering::Release);
+            start.wait();
+            done.wait();
+            assert_eq!(
+                answered.load(Ordering::Acquire),
+                THREADS as u64,
+                "round {round}"
+            );
+            assert!(matches!(
+                rx.try_recv(),
+                Ok(Message::Refresh(Why::UnknownKid))
+            ));
+            assert!(rx.try_recv().is_err(), "one refresh asked for");
+        }
+        refresher
+            .shared
+            .unknown_kid
+            .store(u64::MAX, Ordering::Release);
+        start.wait();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // Within the interval, with nothing pending: turned away.
+        refresher
+            .shared
+            .unknown_kid
+            .fetch_and(!PENDING, Ordering::AcqRel);
+        assert!(refresher.unknown_key().is_none());
+        assert!(rx.try_recv().is_err());
+    }
+}
