@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde_json::json;
 use verdict::request::Principal;
@@ -269,51 +270,6 @@ async fn a_condition_no_filter_can_express_is_refused_naming_its_rule() {
     );
 }
 
-/// A typed kind whose strings and lists are `non_empty`, in every position the SQL meets them:
-/// required and optional, compared by the filter or only checked against the schema, at the top
-/// level and in a nested object.
-const WARDS: &str = r#"
-schema:
-  name: wards-schema
-  principal:
-    roles: [nurse]
-  kinds:
-    Ward:
-      actions: [read, update, delete, share]
-      attributes:
-        name: {type: string, non_empty: true}
-        nurses: {type: "list<string>", non_empty: true}
-        note: {type: string, required: false, non_empty: true}
-        tags: {type: list, items: string, required: false, non_empty: true}
-        open: bool
-        address: {type: object, required: false, attributes: {city: {type: string, non_empty: true}}}
----
-agent_policy:
-  name: wards
-  principals: {roles: [nurse]}
-  rules:
-    - name: open-wards
-      effect: allow
-      actions: [read]
-      kinds: [Ward]
-      when: R.attr.open
-    - name: notes-not-mine
-      effect: allow
-      actions: [update]
-      kinds: [Ward]
-      when: has(R.attr.note) && R.attr.note != P.id
-    - name: tagged
-      effect: allow
-      actions: [delete]
-      kinds: [Ward]
-      when: has(R.attr.tags)
-    - name: not-staffed-by-me
-      effect: allow
-      actions: [share]
-      kinds: [Ward]
-      when: '!(P.id in R.attr.nurses)'
-"#;
-
 const WARD_ACTIONS: [&str; 4] = ["read", "update", "delete", "share"];
 
 /// Every combination of values, "" and [] (which the schema refuses) and NULL among them: a row's
@@ -480,11 +436,12 @@ fn select_wards_postgres(
 /// Check refuses "" and [] where the schema says `non_empty`, so the SQL of a plan must not select
 /// a row holding one (it did: an over-grant), whether the filter compares the column or not, in
 /// SQLite (where an empty list may be written `[ ]`) and PostgreSQL; a NULL optional column stays
-/// selectable as before. Every row is decided by Check through the same server.
+/// selectable as before. Every row is decided by Check through the same server. The policies
+/// (tests/scenarios/wards) hold non_empty attributes required and optional, compared by the
+/// filter or not, nested; the rows every combination of values.
 #[test]
 fn non_empty_columns_holding_empty_values_are_never_selected() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wards.yaml"), WARDS).unwrap();
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/wards");
     let rows = ward_rows();
     let principal = json!({"id": "u1", "roles": ["nurse"]});
     let postgres_url = match std::env::var("VERDICT_TEST_POSTGRES") {
@@ -507,7 +464,7 @@ fn non_empty_columns_holding_empty_values_are_never_selected() {
     // Check's answers, and the plans in both dialects, from the real server.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (decisions, plans) = runtime.block_on(async {
-        let server = common::TestServer::start(dir.path()).await;
+        let server = common::TestServer::start(&policies).await;
         let mut client = server.client().await;
         let check = common::check_message(json!({
             "principal": principal,
