@@ -3,11 +3,15 @@
 //! on 127.0.0.1:0) serves a JWKS and an OpenID Connect discovery document and counts what it is
 //! asked. Tokens verify with the fetched keys; discovery finds the JWKS and its issuer must be
 //! the configured one; a token naming a new key id brings the rotated keys, and the rate limit
-//! holds the fetches down (counted at the server); the caching lifetime spaces the fetches
-//! (the server's clock) and a conditional request gets 304; a failing server leaves the last
-//! good keys in use, and says so in metrics, Status and the log; a server that does not answer
-//! holds a request with an unknown key id no longer than the fetch timeout; plain http works
-//! only to loopback, with the development flag.
+//! holds the fetches down (counted at the server); requests meeting one unknown key id at once
+//! join one fetch and are all allowed with what it brings; the caching lifetime spaces the
+//! fetches (the server's clock) and a conditional request (`If-None-Match`, and
+//! `If-Modified-Since`) gets 304, which keeps the keys; a failing server leaves the last good
+//! keys in use, and says so in metrics, Status and the log; after a failure discovery runs
+//! again and a moved `jwks_uri` is fetched whole; a `jwks_uri` that moved while the old URL
+//! still answers is found by the fetch for an unknown key id, and at the ceiling; a server that does not answer holds a request
+//! with an unknown key id no longer than the fetch timeout; plain http works only to loopback,
+//! with the development flag.
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,6 +82,7 @@ struct Hit {
     path: String,
     at: Instant,
     if_none_match: Option<String>,
+    if_modified_since: Option<String>,
 }
 
 struct State {
@@ -85,6 +90,11 @@ struct State {
     answer: Answer,
     cache_control: Option<String>,
     etag: Option<String>,
+    /// The JWKS's Last-Modified (whole seconds).
+    last_modified: Option<SystemTime>,
+    /// Another key set, and its Last-Modified, served at `/v2/jwks` (404 when `None`): where the
+    /// identity provider moves its keys.
+    v2: Option<(String, SystemTime)>,
     /// The discovery document, served at `/realms/clinic/.well-known/openid-configuration`.
     discovery: Option<Json>,
     /// JWKS requests are held (received, counted, unanswered) until this is false again.
@@ -152,6 +162,8 @@ impl Idp {
                 answer: Answer::Keys,
                 cache_control: None,
                 etag: None,
+                last_modified: None,
+                v2: None,
                 discovery: None,
                 hold: false,
                 hits: Vec::new(),
@@ -228,15 +240,18 @@ fn serve<S: Read + Write>(
         .nth(1)
         .unwrap_or("")
         .to_string();
-    let mut if_none_match = None;
+    let (mut if_none_match, mut if_modified_since) = (None, None);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("if-none-match") {
-                if_none_match = Some(value.trim().to_string());
+            let value = Some(value.trim().to_string());
+            match name.trim().to_ascii_lowercase().as_str() {
+                "if-none-match" => if_none_match = value,
+                "if-modified-since" => if_modified_since = value,
+                _ => {}
             }
         }
     }
@@ -246,11 +261,12 @@ fn serve<S: Read + Write>(
             path: path.clone(),
             at: Instant::now(),
             if_none_match: if_none_match.clone(),
+            if_modified_since: if_modified_since.clone(),
         });
         while path == "/jwks" && state.hold {
             state = shared.changed.wait(state).unwrap();
         }
-        let mut headers = Vec::new();
+        let headers = Vec::new();
         match path.as_str() {
             "/realms/clinic/.well-known/openid-configuration" => match &state.discovery {
                 Some(doc) => (200, headers, doc.to_string()),
@@ -260,21 +276,18 @@ fn serve<S: Read + Write>(
                 Answer::Status(code) => (code, headers, "unavailable".to_string()),
                 Answer::Body(body) => (200, headers, body),
                 Answer::Keys => {
-                    if let Some(cache) = &state.cache_control {
-                        headers.push(format!("Cache-Control: {cache}"));
-                    }
-                    match &state.etag {
-                        Some(etag) if if_none_match.as_ref() == Some(etag) => {
-                            (304, headers, String::new())
-                        }
-                        etag => {
-                            if let Some(etag) = etag {
-                                headers.push(format!("ETag: {etag}"));
-                            }
-                            (200, headers, state.jwks.clone())
-                        }
-                    }
+                    let etag = state.etag.as_deref();
+                    let validators = (etag, state.last_modified);
+                    let request = (if_none_match.as_deref(), if_modified_since.as_deref());
+                    keys_answer(&state, &state.jwks, validators, request, headers)
                 }
+            },
+            "/v2/jwks" => match &state.v2 {
+                Some((jwks, modified)) => {
+                    let request = (if_none_match.as_deref(), if_modified_since.as_deref());
+                    keys_answer(&state, jwks, (None, Some(*modified)), request, headers)
+                }
+                None => (404, headers, String::new()),
             },
             _ => (404, headers, String::new()),
         }
@@ -293,6 +306,47 @@ fn serve<S: Read + Write>(
     stream.write_all(response.as_bytes())?;
     close(&mut stream);
     stream.flush()
+}
+
+/// A key set's answer, as an HTTP cache would have it (RFC 9110, 13.1): 304 when the request's
+/// `If-None-Match` names the ETag, or, without `If-None-Match`, when its `If-Modified-Since` is
+/// no earlier than the Last-Modified; else 200 with the validators. Caching headers on both.
+fn keys_answer(
+    state: &State,
+    jwks: &str,
+    (etag, last_modified): (Option<&str>, Option<SystemTime>),
+    (if_none_match, if_modified_since): (Option<&str>, Option<&str>),
+    mut headers: Vec<String>,
+) -> (u16, Vec<String>, String) {
+    if let Some(cache) = &state.cache_control {
+        headers.push(format!("Cache-Control: {cache}"));
+    }
+    let fresh = match (if_none_match, if_modified_since, last_modified) {
+        (Some(tag), _, _) => Some(tag) == etag,
+        (None, Some(since), Some(modified)) => {
+            httpdate::parse_http_date(since).is_ok_and(|since| modified <= since)
+        }
+        _ => false,
+    };
+    if fresh {
+        return (304, headers, String::new());
+    }
+    if let Some(etag) = etag {
+        headers.push(format!("ETag: {etag}"));
+    }
+    if let Some(modified) = last_modified {
+        headers.push(format!(
+            "Last-Modified: {}",
+            httpdate::fmt_http_date(modified)
+        ));
+    }
+    (200, headers, jwks.to_string())
+}
+
+/// A time `days` days ago, in whole seconds (as HTTP dates have it).
+fn days_ago(days: u64) -> SystemTime {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    UNIX_EPOCH + Duration::from_secs(now.as_secs() - days * 86_400)
 }
 
 /// A daemon with the HTTP/JSON API, verifying tokens with keys from `flags`.
@@ -713,4 +767,283 @@ fn plain_http_is_fetched_only_from_loopback_with_the_development_flag() {
     ]);
     assert!(allowed(&daemon, &token(1, &issuer)));
     assert_eq!(idp.jwks_fetches(), 1);
+}
+
+#[test]
+fn revalidation_with_last_modified_gets_304_keeps_the_keys_and_counts_it() {
+    let idp = Idp::start(&[1]);
+    let issuer = idp.issuer();
+    let (first, second) = (days_ago(2), days_ago(1));
+    idp.set(|s| {
+        s.cache_control = Some("max-age=1".into());
+        s.last_modified = Some(first);
+    });
+    let daemon = url_daemon(&idp, &["--jwks-refresh-min-secs", "1"]);
+    common::wait_for_blocking("three JWKS fetches", || idp.jwks_fetches() >= 3);
+    // The first fetch is unconditional; the others ask If-Modified-Since the Last-Modified they
+    // were given (and no If-None-Match: there was no ETag), and get 304.
+    let hits = idp.hits("/jwks");
+    assert_eq!(hits[0].if_modified_since, None);
+    for hit in &hits[1..] {
+        let since = httpdate::fmt_http_date(first);
+        assert_eq!(hit.if_modified_since.as_deref(), Some(since.as_str()));
+        assert_eq!(hit.if_none_match, None);
+    }
+    common::wait_for_blocking("two revalidations counted", || {
+        fetches(&daemon, "not_modified") >= 2.0
+    });
+    // 304 keeps the key set, and counts as a successful refresh.
+    assert_eq!(fetches(&daemon, "ok"), 1.0);
+    let keys = token_keys(&daemon);
+    assert_eq!(keys["key_ids"], json!(["ec-1"]), "{keys}");
+    let ok: u64 = keys["refreshes_ok"].as_str().unwrap().parse().unwrap();
+    assert!(ok >= 3, "{keys}");
+    assert!(keys.get("last_error").is_none(), "{keys}");
+    assert!(allowed(&daemon, &token(1, &issuer)));
+
+    // The identity provider adds ec-2 (a newer Last-Modified): the next revalidation gets the
+    // whole new set, and the one after asks with the new date.
+    idp.set(|s| {
+        s.jwks = jwks(&[1, 2]);
+        s.last_modified = Some(second);
+    });
+    // The daemon counts a fetch after publishing its keys and status: wait for the count.
+    common::wait_for_blocking("the new set fetched", || fetches(&daemon, "ok") == 2.0);
+    assert_eq!(token_keys(&daemon)["key_ids"], json!(["ec-1", "ec-2"]));
+    assert!(allowed(&daemon, &token(2, &issuer)));
+    let since = httpdate::fmt_http_date(second);
+    common::wait_for_blocking("a revalidation with the new date", || {
+        idp.hits("/jwks")
+            .iter()
+            .any(|h| h.if_modified_since.as_deref() == Some(since.as_str()))
+    });
+    assert_eq!(
+        token_keys(&daemon)["key_ids"],
+        json!(["ec-1", "ec-2"]),
+        "304 kept the new set"
+    );
+}
+
+#[test]
+fn checks_meeting_one_unknown_kid_at_once_join_one_fetch() {
+    let idp = Idp::start(&[1]);
+    let issuer = idp.issuer();
+    idp.set(|s| s.cache_control = Some("max-age=3600".into()));
+    // A long fetch timeout: the requests wait for the fetch the server holds, not for a timeout.
+    let daemon = url_daemon(
+        &idp,
+        &[
+            "--jwks-unknown-kid-secs",
+            "3600",
+            "--jwks-timeout-secs",
+            "60",
+        ],
+    );
+    assert!(allowed(&daemon, &token(1, &issuer)));
+    // ec-2 is published; the server holds the next JWKS request until released.
+    idp.set(|s| {
+        s.jwks = jwks(&[1, 2]);
+        s.hold = true;
+    });
+    const REQUESTS: usize = 8;
+    let daemon = Arc::new(daemon);
+    let start = Arc::new(std::sync::Barrier::new(REQUESTS));
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let (daemon, start, token) =
+                (Arc::clone(&daemon), Arc::clone(&start), token(2, &issuer));
+            std::thread::spawn(move || {
+                start.wait();
+                read_with(&daemon, &token)
+            })
+        })
+        .collect();
+    // One of them asked for a fetch (held at the server), the others joined it: none was denied
+    // by the rate limit.
+    common::wait_for_blocking("every request waiting on the one fetch", || {
+        daemon.metric("verdict_jwks_unknown_kid_total{result=\"joined\"}") == (REQUESTS - 1) as f64
+    });
+    assert_eq!(
+        daemon.metric("verdict_jwks_unknown_kid_total{result=\"refresh\"}"),
+        1.0
+    );
+    assert_eq!(
+        daemon.metric("verdict_jwks_unknown_kid_total{result=\"rate_limited\"}"),
+        0.0
+    );
+    // The fetch reaches the server (after its connection and TLS handshake), which holds it.
+    common::wait_for_blocking("the fetch, at the server", || idp.jwks_fetches() == 2);
+    assert!(
+        requests.iter().all(|r| !r.is_finished()),
+        "they wait for it"
+    );
+    idp.set(|s| s.hold = false);
+    for request in requests {
+        assert_eq!(
+            request.join().unwrap(),
+            ("EFFECT_ALLOW".to_string(), String::new()),
+            "every request is verified with the key the fetch brought"
+        );
+    }
+    assert_eq!(idp.jwks_fetches(), 2, "one fetch for all of them");
+    assert_eq!(fetches(&daemon, "ok"), 2.0);
+    // The interval holds after it: another unknown key id is denied at once, nothing fetched.
+    assert_eq!(
+        read_with(&daemon, &token(3, &issuer)),
+        ("EFFECT_DENY".into(), "unknown key id".into())
+    );
+    assert_eq!(idp.jwks_fetches(), 2);
+    assert_eq!(
+        daemon.metric("verdict_jwks_unknown_kid_total{result=\"rate_limited\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn after_a_failed_fetch_the_last_good_keys_stay_and_discovery_runs_again() {
+    let idp = Idp::start(&[1]);
+    let issuer = idp.issuer();
+    let discovery_path = "/realms/clinic/.well-known/openid-configuration";
+    let moved = format!("{}/v2/jwks", idp.base);
+    // The old JWKS was modified after the new one was created: a conditional request carrying
+    // the old URL's Last-Modified to the new URL would get 304 and keep the old keys.
+    idp.set(|s| {
+        s.discovery = Some(json!({"issuer": issuer, "jwks_uri": idp.jwks_url()}));
+        s.cache_control = Some("max-age=1".into());
+        s.last_modified = Some(days_ago(1));
+        s.v2 = Some((jwks(&[1, 2]), days_ago(2)));
+    });
+    let daemon = start_daemon(&[
+        "--oidc-issuer",
+        &issuer,
+        "--jwks-ca-file",
+        idp.ca_flag(),
+        "--jwks-refresh-min-secs",
+        "1",
+    ]);
+    assert!(allowed(&daemon, &token(1, &issuer)));
+    // Successful refreshes do not read the discovery document again.
+    common::wait_for_blocking("a revalidation", || fetches(&daemon, "not_modified") >= 1.0);
+    assert_eq!(idp.hits(discovery_path).len(), 1);
+
+    // The identity provider moves its keys: the old URL answers 404, discovery names the new.
+    idp.set(|s| {
+        s.answer = Answer::Status(404);
+        s.discovery = Some(json!({"issuer": issuer, "jwks_uri": moved}));
+    });
+    common::wait_for_blocking("the failed fetch", || {
+        fetches(&daemon, "http_status") >= 1.0
+    });
+    // The next attempt reads the discovery document again and fetches the new URL whole.
+    common::wait_for_blocking("the keys of the new jwks_uri", || {
+        token_keys(&daemon)["key_ids"] == json!(["ec-1", "ec-2"])
+    });
+    let keys = token_keys(&daemon);
+    assert_eq!(keys["jwks_uri"], moved.as_str(), "{keys}");
+    assert!(keys.get("last_error").is_none(), "{keys}");
+    assert_eq!(idp.hits(discovery_path).len(), 2);
+    let first = &idp.hits("/v2/jwks")[0];
+    assert_eq!(
+        first.if_modified_since, None,
+        "validators belong to one URL"
+    );
+    assert!(allowed(&daemon, &token(2, &issuer)));
+    let logs = daemon.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("JWKS fetch failed") && l.contains("HTTP 404")),
+        "{logs:#?}"
+    );
+
+    // Now both the keys and the discovery document fail: the last good keys stay, each failure
+    // counted and shown, and discovery is tried again at every attempt until it answers.
+    let discovery_failures = fetches(&daemon, "discovery");
+    idp.set(|s| {
+        s.v2 = None;
+        s.discovery = None;
+    });
+    common::wait_for_blocking("two failed discoveries", || {
+        fetches(&daemon, "discovery") >= discovery_failures + 2.0
+    });
+    let keys = token_keys(&daemon);
+    assert!(
+        keys["last_error"].as_str().unwrap().contains(&format!(
+            "{issuer}/.well-known/openid-configuration: HTTP 404"
+        )),
+        "{keys}"
+    );
+    assert_eq!(keys["key_ids"], json!(["ec-1", "ec-2"]), "{keys}");
+    assert!(allowed(&daemon, &token(1, &issuer)), "the last good keys");
+    assert!(allowed(&daemon, &token(2, &issuer)), "the last good keys");
+    // Back: discovery, then the keys, and the error is gone.
+    let discoveries = idp.hits(discovery_path).len();
+    idp.set(|s| {
+        s.v2 = Some((jwks(&[1, 2]), days_ago(2)));
+        s.discovery = Some(json!({"issuer": issuer, "jwks_uri": moved}));
+    });
+    common::wait_for_blocking("the recovery", || {
+        token_keys(&daemon).get("last_error").is_none()
+    });
+    assert!(idp.hits(discovery_path).len() > discoveries);
+    assert!(allowed(&daemon, &token(2, &issuer)));
+}
+
+#[test]
+fn a_moved_jwks_uri_is_found_for_an_unknown_kid_and_at_the_ceiling() {
+    let discovery_path = "/realms/clinic/.well-known/openid-configuration";
+    // The old URL keeps serving the old keys: nothing fails, only discovery can tell.
+    let move_keys = |idp: &Idp| {
+        let (issuer, moved) = (idp.issuer(), format!("{}/v2/jwks", idp.base));
+        idp.set(|s| {
+            s.v2 = Some((jwks(&[1, 2]), days_ago(2)));
+            s.discovery = Some(json!({"issuer": issuer, "jwks_uri": moved}));
+        });
+    };
+    let start = |idp: &Idp, extra: &[&str]| {
+        let issuer = idp.issuer();
+        idp.set(|s| {
+            s.discovery = Some(json!({"issuer": issuer, "jwks_uri": idp.jwks_url()}));
+            s.cache_control = Some("max-age=3600".into());
+        });
+        let mut flags = vec!["--oidc-issuer", &issuer, "--jwks-ca-file", idp.ca_flag()];
+        flags.extend_from_slice(extra);
+        start_daemon(&flags)
+    };
+
+    // A token with the new key id: its refresh reads the discovery document again, and the one
+    // request is allowed.
+    let idp = Idp::start(&[1]);
+    let issuer = idp.issuer();
+    let daemon = start(&idp, &["--jwks-unknown-kid-secs", "3600"]);
+    assert!(allowed(&daemon, &token(1, &issuer)));
+    move_keys(&idp);
+    assert!(allowed(&daemon, &token(2, &issuer)));
+    assert_eq!(idp.hits(discovery_path).len(), 2);
+    assert_eq!(idp.hits("/v2/jwks").len(), 1);
+    assert_eq!(idp.jwks_fetches(), 1, "the old URL fetched once, at start");
+    assert_eq!(
+        token_keys(&daemon)["jwks_uri"],
+        format!("{}/v2/jwks", idp.base).as_str()
+    );
+    drop(daemon);
+
+    // No such token: the scheduled fetch once the last discovery is a ceiling old (1 s here)
+    // reads it again and finds the new URL.
+    let idp = Idp::start(&[1]);
+    let daemon = start(
+        &idp,
+        &[
+            "--jwks-refresh-min-secs",
+            "1",
+            "--jwks-refresh-max-secs",
+            "1",
+        ],
+    );
+    move_keys(&idp);
+    common::wait_for_blocking("the keys of the new jwks_uri", || {
+        token_keys(&daemon)["key_ids"] == json!(["ec-1", "ec-2"])
+    });
+    assert!(idp.hits(discovery_path).len() >= 2);
+    assert_eq!(fetches(&daemon, "http_status"), 0.0, "nothing failed");
+    assert!(allowed(&daemon, &token(2, &idp.issuer())));
 }

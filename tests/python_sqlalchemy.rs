@@ -3,13 +3,15 @@
 //! - against the filter language's semantics (`tests/sqlalchemy_semantics.py`): random filter
 //!   trees over random rows with NULLs, every operator, literals of other types, collated text
 //!   columns; and the mapping's refusals (an attribute with no column, an undeclared attribute, a
-//!   column of the wrong type, another dialect) and bound parameters;
+//!   column of the wrong type, another dialect) and bound parameters; a non_empty list column
+//!   holding [], a JSON scalar or text that is no JSON leaves the row out, never fails the query;
 //! - against Check, through the real daemon (`tests/sqlalchemy_property.py`): for random
 //!   principals x kinds x actions and random rows (absent, null, empty and type-confused
 //!   attributes), the rows the SQLAlchemy query selects are exactly the rows Check allows, each row
-//!   Checked as the database gives it back. Three policy sets: the bundled clinic (typed, with its
-//!   `verdict schema export`), tests/scenarios/plan (every filter operator) and the package's
-//!   tests/policies (has(), `!= null`, `== null`, all(): the over-grants of other adapters);
+//!   Checked as the database gives it back. Four policy sets: the bundled clinic (typed, with its
+//!   `verdict schema export`), tests/scenarios/plan (every filter operator), the package's
+//!   tests/policies (has(), `!= null`, `== null`, all(): the over-grants of other adapters) and
+//!   tests/scenarios/wards (typed: non_empty strings and lists holding "" and []);
 //! - the example service (`examples/notes_service.py`, through `tests/example_test.py`): each
 //!   caller's listing is what Check allows, and its errors fail closed.
 //!
@@ -55,6 +57,11 @@ fn main() -> std::process::ExitCode {
             "sqlalchemy_scopes_never_over_grant_has_null_or_all",
             &[python],
             sqlalchemy_scopes_never_over_grant_has_null_or_all,
+        ),
+        common::trial(
+            "sqlalchemy_scopes_never_select_empty_values_of_non_empty_attributes",
+            &[python],
+            sqlalchemy_scopes_never_select_empty_values_of_non_empty_attributes,
         ),
         common::trial(
             "the_example_notes_service_lists_what_check_allows",
@@ -154,6 +161,13 @@ fn sqlalchemy_scopes_never_over_grant_has_null_or_all() {
     let stdout = prove(&package().join("tests/policies"), "overgrant", 30, false);
     // The all() rule cannot be a filter: the daemon refuses it, and no clause is made.
     assert!(!stdout.contains(", 0 refused)"), "{stdout}");
+}
+
+fn sqlalchemy_scopes_never_select_empty_values_of_non_empty_attributes() {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/wards");
+    let stdout = prove(&policies, "wards", 30, true);
+    // Rows holding "" or [] where the schema says non_empty were among them.
+    assert!(!stdout.contains(" 0 refused for their types"), "{stdout}");
 }
 
 fn the_example_notes_service_lists_what_check_allows() {

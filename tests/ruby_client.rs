@@ -5,7 +5,8 @@
 //! `Model.verdict_scope` selects exactly the rows Check allows, on SQLite and PostgreSQL, for the
 //! clinic (with its schema), every filter operator (tests/scenarios/plan) and the conditions ORM
 //! adapters have got wrong elsewhere (tests/scenarios/overgrant: `has()`, `== null`, `all()` over
-//! an empty list, a macro no filter expresses) (`scope_property_test.rb`); and mappings that cannot
+//! an empty list, a macro no filter expresses) and non_empty strings and lists holding "" and []
+//! (tests/scenarios/wards, typed) (`scope_property_test.rb`); and mappings that cannot
 //! be exact raising (`mapping_test.rb`); the example app (`examples/clinic_app.rb`, a notes
 //! controller on `Verdict::Controller`) and README.md's Ruby example, as written.
 //!
@@ -72,9 +73,14 @@ fn root() -> PathBuf {
 
 /// `verdict schema export` of the bundled policies, into `dir`.
 fn clinic_schema(dir: &Path) -> PathBuf {
+    schema_export(&common::bundled_policies(), &dir.join("schema.json"))
+}
+
+/// `verdict schema export POLICIES`, into `file`.
+fn schema_export(policies: &Path, file: &Path) -> PathBuf {
     let out = Command::new(common::BIN)
         .args(["schema", "export"])
-        .arg(common::bundled_policies())
+        .arg(policies)
         .output()
         .unwrap();
     assert!(
@@ -82,9 +88,8 @@ fn clinic_schema(dir: &Path) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let file = dir.join("schema.json");
-    std::fs::write(&file, &out.stdout).unwrap();
-    file
+    std::fs::write(file, &out.stdout).unwrap();
+    file.to_path_buf()
 }
 
 /// For each policy set, random principals and rows: the scope's rows are the rows Check allows.
@@ -92,9 +97,11 @@ fn scopes_select_exactly_what_check_allows(database: &str) {
     let dir = tempfile::tempdir().unwrap();
     let stubs = dir.path().join("stubs");
     let schema = clinic_schema(dir.path());
+    let wards = root().join("tests/scenarios/wards");
+    let wards_schema = schema_export(&wards, &dir.path().join("wards-schema.json"));
     let postgres = std::env::var("VERDICT_TEST_POSTGRES").unwrap_or_default();
     let seed = std::env::var("VERDICT_TEST_SEED").unwrap_or_else(|_| "20261129".into());
-    let sets: [(&str, PathBuf, &[&str]); 3] = [
+    let sets: [(&str, PathBuf, &[&str]); 4] = [
         (
             "clinic",
             common::bundled_policies(),
@@ -116,6 +123,16 @@ fn scopes_select_exactly_what_check_allows(database: &str) {
             "charts",
             root().join("tests/scenarios/overgrant"),
             &["--principals", "30"],
+        ),
+        (
+            "wards",
+            wards,
+            &[
+                "--schema",
+                wards_schema.to_str().unwrap(),
+                "--principals",
+                "30",
+            ],
         ),
     ];
     for (set, policies, extra) in sets {

@@ -613,6 +613,9 @@ async fn roles_from_a_nested_claim() {
 #[tokio::test]
 async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_keys() {
     common::record_metrics();
+    // The metric is the whole test binary's (other tests load JWKS files beside this one), so the
+    // test waits for this daemon's own count in Status, which moves after the metric: then the
+    // metric has moved past its value before, whatever the other tests did.
     let ok = || common::counter(JWKS_RELOADS_TOTAL, &[("result", "ok")]);
     let failed = || common::counter(JWKS_RELOADS_TOTAL, &[("result", "failed")]);
     // No poll: every reload below is the file watch's, after the write it reacts to (the temp file
@@ -627,7 +630,8 @@ async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_k
     let published = ok();
     let rotated = json!({"keys": [rsa_jwk("rsa-1"), ec_jwk("ec-2", &keys().ec_rotated)]});
     write_atomically(&setup.jwks, &rotated.to_string());
-    common::counter_above(JWKS_RELOADS_TOTAL, &[("result", "ok")], published).await;
+    refreshes_reach(&setup.server, (2, 0)).await;
+    assert!(ok() > published);
     assert_eq!(read_decision(&setup.server, &new).await.1, "");
     assert_eq!(read_decision(&setup.server, &old).await.1, "unknown key id");
     let ed = sign(Signer::Ed, None, &house());
@@ -638,16 +642,17 @@ async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_k
 
     // A broken file, a missing one, and one with no usable key at all: each reload fails (the
     // metric says so) and the keys in use stay.
-    let published = ok();
     let no_usable_key = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
     for breakage in ["broken", "missing", "no usable key"] {
         let before = failed();
+        let refused = token_keys(&setup.server).await.refreshes_failed;
         match breakage {
             "broken" => write_atomically(&setup.jwks, "{\"keys\": [ {\"kty\": \"RSA\""),
             "missing" => std::fs::remove_file(&setup.jwks).unwrap(),
             _ => write_atomically(&setup.jwks, &no_usable_key),
         }
-        common::counter_above(JWKS_RELOADS_TOTAL, &[("result", "failed")], before).await;
+        refreshes_reach(&setup.server, (2, refused + 1)).await;
+        assert!(failed() > before, "{breakage}: the failed-reload metric");
         assert_eq!(read_decision(&setup.server, &new).await.1, "", "{breakage}");
         assert_eq!(
             read_decision(&setup.server, &old).await.1,
@@ -655,24 +660,40 @@ async fn a_rotated_jwks_file_is_picked_up_and_a_broken_one_keeps_the_last_good_k
             "{breakage}"
         );
     }
-    assert_eq!(ok(), published, "nothing was published");
     // Admin/Status says which keys are in use and why the file was refused.
-    let status = setup
-        .server
-        .admin()
-        .await
-        .status(proto::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let keys = status.token_keys.expect("token keys in Status");
+    let keys = token_keys(&setup.server).await;
     assert_eq!(keys.source, setup.jwks.display().to_string());
     assert_eq!(keys.key_ids, ["rsa-1", "ec-2"]);
     assert!(keys.last_error.contains("no key usable"), "{keys:?}");
     assert!(keys.last_error_at.is_some() && keys.last_success_at.is_some());
-    assert_eq!(keys.refreshes_ok, 2, "the start and the rotation");
+    assert_eq!(
+        keys.refreshes_ok, 2,
+        "the start and the rotation: nothing else was published"
+    );
     assert!(keys.refreshes_failed >= 3, "{keys:?}");
     assert!(keys.jwks_uri.is_empty() && keys.next_refresh_at.is_none());
+}
+
+/// The daemon's key set as Admin/Status reports it.
+async fn token_keys(server: &TestServer) -> proto::TokenKeysStatus {
+    let status = server.admin().await.status(proto::StatusRequest {}).await;
+    status
+        .unwrap()
+        .into_inner()
+        .token_keys
+        .expect("token keys in Status")
+}
+
+/// Waits until this daemon's Status counts at least `ok` published and `failed` refused key sets.
+async fn refreshes_reach(server: &TestServer, (ok, failed): (u64, u64)) {
+    common::wait_for(
+        &format!("{ok} published and {failed} refused key sets"),
+        || async {
+            let keys = token_keys(server).await;
+            keys.refreshes_ok >= ok && keys.refreshes_failed >= failed
+        },
+    )
+    .await;
 }
 
 #[test]

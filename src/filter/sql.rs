@@ -10,7 +10,8 @@
 //!
 //! For a kind with a schema ([`render_typed`]), the WHERE clause also holds what makes a row fit
 //! the schema, as Check requires before any rule runs, for every declared attribute that has a
-//! column: required ones are not NULL, and values have their declared type. On SQLite, whose
+//! column: required ones are not NULL, values have their declared type, and `non_empty` ones are
+//! not "" or [] (a NULL optional column is none of these: it stays selectable). On SQLite, whose
 //! columns hold any type, that is a `typeof()` check per column (a bool is the integer 0 or 1,
 //! as SQLite stores it); on PostgreSQL the column types do most of it, and the clause checks what
 //! they cannot: enum values, whole numbers, list element types. So a row Check would deny for its
@@ -33,6 +34,26 @@ fn implied_present(filter: &Filter) -> Vec<&str> {
         | Filter::Contains { attribute, .. }
         | Filter::Exists { attribute } => vec![attribute.as_str()],
         Filter::And(operands) => operands.iter().flat_map(implied_present).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The attributes a filter's top level (a leaf, or leaves of its top conjunction) holds to a value
+/// that is not empty: equal to a non-empty string or one of such strings, a list containing a
+/// value. Where the filter holds they are not "" or [], and need no `non_empty` guard.
+fn implied_non_empty(filter: &Filter) -> Vec<&str> {
+    let non_empty = |v: &Json| v.as_str().is_some_and(|s| !s.is_empty());
+    match filter.unannotated() {
+        Filter::Compare {
+            op: CmpOp::Eq,
+            attribute,
+            value,
+        } if non_empty(value) => vec![attribute.as_str()],
+        Filter::In { attribute, values } if !values.is_empty() && values.iter().all(non_empty) => {
+            vec![attribute.as_str()]
+        }
+        Filter::Contains { attribute, .. } => vec![attribute.as_str()],
+        Filter::And(operands) => operands.iter().flat_map(implied_non_empty).collect(),
         _ => Vec::new(),
     }
 }
@@ -126,8 +147,11 @@ pub fn render_typed(
     };
     let mut guards = Vec::new();
     if let Some(attributes) = attributes {
-        let present = implied_present(filter);
-        r.conformance(attributes, "", &present, &mut guards);
+        let implied = Implied {
+            present: implied_present(filter),
+            non_empty: implied_non_empty(filter),
+        };
+        r.conformance(attributes, "", &implied, &mut guards);
     }
     match (guards.is_empty(), filter) {
         (true, _) => r.filter(filter),
@@ -153,6 +177,14 @@ fn is_column_name(column: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '"')
         && column.matches('"').count().is_multiple_of(2)
+}
+
+/// What a filter already requires of the attributes it compares at its top level.
+struct Implied<'f> {
+    /// Present (not NULL).
+    present: Vec<&'f str>,
+    /// Not "" or [].
+    non_empty: Vec<&'f str>,
 }
 
 struct Renderer<'a> {
@@ -184,28 +216,36 @@ impl Renderer<'_> {
 
     /// The clauses that make each mapped attribute of `attributes` (below the dotted `prefix`) fit
     /// its declared type.
-    /// `present`: attributes the filter already requires to be present.
+    /// `implied`: what the filter already requires.
     fn conformance(
         &mut self,
         attributes: &ObjectType,
         prefix: &str,
-        present: &[&str],
+        implied: &Implied,
         out: &mut Vec<String>,
     ) {
         for (name, attribute) in attributes.attributes() {
             let path = format!("{prefix}{name}");
             if let Type::Object(inner) = &attribute.ty {
-                self.conformance(inner, &format!("{path}."), present, out);
+                self.conformance(inner, &format!("{path}."), implied, out);
                 continue;
             }
             let Some(column) = self.columns.get(&path).cloned() else {
                 continue;
             };
-            let guard = self.type_guard(&column, &attribute.ty);
+            let non_empty = if implied.non_empty.contains(&path.as_str()) {
+                None
+            } else {
+                self.non_empty_guard(&column, attribute)
+            };
+            let guard = match (self.type_guard(&column, &attribute.ty), non_empty) {
+                (Some(typed), Some(non_empty)) => Some(format!("({typed} AND {non_empty})")),
+                (typed, non_empty) => typed.or(non_empty),
+            };
             // Only top-level attributes can be required of every row: a nested one is required
             // only where its object is present.
             let required = attribute.required && prefix.is_empty();
-            let compared = present.contains(&path.as_str());
+            let compared = implied.present.contains(&path.as_str());
             out.push(match (required, guard) {
                 // The filter compares it: it is not NULL where the filter holds.
                 (_, Some(g)) if compared => g,
@@ -214,6 +254,26 @@ impl Renderer<'_> {
                 (false, Some(g)) => format!("({column} IS NULL OR {g})"),
                 (_, None) => continue,
             });
+        }
+    }
+
+    /// What makes a non-NULL `column` not empty, for an attribute the schema says is `non_empty`
+    /// (Check refuses "" and [] there). CASE keeps SQLite from reading a non-array as JSON.
+    fn non_empty_guard(
+        &self,
+        column: &str,
+        attribute: &crate::schema::Attribute,
+    ) -> Option<String> {
+        if !attribute.non_empty {
+            return None;
+        }
+        match (&attribute.ty, self.dialect) {
+            (Type::String | Type::Enum(_), _) => Some(format!("{column} <> ''")),
+            (Type::List(_), Dialect::Sqlite) => Some(format!(
+                "CASE WHEN json_valid({column}) AND json_type({column}) = 'array' THEN json_array_length({column}) > 0 ELSE 0 END"
+            )),
+            (Type::List(_), Dialect::Postgres) => Some(format!("{column} <> '[]'::jsonb")),
+            _ => None,
         }
     }
 
@@ -505,6 +565,50 @@ mod tests {
                 .unwrap()
                 .where_clause,
             "t.flag = ?"
+        );
+    }
+
+    #[test]
+    fn non_empty_columns_are_held_to_it_and_null_optional_ones_stay_selectable() {
+        let schema = crate::schema::tests::schema_of(&["schema:\n  name: s\n  kinds:\n    K:\n      actions: [read]\n      attributes:\n        code: {type: string, non_empty: true}\n        tags: {type: \"list<string>\", required: false, non_empty: true}\n"]).unwrap().unwrap();
+        let attributes = &schema.kinds["K"].attributes;
+        let cols = columns(&["code", "tags"]);
+        let f = Filter::compare(CmpOp::Ne, "code", json!("x"));
+        let lite = render_typed(&f, Dialect::Sqlite, &cols, Some(attributes)).unwrap();
+        assert_eq!(
+            lite.where_clause,
+            "(((typeof(t.code) = 'text' AND t.code <> '') AND (t.tags IS NULL OR ((json_valid(t.tags) AND json_type(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(t.tags) WHERE NOT (json_each.type = 'text'))) AND CASE WHEN json_valid(t.tags) AND json_type(t.tags) = 'array' THEN json_array_length(t.tags) > 0 ELSE 0 END))) AND t.code <> ?)"
+        );
+        let pg = render_typed(&Filter::True, Dialect::Postgres, &cols, Some(attributes)).unwrap();
+        assert_eq!(
+            pg.where_clause,
+            "((t.code IS NOT NULL AND t.code <> '') AND (t.tags IS NULL OR ((jsonb_typeof(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string'))) AND t.tags <> '[]'::jsonb)))"
+        );
+        assert!(pg.params.is_empty());
+        // Where the filter holds a column to a non-empty value, the guard would say it again.
+        let f = Filter::And(vec![
+            Filter::compare(CmpOp::Eq, "code", json!("x")),
+            Filter::Contains {
+                attribute: "tags".into(),
+                value: json!("a"),
+            },
+        ]);
+        assert_eq!(
+            render_typed(&f, Dialect::Postgres, &cols, Some(attributes))
+                .unwrap()
+                .where_clause,
+            "((jsonb_typeof(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string'))) AND (t.code = $1 AND t.tags @> jsonb_build_array($2::text)))"
+        );
+        // Not where the value is "" (the guard then selects nothing, as Check allows nothing).
+        let f = Filter::In {
+            attribute: "code".into(),
+            values: vec![json!("x"), json!("")],
+        };
+        assert_eq!(
+            render_typed(&f, Dialect::Postgres, &cols, Some(attributes))
+                .unwrap()
+                .where_clause,
+            "((t.code <> '' AND (t.tags IS NULL OR ((jsonb_typeof(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string'))) AND t.tags <> '[]'::jsonb))) AND t.code IN ($1, $2))"
         );
     }
 

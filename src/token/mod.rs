@@ -649,16 +649,18 @@ impl reload::Source for JwksFile {
         match jwks::parse(&bytes) {
             Ok(set) => {
                 log_loaded(&self.path.display(), &set, "JWKS reloaded");
+                // The keys are in use before the metric and Status say so.
+                let ids = key_ids(&set);
+                self.keys.store(Arc::new(set));
+                metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "ok").increment(1);
                 self.status.rcu(|status| KeysStatus {
-                    key_ids: key_ids(&set),
+                    key_ids: ids.clone(),
                     last_success_at: Some(SystemTime::now()),
                     last_error: None,
                     last_error_at: None,
                     refreshes_ok: status.refreshes_ok + 1,
                     ..(**status).clone()
                 });
-                self.keys.store(Arc::new(set));
-                metrics::counter!(JWKS_RELOADS_TOTAL, "result" => "ok").increment(1);
                 Outcome::Published
             }
             Err(e) => failed(format!("{}: {e}", self.path.display())),

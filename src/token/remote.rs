@@ -7,9 +7,13 @@
 //! HTTP caching lifetime runs out (`Cache-Control: max-age` less `Age`, else `Expires`;
 //! `no-cache`, `no-store` and a lifetime of 0 count as 0; none at all as
 //! [`DEFAULT_LIFETIME`]), held between a floor and a ceiling; one at the floor after a failed
-//! attempt; one on SIGHUP (discovery again too); and one when a token names a key id the set
-//! does not have, at most once per `unknown_kid_interval`. Responses are revalidated with
-//! `If-None-Match` / `If-Modified-Since` when the last one carried `ETag` / `Last-Modified`.
+//! attempt; one on SIGHUP; and one when a token names a key id the set does not have, at most
+//! once per `unknown_kid_interval` (the requests that meet unknown key ids while it is pending
+//! join it). With an issuer, discovery runs again (the `jwks_uri` may have moved) after a
+//! failed attempt, on SIGHUP, for an unknown key id, and at the first scheduled fetch once the
+//! last discovery is older than the ceiling.
+//! Responses are revalidated with `If-None-Match` / `If-Modified-Since` when the last full
+//! response of the same URL carried `ETag` / `Last-Modified`.
 //!
 //! What is fetched: HTTPS only (plain `http://` only to a loopback host, and only when
 //! `allow_http_loopback` says so, for development), verified against Mozilla's roots or, with a
@@ -26,7 +30,7 @@
 //! error at error level, the recovery at info, as [`crate::reload`] does for files).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -359,16 +363,20 @@ enum Message {
     Stop,
 }
 
+/// The bit of [`Shared::unknown_kid`] that says an unknown-kid refresh is pending.
+const PENDING: u64 = 1;
+
 /// What the request path and the refresher thread share.
 struct Shared {
     keys: Arc<ArcSwap<KeySet>>,
     status: Arc<ArcSwap<KeysStatus>>,
     /// Counts finished attempts; the unknown-kid path waits on it.
     attempts: tokio::sync::watch::Sender<u64>,
-    /// An unknown-kid refresh is queued or running.
-    pending: AtomicBool,
-    /// When the last unknown-kid refresh was asked for, in ms since `epoch` plus one (0: never).
-    last_unknown_kid: AtomicU64,
+    /// The unknown-kid refreshes, in one word so that claiming one is a single compare-and-swap:
+    /// when the last was asked for, in ms since `epoch` plus one (0: never), shifted left by
+    /// one, and [`PENDING`]: a refresh was asked for and no attempt has started since. Requests
+    /// that meet an unknown key id while it is set join that refresh instead of being denied.
+    unknown_kid: AtomicU64,
     epoch: Instant,
     unknown_kid_interval: Duration,
 }
@@ -382,6 +390,15 @@ pub struct Refresher {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The validators and caching lifetime of the last full (200) response, and its URL.
+struct Cached {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// A 304 without caching headers of its own keeps this lifetime (RFC 9111, 4.3.4).
+    lifetime: Option<Duration>,
+}
+
 /// What the thread keeps between attempts.
 struct State {
     config: RemoteConfig,
@@ -389,11 +406,11 @@ struct State {
     shared: Arc<Shared>,
     /// The JWKS URL (configured, or discovered; `None` when discovery must run again).
     jwks_uri: Option<String>,
-    etag: Option<String>,
-    last_modified: Option<String>,
-    /// The caching lifetime of the last full response: a 304 without caching headers of its own
-    /// keeps it (RFC 9111, 4.3.4).
-    lifetime: Option<Duration>,
+    /// When discovery last succeeded: it runs again once this is older than the ceiling.
+    discovered_at: Option<Instant>,
+    /// What the last full response of the JWKS URL said about itself, for the next request to
+    /// that URL (validators belong to one URL: a moved `jwks_uri` is fetched unconditionally).
+    cached: Option<Cached>,
     /// The last success, for the age gauge.
     last_success: Option<SystemTime>,
     /// The error of the last attempt, to log each distinct one once.
@@ -428,8 +445,7 @@ impl Refresher {
             keys,
             status,
             attempts: tokio::sync::watch::Sender::new(0),
-            pending: AtomicBool::new(false),
-            last_unknown_kid: AtomicU64::new(0),
+            unknown_kid: AtomicU64::new(0),
             epoch: Instant::now(),
             unknown_kid_interval: config.unknown_kid_interval,
         });
@@ -441,9 +457,8 @@ impl Refresher {
             config,
             client,
             shared: Arc::clone(&shared),
-            etag: None,
-            last_modified: None,
-            lifetime: None,
+            discovered_at: None,
+            cached: None,
             last_success: None,
             failing: None,
         };
@@ -482,33 +497,43 @@ impl Refresher {
     pub fn unknown_key(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         let shared = &self.shared;
         let attempts = shared.attempts.subscribe();
-        let now = shared.epoch.elapsed().as_millis() as u64 + 1;
-        let last = shared.last_unknown_kid.load(Ordering::Acquire);
-        let due = last == 0 || now - last >= shared.unknown_kid_interval.as_millis() as u64;
-        if due
-            && shared
-                .last_unknown_kid
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            shared.pending.store(true, Ordering::Release);
-            match self.tx.try_send(Message::Refresh(Why::UnknownKid)) {
-                Ok(()) | Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Disconnected(_)) => {
-                    shared.pending.store(false, Ordering::Release);
-                    return None;
-                }
+        let interval = shared.unknown_kid_interval.as_millis() as u64;
+        let mut word = shared.unknown_kid.load(Ordering::Acquire);
+        loop {
+            if word & PENDING != 0 {
+                metrics::counter!(JWKS_UNKNOWN_KID_TOTAL, "result" => "joined").increment(1);
+                return Some(attempts);
             }
-            metrics::counter!(JWKS_UNKNOWN_KID_TOTAL, "result" => "refresh").increment(1);
-            tracing::info!("a token names an unknown key id: refreshing the JWKS");
-            return Some(attempts);
+            let last = word >> 1;
+            let now = shared.epoch.elapsed().as_millis() as u64 + 1;
+            if last != 0 && now.saturating_sub(last) < interval {
+                metrics::counter!(JWKS_UNKNOWN_KID_TOTAL, "result" => "rate_limited").increment(1);
+                return None;
+            }
+            // Claims the refresh and marks it pending at once: a request that sees the new
+            // time also sees the pending bit, and joins.
+            match shared.unknown_kid.compare_exchange_weak(
+                word,
+                (now << 1) | PENDING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(current) => word = current,
+            }
         }
-        if shared.pending.load(Ordering::Acquire) {
-            metrics::counter!(JWKS_UNKNOWN_KID_TOTAL, "result" => "joined").increment(1);
-            return Some(attempts);
+        match self.tx.try_send(Message::Refresh(Why::UnknownKid)) {
+            // Full: the queued messages are fetches that start after this one was asked for,
+            // and the first of them clears the pending bit (`State::run`).
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                shared.unknown_kid.fetch_and(!PENDING, Ordering::AcqRel);
+                return None;
+            }
         }
-        metrics::counter!(JWKS_UNKNOWN_KID_TOTAL, "result" => "rate_limited").increment(1);
-        None
+        metrics::counter!(JWKS_UNKNOWN_KID_TOTAL, "result" => "refresh").increment(1);
+        tracing::info!("a token names an unknown key id: refreshing the JWKS");
+        Some(attempts)
     }
 
     /// Waits until the pending unknown-kid refresh has finished (whatever its outcome), or
@@ -519,7 +544,7 @@ impl Refresher {
         limit: Duration,
     ) {
         let deadline = tokio::time::Instant::now() + limit;
-        while self.shared.pending.load(Ordering::Acquire) {
+        while self.shared.unknown_kid.load(Ordering::Acquire) & PENDING != 0 {
             match tokio::time::timeout_at(deadline, attempts.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return,
@@ -550,9 +575,23 @@ impl State {
             };
             self.report_age();
             let Some(why) = why else { continue };
+            // Any attempt that starts while an unknown-kid refresh is pending serves it: the
+            // keys it brings are at least as new as the token that asked. An unknown-kid
+            // message that finds nothing pending was served so, and fetches nothing.
+            let serves = self.shared.unknown_kid.load(Ordering::Acquire) & PENDING != 0;
+            if why == Why::UnknownKid && !serves {
+                continue;
+            }
+            let why = match why {
+                Why::Scheduled if serves => Why::UnknownKid,
+                why => why,
+            };
             let result = self.attempt(why);
-            if why == Why::UnknownKid {
-                self.shared.pending.store(false, Ordering::Release);
+            if serves {
+                // Nobody sets the bit while it is set: this clears the one seen above.
+                self.shared
+                    .unknown_kid
+                    .fetch_and(!PENDING, Ordering::AcqRel);
             }
             self.shared.attempts.send_modify(|n| *n += 1);
             next = Instant::now()
@@ -637,28 +676,36 @@ impl State {
     /// The fetch itself: the outcome label and the response's caching lifetime.
     fn fetch(&mut self, why: Why) -> Result<(&'static str, Option<Duration>), Failure> {
         if why == Why::Requested {
-            self.etag = None;
-            self.last_modified = None;
-            if let Location::Issuer(_) = self.config.location {
-                self.jwks_uri = None;
+            self.cached = None;
+        }
+        // Discovery again, besides after a failure (which forgets the jwks_uri): on SIGHUP; for
+        // an unknown key id (the keys may have moved with the jwks_uri while the old URL still
+        // serves the old ones); and once the last discovery is older than the ceiling.
+        let stale = self
+            .discovered_at
+            .is_none_or(|at| at.elapsed() >= self.config.max_refresh);
+        if let Location::Issuer(issuer) = &self.config.location {
+            if self.jwks_uri.is_none() || why != Why::Scheduled || stale {
+                let url = self.client.discover(issuer)?;
+                self.discovered_at = Some(Instant::now());
+                if self.jwks_uri.as_deref() != Some(url.as_str()) {
+                    tracing::info!(issuer = %issuer, jwks_uri = %url, "OpenID Connect discovery: JWKS URL found");
+                }
+                self.jwks_uri = Some(url);
             }
         }
-        let url = match (&self.jwks_uri, &self.config.location) {
-            (Some(url), _) => url.clone(),
-            (None, Location::Issuer(issuer)) => {
-                let url = self.client.discover(issuer)?;
-                tracing::info!(issuer = %issuer, jwks_uri = %url, "OpenID Connect discovery: JWKS URL found");
-                self.jwks_uri = Some(url.clone());
-                url
-            }
-            (None, Location::Jwks(url)) => url.clone(),
+        let Some(url) = self.jwks_uri.clone() else {
+            return Err(failure("discovery", "no JWKS URL known".into()));
         };
-        let fetched = self
-            .client
-            .get(&url, self.etag.as_deref(), self.last_modified.as_deref())?;
+        let cached = self.cached.as_ref().filter(|c| c.url == url);
+        let fetched = self.client.get(
+            &url,
+            cached.and_then(|c| c.etag.as_deref()),
+            cached.and_then(|c| c.last_modified.as_deref()),
+        )?;
         let (bytes, lifetime, etag, last_modified) = match fetched {
             Fetched::NotModified { lifetime } => {
-                return Ok(("not_modified", lifetime.or(self.lifetime)))
+                return Ok(("not_modified", lifetime.or(cached.and_then(|c| c.lifetime))))
             }
             Fetched::Body {
                 bytes,
@@ -668,9 +715,12 @@ impl State {
             } => (bytes, lifetime, etag, last_modified),
         };
         let set = jwks::parse(&bytes).map_err(|e| failure("invalid", format!("{url}: {e}")))?;
-        self.etag = etag;
-        self.last_modified = last_modified;
-        self.lifetime = lifetime;
+        self.cached = Some(Cached {
+            url: url.clone(),
+            etag,
+            last_modified,
+            lifetime,
+        });
         if set.hash == self.shared.keys.load().hash {
             return Ok(("unchanged", lifetime));
         }
@@ -753,5 +803,93 @@ mod tests {
             discovery_url("https://idp.example.com/realms/clinic/"),
             "https://idp.example.com/realms/clinic/.well-known/openid-configuration"
         );
+    }
+}
+
+#[cfg(test)]
+mod unknown_kid_tests {
+    use super::*;
+
+    /// A refresher with no thread: the test plays the thread's part with `rx`.
+    fn refresher(interval: Duration) -> (Refresher, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::sync_channel(4);
+        let shared = Arc::new(Shared {
+            keys: Arc::new(ArcSwap::from_pointee(KeySet::default())),
+            status: Arc::new(ArcSwap::from_pointee(KeysStatus::default())),
+            attempts: tokio::sync::watch::Sender::new(0),
+            unknown_kid: AtomicU64::new(0),
+            epoch: Instant::now(),
+            unknown_kid_interval: interval,
+        });
+        let refresher = Refresher {
+            shared,
+            timeout: Duration::from_secs(1),
+            tx,
+            thread: None,
+        };
+        (refresher, rx)
+    }
+
+    #[test]
+    fn requests_meeting_an_unknown_kid_at_once_all_get_the_one_refresh() {
+        const THREADS: usize = 8;
+        let (refresher, rx) = refresher(Duration::from_secs(3600));
+        let refresher = Arc::new(refresher);
+        let start = Arc::new(std::sync::Barrier::new(THREADS + 1));
+        let done = Arc::new(std::sync::Barrier::new(THREADS + 1));
+        let answered = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (refresher, start, done, answered) = (
+                    Arc::clone(&refresher),
+                    Arc::clone(&start),
+                    Arc::clone(&done),
+                    Arc::clone(&answered),
+                );
+                std::thread::spawn(move || loop {
+                    start.wait();
+                    if refresher.shared.unknown_kid.load(Ordering::Acquire) == u64::MAX {
+                        return;
+                    }
+                    if refresher.unknown_key().is_some() {
+                        answered.fetch_add(1, Ordering::AcqRel);
+                    }
+                    done.wait();
+                })
+            })
+            .collect();
+        for round in 0..2000 {
+            // No refresh asked for yet: the first request of the round claims one, the others
+            // join it; none is turned away by the rate limit.
+            refresher.shared.unknown_kid.store(0, Ordering::Release);
+            answered.store(0, Ordering::Release);
+            start.wait();
+            done.wait();
+            assert_eq!(
+                answered.load(Ordering::Acquire),
+                THREADS as u64,
+                "round {round}"
+            );
+            assert!(matches!(
+                rx.try_recv(),
+                Ok(Message::Refresh(Why::UnknownKid))
+            ));
+            assert!(rx.try_recv().is_err(), "one refresh asked for");
+        }
+        refresher
+            .shared
+            .unknown_kid
+            .store(u64::MAX, Ordering::Release);
+        start.wait();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // Within the interval, with nothing pending: turned away.
+        refresher
+            .shared
+            .unknown_kid
+            .fetch_and(!PENDING, Ordering::AcqRel);
+        assert!(refresher.unknown_key().is_none());
+        assert!(rx.try_recv().is_err());
     }
 }

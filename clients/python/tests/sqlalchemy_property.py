@@ -8,8 +8,9 @@ allows, each row Checked through the daemon as the database gives it back.
 
 `--set` picks the policy set the daemon runs and the tables that go with it: `clinic` (the bundled
 clinic, typed: `--schema` is its `verdict schema export`), `docs` (tests/scenarios/plan: every
-filter operator, untyped) or `overgrant` (tests/policies: has(), `!= null`, `== null`, `all()`,
-the conditions other adapters turned into over-grants). A plan the daemon refuses
+filter operator, untyped), `overgrant` (tests/policies: has(), `!= null`, `== null`, `all()`,
+the conditions other adapters turned into over-grants) or `wards` (tests/scenarios/wards, typed:
+non_empty strings and lists holding "" and []). A plan the daemon refuses
 (FAILED_PRECONDITION) must raise, and give no clause. SQLite (in memory) always runs; PostgreSQL
 when `--postgres` names a server (a schema of its own, dropped at the end). Clinic kinds are
 declarative models, the others Tables. Prints a summary line; exits 1 on any disagreement.
@@ -92,8 +93,21 @@ def overgrant_kinds() -> list[Kind]:
     })]
 
 
-SETS = {"clinic": clinic_kinds, "docs": docs_kinds, "overgrant": overgrant_kinds}
+def wards_kinds() -> list[Kind]:
+    # "" and [] are values of the column's type that the schema refuses (non_empty).
+    return [Kind("Ward", {
+        "name": (TEXT, ["w", "v", ""]),
+        "nurses": (LIST, [["u1"], ["u2", "dr-house"], []]),
+        "note": (TEXT, ["a", "u1", ""]),
+        "tags": (LIST, [["x"], ["x", "y"], []]),
+        "open": (BOOL, [True, False]),
+    }, {"tags": [["x", 1]], "note": [3]})]
+
+
+SETS = {"clinic": clinic_kinds, "docs": docs_kinds, "overgrant": overgrant_kinds,
+        "wards": wards_kinds}
 ACTIONS = {
+    "wards": ["read", "update", "delete", "share"],
     "clinic": ["read", "search", "create", "update", "delete", "sign"],
     "docs": ["read", "search", "create", "update", "delete", "sign"],
     "overgrant": ["read", "update", "claim", "search", "delete", "rate"],

@@ -7,6 +7,9 @@ is false, values of different types are unequal and unordered, `not` is plain ne
 planner does not emit today (a `not` over a bare comparison) are among them: the mapping must be
 exact for every tree the API can carry.
 
+A `non_empty` list column holding [], a JSON scalar, an object or (SQLite) text that is no JSON:
+the rows that do not fit the schema are left out, never an error that fails the query.
+
 Then the mapping's refusals: an attribute with no column, an attribute the schema does not
 declare, a column whose type is not the declared one, a JSON column that stores None as a JSON
 null, a plan for another kind, another dialect; and that literals are always bound parameters.
@@ -231,6 +234,46 @@ def refusals(failures: list[str]) -> None:
                  lambda: str(clause.compile(dialect=mysql.dialect())))
 
 
+def non_empty_lists(engines: dict, failures: list[str]) -> int:
+    """A `non_empty` (minItems) list column holding [], a list of strings, a JSON scalar, an
+    object, a list of numbers, NULL (and, on SQLite, text that is no JSON): only the non-empty
+    list of strings fits the schema, and NULL where the attribute is optional. The rows that do
+    not fit are left out, never an error that fails the whole query."""
+    schema = Schema.from_json({"$defs": {"kinds": {"Row": {"properties": {"attr": {
+        "type": "object", "properties": {"tags": {"anyOf": [
+            {"type": "array", "items": {"type": "string"}, "minItems": 1}, {"type": "null"}]}},
+    }}}}}})
+    values = {1: [], 2: ["x"], 3: "s", 4: {"k": 1}, 5: [1], 6: None}
+    plan = lambda f, kind=CONDITIONAL: PlanResult("", kind, "Row", filter=f)  # noqa: E731
+    checked = 0
+    for name, (engine, metadata) in engines.items():
+        list_type = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+        table = Table("non_empty_lists", metadata, Column("id", Integer, primary_key=True),
+                      Column("tags", list_type))
+        table.create(engine)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{"id": i, "tags": v} for i, v in values.items()])
+            if name == "sqlite":
+                conn.exec_driver_sql(f"INSERT INTO {table.name} VALUES (7, 'nope')")
+        mapping = Mapping(table, kind="Row", columns={"tags": "tags"}, schema=schema)
+        for what, p, expected in [
+            ("every row that fits", plan(None, ALWAYS_ALLOWED), {2, 6}),
+            ("has(tags)", plan(pb2.Filter(op=pb2.FILTER_OP_EXISTS, attribute="tags")), {2}),
+        ]:
+            query = select(table.c.id).where(mapping.where(p))
+            try:
+                with engine.connect() as conn:
+                    got = set(conn.execute(query).scalars())
+            except Exception as e:  # noqa: BLE001 (reported as a failure)
+                failures.append(f"{name}: non_empty list, {what}: {e}")
+                continue
+            checked += 1
+            if got != expected:
+                failures.append(f"{name}: non_empty list, {what}: selected {sorted(got)}, "
+                                f"expected {sorted(expected)}\n  sql {query.compile(engine)}")
+    return checked
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", help="a libpq connection string")
@@ -250,6 +293,7 @@ def main() -> int:
     failures: list[str] = []
     try:
         checked = semantics(engines, random.Random(args.seed), args.trees, failures)
+        checked += non_empty_lists(engines, failures)
         refusals(failures)
     finally:
         if "postgresql" in engines:

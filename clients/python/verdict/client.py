@@ -3,15 +3,24 @@ asyncio (`AsyncVerdict`, on grpc.aio), with typed answers (frozen dataclasses).
 
 Every call takes either a `principal` (the caller's verified claims) or a `token` (a JWT the
 daemon verifies, when started with --jwks-file), never both, and a timeout: the client's default
-(`timeout=`, 5 seconds) or the call's own. A denial is an answer; errors (INVALID_ARGUMENT for a
-malformed request, DEADLINE_EXCEEDED, UNAVAILABLE...) raise `grpc.RpcError`.
+(`timeout=`, 5 seconds) or the call's own, one deadline for the call and its retries together.
+Check and PlanFilter are idempotent, so a call answered UNAVAILABLE (the daemon restarting, a
+connection refused) is tried again after an exponential backoff with jitter (`backoff=` seconds
+doubling up to `max_backoff=`, each pause drawn between half and all of it), at most `retries=`
+times (2) and never past the deadline; each retry is logged at INFO on the `verdict.client`
+logger. A denial is an answer; errors (INVALID_ARGUMENT for a malformed request,
+DEADLINE_EXCEEDED, UNAVAILABLE once the retries are spent...) raise `grpc.RpcError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import random
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import grpc
 from google.protobuf import json_format, struct_pb2
@@ -21,6 +30,14 @@ from verdict.v1 import authorizer_pb2_grpc as pb2_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_RETRIES = 2
+DEFAULT_BACKOFF = 0.05
+DEFAULT_MAX_BACKOFF = 1.0
+
+# The only status retried: the call did not reach a daemon that could answer it.
+_RETRIED = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+log = logging.getLogger("verdict.client")
 
 
 class VerdictError(Exception):
@@ -304,27 +321,83 @@ def describe(f: pb2.Filter) -> str:
     return f"{f.attribute} {symbol} {literal(f.value)}"
 
 
-def _deadline(default: float, timeout: float | None) -> float:
-    return default if timeout is None else timeout
+def _positive(timeout: float) -> float:
+    if not timeout > 0:
+        raise VerdictError(f"timeout must be positive, not {timeout!r}")
+    return timeout
 
 
-def _open_channel(target: str, credentials: grpc.ChannelCredentials | None, aio: bool):
+class _Retries:
+    """When to try a call again: UNAVAILABLE, at most `retries` times, after a pause of
+    min(backoff * 2**n, max_backoff) times a random factor in [0.5, 1), never past the deadline."""
+
+    def __init__(self, timeout: float, retries: int, backoff: float, max_backoff: float):
+        _positive(timeout)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise VerdictError(f"retries must be a whole number >= 0, not {retries!r}")
+        if not 0 < backoff <= max_backoff:
+            raise VerdictError(f"need 0 < backoff <= max_backoff, not {backoff!r} and {max_backoff!r}")
+        self.retries, self.backoff, self.max_backoff = retries, backoff, max_backoff
+
+    def pause(self, method: str, error: grpc.RpcError, attempt: int, deadline: float) -> float | None:
+        """The pause before retry `attempt + 1` after `error`, or None when the call must raise."""
+        if error.code() not in _RETRIED or attempt >= self.retries:
+            return None
+        pause = min(self.backoff * 2 ** attempt, self.max_backoff) * (0.5 + random.random() / 2)
+        if time.monotonic() + pause >= deadline:
+            return None
+        log.info("Verdict %s: %s (%s); retry %d of %d in %.3f s", method, error.code().name,
+                 error.details(), attempt + 1, self.retries, pause)
+        return pause
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        # After a failed connection grpc waits its own reconnect backoff (1 s, growing) before
+        # trying again, failing calls at once meanwhile: held to the retries' own, a retry
+        # reaches a daemon that has come back.
+        return [("grpc.initial_reconnect_backoff_ms", max(1, int(self.backoff * 1000))),
+                ("grpc.max_reconnect_backoff_ms", max(1, int(self.max_backoff * 1000)))]
+
+
+def _open_channel(target: str, credentials: grpc.ChannelCredentials | None, aio: bool,
+                  options: list[tuple[str, int]]):
     module = grpc.aio if aio else grpc
     if credentials is None:
-        return module.insecure_channel(target)
-    return module.secure_channel(target, credentials)
+        return module.insecure_channel(target, options=options)
+    return module.secure_channel(target, credentials, options=options)
 
 
 class Verdict:
     """A connection to a Verdict daemon (synchronous). `credentials` (grpc.ssl_channel_credentials)
-    makes it TLS; `timeout` is every call's default deadline, in seconds."""
+    makes it TLS; `timeout` is every call's default deadline, in seconds, retries included;
+    `retries`, `backoff` and `max_backoff` say how UNAVAILABLE is retried (module docstring).
+    A `channel` given is used as it is (the client sets the reconnect backoff of the channels it
+    opens to match its retries)."""
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
+                 max_backoff: float = DEFAULT_MAX_BACKOFF,
                  credentials: grpc.ChannelCredentials | None = None,
                  channel: grpc.Channel | None = None):
-        self._channel = channel or _open_channel(target, credentials, aio=False)
+        self._retries = _Retries(timeout, retries, backoff, max_backoff)
+        self._channel = channel or _open_channel(target, credentials, aio=False,
+                                                 options=self._retries.channel_options())
         self._stub = pb2_grpc.AuthorizerStub(self._channel)
         self.timeout = timeout
+
+    def _call(self, method: str, call: Callable[..., Any], request: Any,
+              timeout: float | None) -> Any:
+        retries = self._retries
+        deadline = time.monotonic() + _positive(self.timeout if timeout is None else timeout)
+        attempt = 0
+        while True:
+            try:
+                return call(request, timeout=deadline - time.monotonic())
+            except grpc.RpcError as error:
+                pause = retries.pause(method, error, attempt, deadline)
+                if pause is None:
+                    raise
+            attempt += 1
+            time.sleep(pause)
 
     def close(self) -> None:
         self._channel.close()
@@ -342,7 +415,7 @@ class Verdict:
         """Decides each (resource, actions) pair; answers in request order."""
         request = check_request(resources, principal=principal, token=token, context=context,
                                 request_id=request_id)
-        return check_result(self._stub.Check(request, timeout=_deadline(self.timeout, timeout)))
+        return check_result(self._call("Check", self._stub.Check, request, timeout))
 
     def plan_filter(self, kind: str, action: str, *, principal: PrincipalLike | None = None,
                     token: str = "", context: Mapping[str, Any] | None = None,
@@ -355,19 +428,39 @@ class Verdict:
         request = plan_request(kind, action, principal=principal, token=token, context=context,
                                known_attr=known_attr, sql=sql, columns=columns,
                                request_id=request_id)
-        return plan_result(request, self._stub.PlanFilter(request, timeout=_deadline(self.timeout, timeout)))
+        return plan_result(request, self._call("PlanFilter", self._stub.PlanFilter, request, timeout))
 
 
 class AsyncVerdict:
-    """A connection to a Verdict daemon for asyncio (grpc.aio): the same calls as Verdict, awaited.
-    Create it inside the running event loop."""
+    """A connection to a Verdict daemon for asyncio (grpc.aio): the same calls as Verdict, awaited,
+    with the same timeout and retries (a retry's pause is an asyncio.sleep). Create it inside the
+    running event loop."""
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
+                 max_backoff: float = DEFAULT_MAX_BACKOFF,
                  credentials: grpc.ChannelCredentials | None = None,
                  channel: grpc.aio.Channel | None = None):
-        self._channel = channel or _open_channel(target, credentials, aio=True)
+        self._retries = _Retries(timeout, retries, backoff, max_backoff)
+        self._channel = channel or _open_channel(target, credentials, aio=True,
+                                                 options=self._retries.channel_options())
         self._stub = pb2_grpc.AuthorizerStub(self._channel)
         self.timeout = timeout
+
+    async def _call(self, method: str, call: Callable[..., Any], request: Any,
+                    timeout: float | None) -> Any:
+        retries = self._retries
+        deadline = time.monotonic() + _positive(self.timeout if timeout is None else timeout)
+        attempt = 0
+        while True:
+            try:
+                return await call(request, timeout=deadline - time.monotonic())
+            except grpc.RpcError as error:
+                pause = retries.pause(method, error, attempt, deadline)
+                if pause is None:
+                    raise
+            attempt += 1
+            await asyncio.sleep(pause)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -385,7 +478,7 @@ class AsyncVerdict:
         """Decides each (resource, actions) pair; answers in request order."""
         request = check_request(resources, principal=principal, token=token, context=context,
                                 request_id=request_id)
-        return check_result(await self._stub.Check(request, timeout=_deadline(self.timeout, timeout)))
+        return check_result(await self._call("Check", self._stub.Check, request, timeout))
 
     async def plan_filter(self, kind: str, action: str, *,
                           principal: PrincipalLike | None = None, token: str = "",
@@ -397,5 +490,5 @@ class AsyncVerdict:
         request = plan_request(kind, action, principal=principal, token=token, context=context,
                                known_attr=known_attr, sql=sql, columns=columns,
                                request_id=request_id)
-        response = await self._stub.PlanFilter(request, timeout=_deadline(self.timeout, timeout))
+        response = await self._call("PlanFilter", self._stub.PlanFilter, request, timeout)
         return plan_result(request, response)

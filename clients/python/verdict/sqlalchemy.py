@@ -67,6 +67,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
@@ -216,7 +217,7 @@ class _Column:
         if d.non_empty and d.type in (STRING, ENUM):
             return and_(typed, c != literal("", String()))
         if d.non_empty and d.type == LIST:
-            return and_(typed, _PerDialect(lambda dialect: _list_length(c, dialect) > 0))
+            return and_(typed, _PerDialect(lambda dialect: _list_not_empty(c, dialect)))
         return typed
 
 
@@ -262,10 +263,13 @@ def _list_contains(column: ColumnElement, value: Any, kind: str, dialect: str) -
     )
 
 
-def _list_length(column: ColumnElement, dialect: str) -> ColumnElement:
+def _list_not_empty(column: ColumnElement, dialect: str) -> ColumnElement:
+    """Not []. On PostgreSQL a comparison, not jsonb_array_length: that raises on a scalar, and
+    PostgreSQL evaluates an AND's operands in any order (the type guard's array test may come
+    second). SQLite evaluates them in order, after json_valid and the array test."""
     if dialect == "postgresql":
-        return func.jsonb_array_length(column)
-    return func.json_array_length(column)
+        return column.op("<>", is_comparison=True)(cast(literal("[]", String()), JSONB))
+    return func.json_array_length(column) > 0
 
 
 def _typed(c: ColumnElement, d: AttributeType, dialect: str) -> ColumnElement:

@@ -2,7 +2,8 @@
 
 # Verdict::Client's deadlines and retries, against a real gRPC server on a real socket (an
 # in-process Authorizer whose answers the test scripts: UNAVAILABLE some times, then an answer; a
-# call that blocks until released; INVALID_ARGUMENT), and against a port where nothing listens.
+# call that blocks until released; INVALID_ARGUMENT), against a port where nothing listens, and
+# through a proxy that drops the first connection (a daemon restarting).
 #
 #   ruby clients/ruby/test/call_test.rb
 require "minitest/autorun"
@@ -77,6 +78,50 @@ class CallTest < Minitest::Test
     assert_equal GRPC::Core::StatusCodes::UNAVAILABLE, error.code
     assert_includes error.message, "down"
     assert_equal 4, service.calls, "one call and three retries"
+  end
+
+  # A TCP proxy to `port` that closes the first connection at once and forwards the others.
+  def dropping_proxy(port)
+    listener = TCPServer.new("127.0.0.1", 0)
+    @proxy = listener
+    dropped = 0
+    Thread.new do
+      loop do
+        client = listener.accept
+        if dropped.zero?
+          dropped += 1
+          client.close
+          next
+        end
+        upstream = TCPSocket.new("127.0.0.1", port)
+        [[client, upstream], [upstream, client]].each do |from, to|
+          Thread.new do
+            IO.copy_stream(from, to)
+          rescue IOError, SystemCallError
+            nil
+          ensure
+            [from, to].each { |s| s.close unless s.closed? }
+          end
+        end
+      end
+    rescue IOError, SystemCallError
+      nil
+    end
+    "127.0.0.1:#{listener.addr[1]}"
+  end
+
+  def test_a_retry_within_a_second_reaches_a_server_after_a_dropped_connection
+    service, addr = serve(->(_) { :answer })
+    proxy = dropping_proxy(Integer(addr.split(":").last))
+    # Four retries after 0.05-0.1, 0.1-0.2, 0.1-0.2 and 0.1-0.2 s: 0.35 to 0.7 s in all, within
+    # grpc's own reconnect backoff after the dropped connection (0.8 to 1.2 s) unless the client
+    # sets it.
+    client = Verdict::Client.new(proxy, retries: 4, backoff: 0.1, max_backoff: 0.2, timeout: 5)
+    decision = client.decide(RESOURCE, "read", principal: PRINCIPAL)
+    assert_equal :allow, decision.effect
+    assert_equal 1, service.calls
+  ensure
+    @proxy&.close
   end
 
   def test_other_errors_are_not_retried

@@ -7,13 +7,14 @@
 # (to_verdict_resource; a NULL column sent as absent or, at random, as an explicit null), both
 # answered by the running daemon.
 #
-#   ruby clients/ruby/test/scope_property_test.rb --server ADDR --set clinic|docs|charts
+#   ruby clients/ruby/test/scope_property_test.rb --server ADDR --set clinic|docs|charts|wards
 #        --database sqlite|postgres [--postgres 'host=... dbname=...'] [--schema schema.json]
 #        [--seed N] [--principals N] [--rows N]
 #
 # tests/ruby_client.rs runs it against the bundled clinic policies (with their schema, from
 # `verdict schema export`), tests/scenarios/plan (every filter operator) and
-# tests/scenarios/overgrant (has(), == null, all() over lists, a macro no filter expresses).
+# tests/scenarios/overgrant (has(), == null, all() over lists, a macro no filter expresses) and
+# tests/scenarios/wards (typed: non_empty strings and lists holding "" and [], scalars in lists).
 # Prints a summary; exits 1 on any disagreement, naming the principal, plan, SQL and rows.
 require "json"
 require "optparse"
@@ -78,10 +79,20 @@ KINDS = {
                "tags" => [:json, [[], ["g1"], %w[g1 g2], ["secret"], %w[g2 secret], [1, "g1"]]],
                "level" => [:integer, [0, 1, 3, 4]], "ward" => [:string, s("a", "b", "c")]
              }, wrong: {})
+  ],
+  # "" and [] (values of the column's type) are refused where the schema says non_empty; a JSON
+  # scalar or object in a list column, for its type.
+  "wards" => [
+    Kind.new(name: "Ward", attributes: {
+               "name" => [:string, s("w", "v", "")], "nurses" => [:json, [["u1"], %w[u2 dr-house], []]],
+               "note" => [:string, s("a", "u1", "")], "tags" => [:json, [["x"], %w[x y], []]],
+               "open" => [:boolean, [true, false]]
+             }, wrong: { "tags" => ["s", { "k" => 1 }], "nurses" => ["u1"] })
   ]
 }.freeze
 
 ACTIONS = {
+  "wards" => %w[read update delete share],
   "clinic" => %w[read search create update delete sign],
   "docs" => %w[read search create update delete sign],
   "charts" => %w[read update share search audit]

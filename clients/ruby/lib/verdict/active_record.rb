@@ -254,14 +254,17 @@ module Verdict
       if @pg
         json = cast(column, "jsonb")
         checks = [N::Equality.new(N::NamedFunction.new("jsonb_typeof", [json]), quoted("array"))]
-        checks << N::GreaterThan.new(N::NamedFunction.new("jsonb_array_length", [json]), N::SqlLiteral.new("0")) if a.non_empty
+        # Not []: a comparison, not jsonb_array_length, which raises on a scalar (and PostgreSQL
+        # may evaluate it before the array test: an AND's operands have no order there).
+        checks << N::NotEqual.new(json, cast(quoted("[]"), "jsonb")) if a.non_empty
         if element
           e = Arel::Table.new(:e)
           inner = Arel::SelectManager.new
           inner.from(N::TableAlias.new(N::NamedFunction.new("jsonb_array_elements", [json]), "e"))
           inner.project(N::SqlLiteral.new("1"))
           pg_type = { string: "string", number: "number", bool: "boolean" }.fetch(element)
-          inner.where(N::NotEqual.new(N::NamedFunction.new("jsonb_typeof", [e[:e]]), quoted(pg_type)))
+          # jsonb_array_elements names its column `value` (`e.e` is no column).
+          inner.where(N::NotEqual.new(N::NamedFunction.new("jsonb_typeof", [e[:value]]), quoted(pg_type)))
           checks << N::Not.new(N::Exists.new(inner.ast))
         end
       else

@@ -14,7 +14,9 @@ module Verdict
   # PlanFilter are idempotent, so a call answered UNAVAILABLE (the daemon restarting, a connection
   # refused) is tried again after an exponential backoff with jitter, at most `retries` times and
   # never past the deadline; every other failure raises at once. Errors are Verdict::CallError
-  # subclasses: InvalidRequest, PlanUnsupported, Unavailable.
+  # subclasses: InvalidRequest, PlanUnsupported, Unavailable. The channel reconnects on the same
+  # backoff: grpc's own starts at 1 s, during which every call fails at once, so a quick retry
+  # would never reach a daemon that came back.
   #
   # The caller is named per call, as `principal:` (the claims of its verified token) or `token:`
   # (the raw JWT, for Verdict to verify); `token:` given to new() is used when a call names neither.
@@ -24,7 +26,6 @@ module Verdict
     def initialize(target, credentials: :this_channel_is_insecure, timeout: 2.0, retries: 2, backoff: 0.05,
                    max_backoff: 1.0, token: nil, stub: nil)
       Verdict::Stubs.load
-      @stub = stub || Verdict::V1::Authorizer::Stub.new(target, credentials)
       @timeout = Float(timeout)
       @retries = Integer(retries)
       @backoff = Float(backoff)
@@ -32,6 +33,13 @@ module Verdict
       @token = token
       raise ArgumentError, "timeout must be positive" unless @timeout.positive?
       raise ArgumentError, "retries must be >= 0" if @retries.negative?
+      raise ArgumentError, "need 0 < backoff <= max_backoff" unless @backoff.positive? && @backoff <= @max_backoff
+
+      @stub = stub || Verdict::V1::Authorizer::Stub.new(
+        target, credentials,
+        channel_args: { "grpc.initial_reconnect_backoff_ms" => [(@backoff * 1000).to_i, 1].max,
+                        "grpc.max_reconnect_backoff_ms" => [(@max_backoff * 1000).to_i, 1].max }
+      )
     end
 
     # Decides every action of every resource. `resources`: hashes with kind, id, attr and actions.
