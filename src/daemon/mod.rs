@@ -208,6 +208,8 @@ pub async fn run(config: Config) -> Result<()> {
         max_answer_bytes: config.limits.max_message_bytes,
         max_condition_cost: config.limits.max_condition_cost,
     };
+    // Kept to flush the decision log at exit.
+    let decision_log = audit.clone();
     let options = ServerOptions {
         limits,
         request_timeout: (config.limits.request_timeout_ms > 0)
@@ -321,6 +323,15 @@ pub async fn run(config: Config) -> Result<()> {
     }
     drop(reloader);
     drop(tls_reloader);
+    if let Some(log) = decision_log {
+        // The last requests' decisions are still in the queue: write them before exiting.
+        let flushed = tokio::task::spawn_blocking(move || log.flush(Duration::from_secs(5))).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::error!(
+                "the decision log was not flushed within 5 s: its last lines may be lost"
+            );
+        }
+    }
     tracing::info!("stopped");
     result
 }

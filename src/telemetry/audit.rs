@@ -3,7 +3,9 @@
 //!
 //! The request path only moves one [`Entry`] per request into a bounded queue (`try_send`);
 //! a writer thread formats and writes the lines. When the queue is full the entry is dropped and
-//! counted (`verdict_audit_dropped_total`): a slow disk never slows decisions down.
+//! counted (`verdict_audit_dropped_total`): a slow disk never slows decisions down. At
+//! shutdown, [`AuditLog::flush`] waits (bounded) until every entry queued before it is written,
+//! so the decisions of the last requests are not lost when the process exits.
 //!
 //! Attribute values (patient data) are left out unless the operator opts in, and so are reasons
 //! of decisions forced by evaluation errors (an error message may quote a value).
@@ -12,7 +14,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value as Json};
 
@@ -67,10 +69,18 @@ pub struct Entry {
     pub outcome: Outcome,
 }
 
+/// What the writer thread receives: entries, in order, and requests to flush what came before.
+#[derive(Debug)]
+enum Message {
+    Entry(Entry),
+    /// Write and flush everything queued before this, then answer on the sender.
+    Flush(SyncSender<()>),
+}
+
 /// The handle the request path writes to.
 #[derive(Debug)]
 pub struct AuditLog {
-    sender: SyncSender<Entry>,
+    sender: SyncSender<Message>,
     include_attributes: bool,
     dropped: AtomicU64,
 }
@@ -110,7 +120,7 @@ impl AuditLog {
 
     /// Queues an entry without ever blocking; drops (and counts) it when the queue is full.
     pub fn record(&self, entry: Entry) {
-        match self.sender.try_send(entry) {
+        match self.sender.try_send(Message::Entry(entry)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -119,28 +129,64 @@ impl AuditLog {
         }
     }
 
+    /// Waits until every entry queued before this call is written and flushed, for at most
+    /// `timeout`; false if the writer did not get there in time (or is gone). For shutdown: the
+    /// request path never calls it.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (done, flushed) = sync_channel(1);
+        let deadline = std::time::Instant::now() + timeout;
+        // The queue may be full: wait for room rather than drop the request to flush.
+        let mut message = Message::Flush(done);
+        loop {
+            match self.sender.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        flushed.recv_timeout(left).is_ok()
+    }
+
     /// Entries dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
-fn write_lines(receiver: Receiver<Entry>, writer: Box<dyn Write + Send>) {
+fn write_lines(receiver: Receiver<Message>, writer: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, writer);
-    while let Ok(entry) = receiver.recv() {
+    while let Ok(message) = receiver.recv() {
         let mut written = 0u64;
-        let mut next = Some(entry);
-        while let Some(entry) = next.take() {
-            for line in lines(&entry) {
-                if serde_json::to_writer(&mut out, &line).is_ok() && out.write_all(b"\n").is_ok() {
-                    written += 1;
+        let mut flushed = Vec::new();
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Entry(entry) => {
+                    for line in lines(&entry) {
+                        if serde_json::to_writer(&mut out, &line).is_ok()
+                            && out.write_all(b"\n").is_ok()
+                        {
+                            written += 1;
+                        }
+                    }
                 }
+                Message::Flush(done) => flushed.push(done),
             }
             // Drain what is already queued before flushing: one write for a burst.
             next = receiver.try_recv().ok();
         }
         let _ = out.flush();
         metrics::counter!(AUDIT_WRITTEN_TOTAL).increment(written);
+        for done in flushed {
+            let _ = done.try_send(());
+        }
     }
     let _ = out.flush();
 }
@@ -274,6 +320,32 @@ mod tests {
             evaluation_error,
             attributes,
         }
+    }
+
+    #[test]
+    fn flush_returns_once_every_queued_entry_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let log = AuditLog::start(path.to_str().unwrap(), 4096, false).unwrap();
+        for i in 0..3000 {
+            log.record(Entry {
+                time: UNIX_EPOCH,
+                request_id: format!("r{i}"),
+                principal_id: "dr-1".into(),
+                policy_version: "v1".into(),
+                principal_attributes: None,
+                outcome: Outcome::Check(vec![decided(false, None)]),
+            });
+        }
+        assert!(log.flush(Duration::from_secs(30)));
+        // Read at once, no waiting: the flush is the event.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).unwrap()["request_id"].to_string())
+            .collect();
+        assert_eq!(ids.len(), 3000, "dropped: {}", log.dropped());
+        assert_eq!(ids.last().unwrap(), "\"r2999\"");
     }
 
     #[test]
