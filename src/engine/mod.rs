@@ -506,7 +506,9 @@ enum Holds {
 }
 
 /// Whether the rule's resource selector and condition both hold; an error for either (a
-/// condition over its cost budget included).
+/// condition over its cost budget included). Inlined into [`consider`]'s two uses (it was into
+/// the one loop before).
+#[inline(always)]
 fn holds(
     rule: &CompiledRule,
     eval: &EvalContext<'_>,
