@@ -676,6 +676,9 @@ fn a_failing_server_leaves_the_last_good_keys_in_use_and_says_so() {
         let failed_before = failed(&token_keys(&daemon));
         let counted_before = fetches(&daemon, outcome);
         idp.set(|s| s.answer = answer);
+        // SIGHUP asks for a fetch now (the schedule would in a second: this test is about
+        // failures, the_caching_lifetime_spaces_the_fetches… about the schedule).
+        daemon.signal("HUP");
         common::wait_for_blocking(outcome, || failed(&token_keys(&daemon)) > failed_before);
         let keys = token_keys(&daemon);
         assert!(fetches(&daemon, outcome) > counted_before, "{outcome}");
@@ -691,6 +694,7 @@ fn a_failing_server_leaves_the_last_good_keys_in_use_and_says_so() {
         );
         // Back to good between breakages, so each failure is a distinct event.
         idp.set(|s| s.answer = Answer::Keys);
+        daemon.signal("HUP");
         common::wait_for_blocking("the recovery", || {
             token_keys(&daemon).get("last_error").is_none()
         });
