@@ -26,6 +26,19 @@ fn changed_copy(edit: impl Fn(&str, String) -> Option<String>) -> tempfile::Temp
     dir
 }
 
+/// A copy of the bundled clinic with `from` replaced by `to` in `file` (which must contain it).
+fn edited_copy(file: &str, from: &str, to: &str) -> tempfile::TempDir {
+    changed_copy(|name, text| {
+        Some(if name == file {
+            let edited = text.replace(from, to);
+            assert_ne!(edited, text, "{from:?} is not in {file}");
+            edited
+        } else {
+            text
+        })
+    })
+}
+
 fn clinic() -> PathBuf {
     common::bundled_policies().join("clinic")
 }
@@ -129,15 +142,7 @@ fn classes_all_hold(diff: &Json, any_of: &[&str]) {
 #[test]
 fn a_removed_guard_widens_exactly_what_it_guarded() {
     // Patients read their notes once signed: the guard goes.
-    let new = changed_copy(|name, text| {
-        Some(if name == "roles.yaml" {
-            let without = text.replace("      when: R.attr.signed == true\n", "");
-            assert_ne!(without, text);
-            without
-        } else {
-            text
-        })
-    });
+    let new = edited_copy("roles.yaml", "      when: R.attr.signed == true\n", "");
     let (code, diff) = diff_json(&clinic(), new.path());
     assert_eq!(code, 3, "{diff:#}");
     assert_eq!(
@@ -169,18 +174,11 @@ fn a_removed_guard_widens_exactly_what_it_guarded() {
 #[test]
 fn a_widened_role_reports_the_new_kind_for_that_role_only() {
     // Nurses get notes too.
-    let new = changed_copy(|name, text| {
-        Some(if name == "roles.yaml" {
-            let wider = text.replace(
-                "      actions: [read, search, update]\n      kinds: [Patient, Observation]",
-                "      actions: [read, search, update]\n      kinds: [Patient, Observation, Note]",
-            );
-            assert_ne!(wider, text);
-            wider
-        } else {
-            text
-        })
-    });
+    let new = edited_copy(
+        "roles.yaml",
+        "      actions: [read, search, update]\n      kinds: [Patient, Observation]",
+        "      actions: [read, search, update]\n      kinds: [Patient, Observation, Note]",
+    );
     let (code, diff) = diff_json(&clinic(), new.path());
     assert_eq!(code, 3, "{diff:#}");
     assert_eq!(
@@ -216,15 +214,7 @@ fn a_widened_role_reports_the_new_kind_for_that_role_only() {
 #[test]
 fn a_narrowed_scope_gate_narrows_and_exits_zero() {
     // Signing a note no longer maps to any SMART permission: no token may sign.
-    let new = changed_copy(|name, text| {
-        Some(if name == "smart.yaml" {
-            let narrower = text.replace(", sign: u}", "}");
-            assert_ne!(narrower, text);
-            narrower
-        } else {
-            text
-        })
-    });
+    let new = edited_copy("smart.yaml", ", sign: u}", "}");
     let (code, diff) = diff_json(&clinic(), new.path());
     assert_eq!(code, 0, "{diff:#}");
     assert_eq!(
@@ -243,15 +233,7 @@ fn a_narrowed_scope_gate_narrows_and_exits_zero() {
 fn a_gate_that_asks_another_letter_is_seen_through_single_letter_scopes() {
     // Signing asks for `r` instead of `u`: a read-only token may now sign, an update-only one
     // may not.
-    let new = changed_copy(|name, text| {
-        Some(if name == "smart.yaml" {
-            let other = text.replace("sign: u}", "sign: r}");
-            assert_ne!(other, text);
-            other
-        } else {
-            text
-        })
-    });
+    let new = edited_copy("smart.yaml", "sign: u}", "sign: r}");
     let (code, diff) = diff_json(&clinic(), new.path());
     assert_eq!(code, 3, "{diff:#}");
     let kinds = summary(&diff);
@@ -356,13 +338,7 @@ fn the_text_output_names_rules_files_and_the_counterexample() {
 
 #[test]
 fn a_set_that_does_not_load_exits_one_and_says_which() {
-    let broken = changed_copy(|name, text| {
-        Some(if name == "roles.yaml" {
-            text.replace("effect: allow", "effect: alow")
-        } else {
-            text
-        })
-    });
+    let broken = edited_copy("roles.yaml", "effect: allow", "effect: alow");
     let out = Command::new(BIN)
         .arg("diff")
         .arg(clinic())
