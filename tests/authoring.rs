@@ -1,6 +1,6 @@
 //! The policy author's tools, as the binary runs them: `verdict validate` (every problem at once,
 //! warnings, carets) and `verdict test` (suites, diffs, JUnit XML, exit codes).
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! vendored under tests/authzen/ (byte for byte the working group's; a test holds them to
 //! `../shared/authzen/interop` where that folder exists).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The bundled clinic policies, decided through the real gRPC server: every case of the clinic
 //! suite (policies/clinic/clinic_test.yaml), plus request batching and the response envelope.
-mod common;
+use crate::common;
 
 use verdict::request::{CheckRequest, Principal, Resource, ResourceCheck};
 use verdict::server::proto::{self, Effect};

@@ -1,6 +1,6 @@
 //! The `verdict` binary as an operator runs it: `serve` on the bundled policies, the `check`
 //! one-liner from README.md, health and reflection, refusing a broken policy set, and SIGTERM.
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! known changes (a guard removed, a role widened, a scope gate narrowed, a reformatting that
 //! changes nothing), through the real binary. Every counterexample it prints is decided again
 //! here by the engine on both sets, and the exit codes are the documented ones.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

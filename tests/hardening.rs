@@ -4,7 +4,7 @@
 //! numbers and JSON a gateway would read otherwise, over-deep and oversized messages. (Tokens
 //! without a subject or with a malformed `exp` are in tests/token.rs, broken pushes in
 //! tests/reload_gate.rs.)
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

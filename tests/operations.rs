@@ -2,7 +2,7 @@
 //! (file, environment, flags, errors), TLS and mutual TLS with certificate rotation, Prometheus
 //! metrics, JSON logs with request ids, the decision log and its redaction, limits and deadlines,
 //! health while draining, graceful shutdown, and the HTTP/JSON API with the README's curl lines.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! both dialects run in SQLite (and, for a typed kind's `non_empty` columns, in PostgreSQL too:
 //! `VERDICT_TEST_POSTGRES`, which CI sets; elsewhere that half is skipped and says so), known
 //! attributes, and every error as a clear gRPC status.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -12,7 +12,7 @@
 //! SQLite (bundled) always runs. PostgreSQL runs against `VERDICT_TEST_POSTGRES` (a libpq-style
 //! connection string; `.ci/run` starts a server and sets it); outside CI, without that variable,
 //! the PostgreSQL half is skipped and says so. Seeds are fixed; set `VERDICT_TEST_SEED` to vary.
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

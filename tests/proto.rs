@@ -4,26 +4,26 @@
 //! `buf breaking` against the earlier versions of proto/ on main.)
 //!
 //! Needs buf (PyPI `buf-bin`, which CI installs in .ci/run); elsewhere the tests are listed as
-//! ignored (`harness = false`: see `common::trial`).
-mod common;
+//! ignored (see `common::trial`).
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let buf = common::Tool::command("buf (pip install buf-bin)", "buf", &["--version"]);
-    common::run(vec![
+    vec![
         common::trial(
-            "buf_lint_passes_and_catches_what_it_should",
+            "proto::buf_lint_passes_and_catches_what_it_should",
             &[buf],
             buf_lint_passes_and_catches_what_it_should,
         ),
         common::trial(
-            "buf_breaking_refuses_a_rename_and_accepts_an_addition",
+            "proto::buf_breaking_refuses_a_rename_and_accepts_an_addition",
             &[buf],
             buf_breaking_refuses_a_rename_and_accepts_an_addition,
         ),
-    ])
+    ]
 }
 
 fn repo() -> PathBuf {

@@ -11,8 +11,8 @@
 //! (`PYTHONPATH`), not an installed copy.
 //!
 //! Needs python3 with the packages of clients/python/requirements-dev.txt: CI installs them
-//! (.ci/run); elsewhere the test is listed as ignored (`harness = false`: see `common::trial`).
-mod common;
+//! (.ci/run); elsewhere the test is listed as ignored (see `common::trial`).
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;
@@ -25,29 +25,29 @@ fn package() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python")
 }
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let python = common::Tool::command(
         "python3 with grpcio, grpcio-tools and SQLAlchemy (pip install -r clients/python/requirements-dev.txt)",
         "python3",
         &["-c", "import grpc, grpc_tools, google.protobuf, sqlalchemy"],
     );
-    common::run(vec![
+    vec![
         common::trial(
-            "the_committed_stubs_match_proto",
+            "python_client::the_committed_stubs_match_proto",
             &[python],
             the_committed_stubs_match_proto,
         ),
         common::trial(
-            "the_python_client_gets_every_answer_of_the_clinic_suite",
+            "python_client::the_python_client_gets_every_answer_of_the_clinic_suite",
             &[python],
             the_python_client_gets_every_answer_of_the_clinic_suite,
         ),
         common::trial(
-            "the_python_clients_retry_unavailable_within_one_deadline",
+            "python_client::the_python_clients_retry_unavailable_within_one_deadline",
             &[python],
             the_python_clients_retry_unavailable_within_one_deadline,
         ),
-    ])
+    ]
 }
 
 /// Runs a script of the package from the repository's root.

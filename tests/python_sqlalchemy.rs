@@ -19,7 +19,7 @@
 //! PostgreSQL runs against `VERDICT_TEST_POSTGRES` (`.ci/run` starts a server and sets it);
 //! outside CI, without it, only SQLite runs, and the output says so. Seeds are fixed; set
 //! `VERDICT_TEST_SEED` to vary.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,44 +31,44 @@ fn package() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python")
 }
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let python = common::Tool::command(
         "python3 with grpcio, SQLAlchemy and psycopg (pip install -r clients/python/requirements-dev.txt)",
         "python3",
         &["-c", "import grpc, google.protobuf, sqlalchemy, psycopg"],
     );
-    common::run(vec![
+    vec![
         common::trial(
-            "sqlalchemy_clauses_follow_the_filter_semantics",
+            "python_sqlalchemy::sqlalchemy_clauses_follow_the_filter_semantics",
             &[python],
             sqlalchemy_clauses_follow_the_filter_semantics,
         ),
         common::trial(
-            "sqlalchemy_scopes_select_exactly_what_check_allows_in_the_clinic",
+            "python_sqlalchemy::sqlalchemy_scopes_select_exactly_what_check_allows_in_the_clinic",
             &[python],
             sqlalchemy_scopes_select_exactly_what_check_allows_in_the_clinic,
         ),
         common::trial(
-            "sqlalchemy_scopes_select_exactly_what_check_allows_for_every_operator",
+            "python_sqlalchemy::sqlalchemy_scopes_select_exactly_what_check_allows_for_every_operator",
             &[python],
             sqlalchemy_scopes_select_exactly_what_check_allows_for_every_operator,
         ),
         common::trial(
-            "sqlalchemy_scopes_never_over_grant_has_null_or_all",
+            "python_sqlalchemy::sqlalchemy_scopes_never_over_grant_has_null_or_all",
             &[python],
             sqlalchemy_scopes_never_over_grant_has_null_or_all,
         ),
         common::trial(
-            "sqlalchemy_scopes_never_select_empty_values_of_non_empty_attributes",
+            "python_sqlalchemy::sqlalchemy_scopes_never_select_empty_values_of_non_empty_attributes",
             &[python],
             sqlalchemy_scopes_never_select_empty_values_of_non_empty_attributes,
         ),
         common::trial(
-            "the_example_notes_service_lists_what_check_allows",
+            "python_sqlalchemy::the_example_notes_service_lists_what_check_allows",
             &[python],
             the_example_notes_service_lists_what_check_allows,
         ),
-    ])
+    ]
 }
 
 /// `--postgres URL` when PostgreSQL is configured; CI must configure it.

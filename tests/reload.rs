@@ -6,7 +6,7 @@
 //! Every test works in its own temp directory and on an ephemeral port. Tests wait for the event
 //! they expect (a status change, a log field), giving up only if it never comes; write-to-active
 //! latencies are printed (run with `--nocapture` to see them) as observations, not assertions.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

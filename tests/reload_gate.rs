@@ -2,7 +2,7 @@
 //! (`*_test.yaml`) never goes live; the daemon keeps the last good set and names the failing
 //! cases in `Admin/Status`, its logs and `/metrics`. `--reload-require-tests=false` turns the gate
 //! off, and a set that fails its suites at start stops the start.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -12,8 +12,8 @@
 //!
 //! Needs ruby with Debian's ruby-grpc, ruby-grpc-tools, ruby-google-protobuf, ruby-activerecord,
 //! ruby-sqlite3 and ruby-pg: CI installs them (.ci/run); elsewhere the tests are listed as ignored
-//! (`harness = false`: see `common::trial`).
-mod common;
+//! (see `common::trial`).
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -25,7 +25,7 @@ fn gem() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/ruby")
 }
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let ruby = common::Tool::command(
         "ruby with grpc, grpc-tools, activerecord, sqlite3 and pg (apt-get install ruby ruby-grpc ruby-grpc-tools ruby-google-protobuf ruby-activerecord ruby-sqlite3 ruby-pg)",
         "ruby",
@@ -38,33 +38,33 @@ fn main() -> std::process::ExitCode {
         what: "PostgreSQL in VERDICT_TEST_POSTGRES (eval \"$(bash .ci/postgres.sh)\")",
         found: std::env::var("VERDICT_TEST_POSTGRES").is_ok_and(|v| !v.is_empty()),
     };
-    common::run(vec![
+    vec![
         common::trial(
-            "the_ruby_client_gets_every_answer_of_the_clinic_suite",
+            "ruby_client::the_ruby_client_gets_every_answer_of_the_clinic_suite",
             &[ruby],
             the_ruby_client_gets_every_answer_of_the_clinic_suite,
         ),
         common::trial(
-            "activerecord_scopes_select_exactly_what_check_allows_on_sqlite",
+            "ruby_client::activerecord_scopes_select_exactly_what_check_allows_on_sqlite",
             &[ruby],
             || scopes_select_exactly_what_check_allows("sqlite"),
         ),
         common::trial(
-            "activerecord_scopes_select_exactly_what_check_allows_on_postgres",
+            "ruby_client::activerecord_scopes_select_exactly_what_check_allows_on_postgres",
             &[ruby, postgres],
             || scopes_select_exactly_what_check_allows("postgres"),
         ),
         common::trial(
-            "activerecord_mappings_that_cannot_be_exact_raise",
+            "ruby_client::activerecord_mappings_that_cannot_be_exact_raise",
             &[ruby],
             activerecord_mappings_that_cannot_be_exact_raise,
         ),
         common::trial(
-            "the_example_app_and_the_readme_example_answer_as_documented",
+            "ruby_client::the_example_app_and_the_readme_example_answer_as_documented",
             &[ruby],
             the_example_app_and_the_readme_example_answer_as_documented,
         ),
-    ])
+    ]
 }
 
 fn root() -> PathBuf {

@@ -3,8 +3,8 @@
 //! accepts the other accepts, what one refuses the other refuses.
 //!
 //! Needs `python3` with jsonschema (CI installs it from `.ci/requirements-tools.txt`); elsewhere
-//! the test is listed as ignored (`harness = false`: see `common::trial`).
-mod common;
+//! the test is listed as ignored (see `common::trial`).
+use crate::common;
 
 use std::process::Command;
 
@@ -12,17 +12,17 @@ use serde_json::{json, Value as Json};
 use verdict::compile::PolicySet;
 use verdict::request::CheckRequest;
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let jsonschema = common::Tool::command(
         "python3 with jsonschema (pip install jsonschema)",
         "python3",
         &["-c", "import jsonschema"],
     );
-    common::run(vec![common::trial(
-        "the_exported_schema_accepts_and_refuses_what_the_engine_does",
+    vec![common::trial(
+        "schema_export::the_exported_schema_accepts_and_refuses_what_the_engine_does",
         &[jsonschema],
         the_exported_schema_accepts_and_refuses_what_the_engine_does,
-    )])
+    )]
 }
 
 /// Every request of `requests`, validated by jsonschema against `schema`: `None` when valid, the

@@ -4,7 +4,7 @@
 //! with a reason that names the problem and carries no key material; the JWKS file is reloaded
 //! when it changes; the serve flags, `--require-token` and the HTTP/JSON API's `token` work on
 //! the real binary.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! actions that only look declared, and the PlanFilter side go through gRPC (the bundled clinic's
 //! own cases are in its suite, `tests/clinic.rs`); the authoring mistakes go through
 //! `verdict validate`, each an error at the file line of the failing part, with a caret.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -9,8 +9,8 @@
 //!
 //! The browser test needs `chromium` (Debian's package) and python3 with `playwright`
 //! (.ci/requirements-tools.txt): CI installs them (.ci/run); elsewhere it is listed as ignored
-//! (`harness = false`: see `common::trial`).
-mod common;
+//! (see `common::trial`).
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::Daemon;
 use serde_json::Value as Json;
 
-fn main() -> std::process::ExitCode {
+pub fn trials() -> Vec<libtest_mimic::Trial> {
     let chromium = common::Tool::command(
         "chromium (apt-get install chromium)",
         &chromium(),
@@ -30,33 +30,33 @@ fn main() -> std::process::ExitCode {
         "python3",
         &["-c", "import playwright.sync_api"],
     );
-    common::run(vec![
+    vec![
         common::trial(
-            "a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_in_chromium",
+            "ui::a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_in_chromium",
             &[chromium, playwright],
             a_person_reads_the_matrix_decides_in_the_playground_and_sees_the_last_reload_in_chromium,
         ),
         common::trial(
-            "pages_escape_policy_text_and_the_ui_is_read_only",
+            "ui::pages_escape_policy_text_and_the_ui_is_read_only",
             &[],
             pages_escape_policy_text_and_the_ui_is_read_only,
         ),
         common::trial(
-            "the_ui_answers_only_requests_for_hosts_it_trusts",
+            "ui::the_ui_answers_only_requests_for_hosts_it_trusts",
             &[],
             the_ui_answers_only_requests_for_hosts_it_trusts,
         ),
         common::trial(
-            "the_access_changes_of_a_reload_are_computed_as_it_is_published",
+            "ui::the_access_changes_of_a_reload_are_computed_as_it_is_published",
             &[],
             the_access_changes_of_a_reload_are_computed_as_it_is_published,
         ),
         common::trial(
-            "the_ui_is_off_unless_asked_for",
+            "ui::the_ui_is_off_unless_asked_for",
             &[],
             the_ui_is_off_unless_asked_for,
         ),
-    ])
+    ]
 }
 
 fn chromium() -> String {

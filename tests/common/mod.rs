@@ -552,7 +552,7 @@ impl Tool {
     }
 }
 
-/// A test of a binary with `harness = false` (libtest-mimic) that needs outside tools. With them
+/// A test of the `tools` binary (`harness = false`, libtest-mimic) that needs outside tools. With them
 /// all, it runs. Without one, outside CI, it is listed as ignored (`[needs TOOL]` before its
 /// name) and the summary counts it, so that a run shows what it did not test; in CI (`CI` set),
 /// it fails, naming the missing tool: CI must run everything (`.ci/run` installs the tools).
@@ -581,7 +581,7 @@ pub fn trial(name: &str, needs: &[Tool], test: fn()) -> libtest_mimic::Trial {
         .with_ignored_flag(true)
 }
 
-/// Runs the trials of a `harness = false` test binary as `cargo test` runs tests.
+/// Runs the trials of the `tools` binary as `cargo test` runs tests.
 pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
 }
