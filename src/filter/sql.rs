@@ -11,7 +11,9 @@
 //! run behind `CASE WHEN json_valid(…)` (SQLite does not promise to evaluate an AND's operands in
 //! order), and likewise jsonb_array_elements, which raises on a scalar, behind a CASE on its type.
 //! `contains` holds only for an array with an element of the literal's JSON type (json_each also
-//! yields a scalar's and an object's values, and true as 1).
+//! yields a scalar's and an object's values, and true as 1); and where no schema declares the
+//! attribute a list, the clause leaves out rows whose column holds anything but a list or null
+//! (`Renderer::lists_only`): fail closed where the tree's assumption of one type per column fails.
 //!
 //! For a kind with a schema ([`render_typed`]), the WHERE clause also holds what makes a row fit
 //! the schema, as Check requires before any rule runs, for every declared attribute that has a
@@ -158,6 +160,7 @@ pub fn render_typed(
         };
         r.conformance(attributes, "", &implied, &mut guards);
     }
+    r.lists_only(filter, attributes, &mut guards);
     match (guards.is_empty(), filter) {
         (true, _) => r.filter(filter),
         (false, Filter::True) => r.out = join_and(&guards),
@@ -258,6 +261,49 @@ impl Renderer<'_> {
                 (true, None) if !compared => format!("{column} IS NOT NULL"),
                 (false, Some(g)) => format!("({column} IS NULL OR {g})"),
                 (_, None) => continue,
+            });
+        }
+    }
+
+    /// Where no schema declares them lists, the columns of the attributes `filter` reads with
+    /// `contains` hold a list or nothing (NULL, JSON null): a JSON scalar, an object or (SQLite)
+    /// text that is not JSON there is a value Check's condition fails on with an error
+    /// (`!("a" in R.attr.tags)` on a string allows nothing), which the two-valued tree cannot
+    /// express (its `Not` holds). Such rows are left out: fail closed, at the price of the rows
+    /// Check allows where an `||` absorbed the error.
+    fn lists_only(
+        &mut self,
+        filter: &Filter,
+        attributes: Option<&ObjectType>,
+        out: &mut Vec<String>,
+    ) {
+        let mut contained: Vec<&str> = Vec::new();
+        fn walk<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
+            match f {
+                Filter::Contains { attribute, .. } if !out.contains(&attribute.as_str()) => {
+                    out.push(attribute)
+                }
+                Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
+                Filter::Not(f) | Filter::From { filter: f, .. } => walk(f, out),
+                _ => {}
+            }
+        }
+        walk(filter, &mut contained);
+        for attribute in contained {
+            let declared = attributes
+                .and_then(|a| a.path(attribute))
+                .is_some_and(|a| matches!(a.ty, Type::List(_)));
+            if declared {
+                continue;
+            }
+            let column = self.column(attribute).to_string();
+            out.push(match self.dialect {
+                Dialect::Sqlite => format!(
+                    "CASE WHEN json_valid({column}) THEN json_type({column}) IN ('array', 'null') ELSE {column} IS NULL END"
+                ),
+                Dialect::Postgres => {
+                    format!("({column} IS NULL OR jsonb_typeof({column}) IN ('array', 'null'))")
+                }
             });
         }
     }
@@ -510,13 +556,14 @@ mod tests {
             attribute: "tags".into(),
             value: json!("vip"),
         };
+        // Without a schema saying tags is a list, a row holding anything else is left out.
         assert_eq!(
             render(&c, Dialect::Postgres, &cols).unwrap().where_clause,
-            "t.tags @> jsonb_build_array($1::text)"
+            "((t.tags IS NULL OR jsonb_typeof(t.tags) IN ('array', 'null')) AND t.tags @> jsonb_build_array($1::text))"
         );
         assert_eq!(
             render(&c, Dialect::Sqlite, &cols).unwrap().where_clause,
-            "CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'array' AND EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.type IN ('text') AND json_each.value = ?) ELSE 0 END"
+            "(CASE WHEN json_valid(t.tags) THEN json_type(t.tags) IN ('array', 'null') ELSE t.tags IS NULL END AND CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'array' AND EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.type IN ('text') AND json_each.value = ?) ELSE 0 END)"
         );
         assert_eq!(
             render(&Filter::exists("x"), Dialect::Sqlite, &cols)
@@ -683,9 +730,16 @@ mod tests {
         assert_eq!(select(&contains(json!("a")), false), ["array"]);
         assert_eq!(select(&contains(json!(1)), false), ["array"]);
         assert_eq!(select(&contains(json!(true)), false), ["bools"]);
+        // `!("a" in R.attr.tags)`, as planned: lists without "a" only (on the scalar "a" and
+        // on text, Check's `in` fails with an error and allows nothing).
+        let negated = Filter::And(vec![
+            Filter::exists("tags"),
+            Filter::negate(contains(json!("a"))),
+        ]);
+        assert_eq!(select(&negated, false), ["bools", "other"]);
         assert_eq!(
-            select(&Filter::negate(contains(json!("a"))), false).len(),
-            rows.len() - 1
+            select(&Filter::negate(contains(json!("a"))), false),
+            ["bools", "other", "sql-null"]
         );
         assert_eq!(select(&Filter::True, true), ["other", "sql-null"]);
         assert_eq!(select(&contains(json!("b")), true), ["other"]);
