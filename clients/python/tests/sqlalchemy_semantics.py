@@ -255,11 +255,13 @@ def non_empty_lists(engines: dict, failures: list[str]) -> int:
         table.create(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), [{"id": i, "tags": v} for i, v in values.items()])
+            # A JSON null written by raw SQL: absent, as it reads (None), and tags is optional.
+            conn.exec_driver_sql(f"INSERT INTO {table.fullname} VALUES (8, 'null')")
             if name == "sqlite":
                 conn.exec_driver_sql(f"INSERT INTO {table.name} VALUES (7, 'nope')")
         mapping = Mapping(table, kind="Row", columns={"tags": "tags"}, schema=schema)
         for what, p, expected in [
-            ("every row that fits", plan(None, ALWAYS_ALLOWED), {2, 6}),
+            ("every row that fits", plan(None, ALWAYS_ALLOWED), {2, 6, 8}),
             ("has(tags)", plan(pb2.Filter(op=pb2.FILTER_OP_EXISTS, attribute="tags")), {2}),
         ]:
             query = select(table.c.id).where(mapping.where(p))
@@ -283,6 +285,7 @@ def lists_holding_no_list(engines: dict, failures: list[str]) -> int:
     fails: Check's condition fails on a scalar with an error (no rule allows), which the filter's
     NOT would turn into a match."""
     values = {1: ["a"], 2: ["b"], 3: "a", 4: {"k": "a"}, 5: [True], 6: None}
+    # 9: a JSON null written by raw SQL (it reads as None: absent).
     plan = lambda f: PlanResult("", CONDITIONAL, "Row", filter=f)  # noqa: E731
     contains = lambda v: pb2.Filter(op=pb2.FILTER_OP_CONTAINS, attribute="tags", value=value(v))  # noqa: E731
     exists = pb2.Filter(op=pb2.FILTER_OP_EXISTS, attribute="tags")
@@ -295,6 +298,7 @@ def lists_holding_no_list(engines: dict, failures: list[str]) -> int:
         present = {i for i, v in values.items() if v is not None}
         with engine.begin() as conn:
             conn.execute(table.insert(), [{"id": i, "tags": v} for i, v in values.items()])
+            conn.exec_driver_sql(f"INSERT INTO {table.fullname} VALUES (9, 'null')")
             if name == "sqlite":
                 conn.exec_driver_sql(f"INSERT INTO {table.name} VALUES (7, 'nope'), (8, '[\"a\"')")
                 present |= {7, 8}
@@ -308,6 +312,7 @@ def lists_holding_no_list(engines: dict, failures: list[str]) -> int:
             ('tags != "x"', pb2.Filter(op=pb2.FILTER_OP_NE, attribute="tags", value=value("x")),
              {1, 2, 5}),
             ("exists(tags)", exists, present),
+            ("!exists(tags)", pb2.Filter(op=pb2.FILTER_OP_NOT, operands=[exists]), {6, 9}),
         ]:
             query = select(table.c.id).where(mapping.where(plan(f)))
             try:

@@ -25,7 +25,8 @@ proves against Check, in SQLAlchemy:
   b)` into `a != b`, NULL on an absent `a`: never used here.) Absent and null are the same to
   Check's filter, and to SQL: there is no `IS NULL` for `== null`.
 - `exists` (CEL `has()`) is `IS NOT NULL`, never folded to true. JSON columns must store None as
-  SQL NULL (`JSON(none_as_null=True)`), or a JSON `null` would count as present.
+  SQL NULL (`JSON(none_as_null=True)`); a JSON `null` that raw SQL wrote anyway (it reads as None)
+  is absent too.
 - Values of another type than the column's never compare equal (`==` is false, `!=` true where
   the column is not NULL, ordering false), as in CEL; `in` ignores them.
 - Strings order by code point (`COLLATE "C"` on PostgreSQL; SQLite's BINARY); a column declared
@@ -182,7 +183,7 @@ class _Column:
         c = self.column
         if _value_kind(value) != self.kind:
             # CEL: values of different types are unequal, and not ordered.
-            return c.is_not(None) if op == "ne" else false()
+            return self.exists() if op == "ne" else false()
         if self.kind == _TEXT and (op not in ("eq", "ne") or self.collation):
             return _PerDialect(lambda d: _ordered(_code_points(c, d), op, value))
         return _ordered(c, op, value)
@@ -204,7 +205,18 @@ class _Column:
         return _PerDialect(lambda d: _list_contains(self.column, value, kind, d))
 
     def exists(self) -> ColumnElement:
-        return self.column.is_not(None)
+        """Not NULL; for a list column, nor a JSON null (raw SQL may write one, which reads as
+        None: absent). Never NULL itself."""
+        c = self.column
+        if self.kind != _LIST:
+            return c.is_not(None)
+
+        def build(dialect: str) -> ColumnElement:
+            if dialect == "postgresql":
+                return and_(c.is_not(None), func.jsonb_typeof(c) != "null").self_group()
+            return case((func.json_valid(c) == 1, func.json_type(c) != "null"), else_=c.is_not(None))
+
+        return _PerDialect(build)
 
     def list_or_absent(self) -> ColumnElement:
         """NULL, JSON null or a JSON array (never NULL itself)."""
@@ -230,7 +242,8 @@ class _Column:
             return guard
         if self.declared.required and self.nullable:
             return and_(self.column.is_not(None), guard)
-        return or_(self.column.is_(None), guard)
+        absent = not_(self.exists()) if self.kind == _LIST else self.column.is_(None)
+        return or_(absent, guard)
 
     def type_guard(self, d: AttributeType) -> ColumnElement:
         """What makes a non-NULL column hold a value of type `d`."""
