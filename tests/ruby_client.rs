@@ -6,9 +6,11 @@
 //! clinic (with its schema), every filter operator (tests/scenarios/plan) and the conditions ORM
 //! adapters have got wrong elsewhere (tests/scenarios/overgrant: `has()`, `== null`, `all()` over
 //! an empty list, a macro no filter expresses) and non_empty strings and lists holding "" and []
-//! (tests/scenarios/wards, typed) (`scope_property_test.rb`); and mappings that cannot
-//! be exact raising (`mapping_test.rb`); the example app (`examples/clinic_app.rb`, a notes
-//! controller on `Verdict::Controller`) and README.md's Ruby example, as written.
+//! (tests/scenarios/wards, typed), with json list columns also holding what raw SQL may write
+//! (JSON null, scalars, objects, text that is not JSON) (`scope_property_test.rb`); mappings that
+//! cannot be exact raising, and list columns holding text that is not JSON never failing a query
+//! (`mapping_test.rb`); the example app (`examples/clinic_app.rb`, a notes controller on
+//! `Verdict::Controller`) and README.md's Ruby example, as written.
 //!
 //! Needs ruby with Debian's ruby-grpc, ruby-grpc-tools, ruby-google-protobuf, ruby-activerecord,
 //! ruby-sqlite3 and ruby-pg: CI installs them (.ci/run); elsewhere the tests are listed as ignored

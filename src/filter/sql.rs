@@ -6,7 +6,14 @@
 //! `COALESCE(…, FALSE)` so that `NOT` of an absent attribute's comparison is true, as in the tree.
 //! String ordering uses `COLLATE "C"` on PostgreSQL (code point order, like CEL).
 //!
-//! List attributes (for `contains`) are `jsonb` arrays on PostgreSQL and JSON text on SQLite.
+//! List attributes (for `contains`) are `jsonb` arrays on PostgreSQL and JSON text on SQLite. A
+//! SQLite column may hold text that is not JSON, on which json_type and json_each raise: they only
+//! run behind `CASE WHEN json_valid(…)` (SQLite does not promise to evaluate an AND's operands in
+//! order), and likewise jsonb_array_elements, which raises on a scalar, behind a CASE on its type.
+//! `contains` holds only for an array with an element of the literal's JSON type (json_each also
+//! yields a scalar's and an object's values, and true as 1); and where no schema declares the
+//! attribute a list, the clause leaves out rows whose column holds anything but a list or null
+//! (`Renderer::lists_only`): fail closed where the tree's assumption of one type per column fails.
 //!
 //! For a kind with a schema ([`render_typed`]), the WHERE clause also holds what makes a row fit
 //! the schema, as Check requires before any rule runs, for every declared attribute that has a
@@ -153,6 +160,7 @@ pub fn render_typed(
         };
         r.conformance(attributes, "", &implied, &mut guards);
     }
+    r.lists_only(filter, attributes, &mut guards);
     match (guards.is_empty(), filter) {
         (true, _) => r.filter(filter),
         (false, Filter::True) => r.out = join_and(&guards),
@@ -257,6 +265,49 @@ impl Renderer<'_> {
         }
     }
 
+    /// Where no schema declares them lists, the columns of the attributes `filter` reads with
+    /// `contains` hold a list or nothing (NULL, JSON null): a JSON scalar, an object or (SQLite)
+    /// text that is not JSON there is a value Check's condition fails on with an error
+    /// (`!("a" in R.attr.tags)` on a string allows nothing), which the two-valued tree cannot
+    /// express (its `Not` holds). Such rows are left out: fail closed, at the price of the rows
+    /// Check allows where an `||` absorbed the error.
+    fn lists_only(
+        &mut self,
+        filter: &Filter,
+        attributes: Option<&ObjectType>,
+        out: &mut Vec<String>,
+    ) {
+        let mut contained: Vec<&str> = Vec::new();
+        fn walk<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
+            match f {
+                Filter::Contains { attribute, .. } if !out.contains(&attribute.as_str()) => {
+                    out.push(attribute)
+                }
+                Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
+                Filter::Not(f) | Filter::From { filter: f, .. } => walk(f, out),
+                _ => {}
+            }
+        }
+        walk(filter, &mut contained);
+        for attribute in contained {
+            let declared = attributes
+                .and_then(|a| a.path(attribute))
+                .is_some_and(|a| matches!(a.ty, Type::List(_)));
+            if declared {
+                continue;
+            }
+            let column = self.column(attribute).to_string();
+            out.push(match self.dialect {
+                Dialect::Sqlite => format!(
+                    "CASE WHEN json_valid({column}) THEN json_type({column}) IN ('array', 'null') ELSE {column} IS NULL END"
+                ),
+                Dialect::Postgres => {
+                    format!("({column} IS NULL OR jsonb_typeof({column}) IN ('array', 'null'))")
+                }
+            });
+        }
+    }
+
     /// What makes a non-NULL `column` not empty, for an attribute the schema says is `non_empty`
     /// (Check refuses "" and [] there). CASE keeps SQLite from reading a non-array as JSON.
     fn non_empty_guard(
@@ -309,7 +360,7 @@ impl Renderer<'_> {
                             Type::Bool => "json_each.type IN ('true', 'false')",
                             _ => "TRUE",
                         },
-                        format!("json_valid({column}) AND json_type({column}) = 'array'"),
+                        format!("json_valid({column})"),
                     ),
                     Dialect::Postgres => (
                         match item.as_ref() {
@@ -321,12 +372,15 @@ impl Renderer<'_> {
                         format!("jsonb_typeof({column}) = 'array'"),
                     ),
                 };
+                // CASE: neither database promises to evaluate an AND's operands in order, and
+                // json_type / json_each raise on text that is not JSON, jsonb_array_elements on a
+                // scalar.
                 match self.dialect {
                     Dialect::Sqlite => format!(
-                        "({array} AND NOT EXISTS (SELECT 1 FROM json_each({column}) WHERE NOT ({element_ok})))"
+                        "CASE WHEN {array} THEN json_type({column}) = 'array' AND NOT EXISTS (SELECT 1 FROM json_each({column}) WHERE NOT ({element_ok})) ELSE 0 END"
                     ),
                     Dialect::Postgres => format!(
-                        "({array} AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements({column}) AS e WHERE NOT ({element_ok})))"
+                        "CASE WHEN {array} THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements({column}) AS e WHERE NOT ({element_ok})) ELSE FALSE END"
                     ),
                 }
             }
@@ -392,10 +446,20 @@ impl Renderer<'_> {
                     Dialect::Postgres => {
                         let _ = write!(self.out, "{column} @> jsonb_build_array({p})");
                     }
+                    // Only in a JSON array, and an element of the literal's JSON type (SQLite's
+                    // json_each gives true as 1, and the elements of a scalar or an object too);
+                    // json_type and json_each only where the text is JSON (they raise elsewhere).
                     Dialect::Sqlite => {
+                        let types = match value {
+                            Json::String(_) => "'text'",
+                            Json::Number(_) => "'integer', 'real'",
+                            Json::Bool(_) => "'true', 'false'",
+                            // The planner emits no other literal; none would match.
+                            _ => "NULL",
+                        };
                         let _ = write!(
                             self.out,
-                            "EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = {p})"
+                            "CASE WHEN json_valid({column}) THEN json_type({column}) = 'array' AND EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.type IN ({types}) AND json_each.value = {p}) ELSE 0 END"
                         );
                     }
                 }
@@ -492,13 +556,14 @@ mod tests {
             attribute: "tags".into(),
             value: json!("vip"),
         };
+        // Without a schema saying tags is a list, a row holding anything else is left out.
         assert_eq!(
             render(&c, Dialect::Postgres, &cols).unwrap().where_clause,
-            "t.tags @> jsonb_build_array($1::text)"
+            "((t.tags IS NULL OR jsonb_typeof(t.tags) IN ('array', 'null')) AND t.tags @> jsonb_build_array($1::text))"
         );
         assert_eq!(
             render(&c, Dialect::Sqlite, &cols).unwrap().where_clause,
-            "EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.value = ?)"
+            "(CASE WHEN json_valid(t.tags) THEN json_type(t.tags) IN ('array', 'null') ELSE t.tags IS NULL END AND CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'array' AND EXISTS (SELECT 1 FROM json_each(t.tags) WHERE json_each.type IN ('text') AND json_each.value = ?) ELSE 0 END)"
         );
         assert_eq!(
             render(&Filter::exists("x"), Dialect::Sqlite, &cols)
@@ -577,12 +642,12 @@ mod tests {
         let lite = render_typed(&f, Dialect::Sqlite, &cols, Some(attributes)).unwrap();
         assert_eq!(
             lite.where_clause,
-            "(((typeof(t.code) = 'text' AND t.code <> '') AND (t.tags IS NULL OR ((json_valid(t.tags) AND json_type(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(t.tags) WHERE NOT (json_each.type = 'text'))) AND CASE WHEN json_valid(t.tags) AND json_type(t.tags) = 'array' THEN json_array_length(t.tags) > 0 ELSE 0 END))) AND t.code <> ?)"
+            "(((typeof(t.code) = 'text' AND t.code <> '') AND (t.tags IS NULL OR (CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(t.tags) WHERE NOT (json_each.type = 'text')) ELSE 0 END AND CASE WHEN json_valid(t.tags) AND json_type(t.tags) = 'array' THEN json_array_length(t.tags) > 0 ELSE 0 END))) AND t.code <> ?)"
         );
         let pg = render_typed(&Filter::True, Dialect::Postgres, &cols, Some(attributes)).unwrap();
         assert_eq!(
             pg.where_clause,
-            "((t.code IS NOT NULL AND t.code <> '') AND (t.tags IS NULL OR ((jsonb_typeof(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string'))) AND t.tags <> '[]'::jsonb)))"
+            "((t.code IS NOT NULL AND t.code <> '') AND (t.tags IS NULL OR (CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND t.tags <> '[]'::jsonb)))"
         );
         assert!(pg.params.is_empty());
         // Where the filter holds a column to a non-empty value, the guard would say it again.
@@ -597,7 +662,7 @@ mod tests {
             render_typed(&f, Dialect::Postgres, &cols, Some(attributes))
                 .unwrap()
                 .where_clause,
-            "((jsonb_typeof(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string'))) AND (t.code = $1 AND t.tags @> jsonb_build_array($2::text)))"
+            "(CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND (t.code = $1 AND t.tags @> jsonb_build_array($2::text)))"
         );
         // Not where the value is "" (the guard then selects nothing, as Check allows nothing).
         let f = Filter::In {
@@ -608,8 +673,76 @@ mod tests {
             render_typed(&f, Dialect::Postgres, &cols, Some(attributes))
                 .unwrap()
                 .where_clause,
-            "((t.code <> '' AND (t.tags IS NULL OR ((jsonb_typeof(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string'))) AND t.tags <> '[]'::jsonb))) AND t.code IN ($1, $2))"
+            "((t.code <> '' AND (t.tags IS NULL OR (CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND t.tags <> '[]'::jsonb))) AND t.code IN ($1, $2))"
         );
+    }
+
+    /// SQLite lists are JSON text, which a column may hold malformed (raw SQL, another program), or
+    /// as a scalar or an object: `contains` selects only arrays holding an element of the literal's
+    /// JSON type, the schema's list guard only arrays, and no row fails the query (json_type and
+    /// json_each raise on text that is not JSON), in the real SQLite.
+    #[test]
+    fn sqlite_lists_holding_no_array_are_never_selected_nor_fail_the_query() {
+        use rusqlite::types::Value as V;
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t (id TEXT, tags TEXT)")
+            .unwrap();
+        let rows = [
+            ("array", Some(r#"["a", 1]"#)),
+            ("other", Some(r#"["b"]"#)),
+            ("scalar", Some(r#""a""#)),
+            ("object", Some(r#"{"k": "a", "n": 1}"#)),
+            ("bools", Some("[true]")),
+            ("text", Some("nope")),
+            ("truncated", Some(r#"["a""#)),
+            ("empty", Some("")),
+            ("sql-null", None),
+        ];
+        for (id, tags) in rows {
+            db.execute("INSERT INTO t VALUES (?, ?)", rusqlite::params![id, tags])
+                .unwrap();
+        }
+        let schema = crate::schema::tests::schema_of(&["schema:\n  name: s\n  kinds:\n    K:\n      actions: [read]\n      attributes:\n        tags: {type: \"list<string>\", required: false, non_empty: true}\n"]).unwrap().unwrap();
+        let select = |f: &Filter, typed: bool| -> Vec<String> {
+            let attributes = typed.then(|| &schema.kinds["K"].attributes);
+            let sql = render_typed(f, Dialect::Sqlite, &columns(&["tags"]), attributes).unwrap();
+            let params: Vec<V> = sql
+                .params
+                .iter()
+                .map(|p| match p {
+                    Json::String(s) => V::Text(s.clone()),
+                    Json::Bool(b) => V::Integer(*b as i64),
+                    other => V::Real(other.as_f64().unwrap()),
+                })
+                .collect();
+            let query = format!("SELECT id FROM t WHERE {} ORDER BY id", sql.where_clause);
+            let mut statement = db.prepare(&query).unwrap();
+            statement
+                .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+                .unwrap()
+                .map(|r| r.unwrap_or_else(|e| panic!("{query}: {e}")))
+                .collect()
+        };
+        let contains = |value: Json| Filter::Contains {
+            attribute: "tags".into(),
+            value,
+        };
+        assert_eq!(select(&contains(json!("a")), false), ["array"]);
+        assert_eq!(select(&contains(json!(1)), false), ["array"]);
+        assert_eq!(select(&contains(json!(true)), false), ["bools"]);
+        // `!("a" in R.attr.tags)`, as planned: lists without "a" only (on the scalar "a" and
+        // on text, Check's `in` fails with an error and allows nothing).
+        let negated = Filter::And(vec![
+            Filter::exists("tags"),
+            Filter::negate(contains(json!("a"))),
+        ]);
+        assert_eq!(select(&negated, false), ["bools", "other"]);
+        assert_eq!(
+            select(&Filter::negate(contains(json!("a"))), false),
+            ["bools", "other", "sql-null"]
+        );
+        assert_eq!(select(&Filter::True, true), ["other", "sql-null"]);
+        assert_eq!(select(&contains(json!("b")), true), ["other"]);
     }
 
     #[test]

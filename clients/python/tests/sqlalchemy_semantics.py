@@ -8,7 +8,9 @@ planner does not emit today (a `not` over a bare comparison) are among them: the
 exact for every tree the API can carry.
 
 A `non_empty` list column holding [], a JSON scalar, an object or (SQLite) text that is no JSON:
-the rows that do not fit the schema are left out, never an error that fails the query.
+the rows that do not fit the schema are left out, never an error that fails the query. Without a
+schema, a plan comparing a list column leaves out the rows where it holds no list (Check's
+condition fails on them), and no query fails on text that is no JSON, also under `not`.
 
 Then the mapping's refusals: an attribute with no column, an attribute the schema does not
 declare, a column whose type is not the declared one, a JSON column that stores None as a JSON
@@ -253,11 +255,13 @@ def non_empty_lists(engines: dict, failures: list[str]) -> int:
         table.create(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), [{"id": i, "tags": v} for i, v in values.items()])
+            # A JSON null written by raw SQL: absent, as it reads (None), and tags is optional.
+            conn.exec_driver_sql(f"INSERT INTO {table.fullname} VALUES (8, 'null')")
             if name == "sqlite":
                 conn.exec_driver_sql(f"INSERT INTO {table.name} VALUES (7, 'nope')")
         mapping = Mapping(table, kind="Row", columns={"tags": "tags"}, schema=schema)
         for what, p, expected in [
-            ("every row that fits", plan(None, ALWAYS_ALLOWED), {2, 6}),
+            ("every row that fits", plan(None, ALWAYS_ALLOWED), {2, 6, 8}),
             ("has(tags)", plan(pb2.Filter(op=pb2.FILTER_OP_EXISTS, attribute="tags")), {2}),
         ]:
             query = select(table.c.id).where(mapping.where(p))
@@ -270,6 +274,56 @@ def non_empty_lists(engines: dict, failures: list[str]) -> int:
             checked += 1
             if got != expected:
                 failures.append(f"{name}: non_empty list, {what}: selected {sorted(got)}, "
+                                f"expected {sorted(expected)}\n  sql {query.compile(engine)}")
+    return checked
+
+
+def lists_holding_no_list(engines: dict, failures: list[str]) -> int:
+    """Without a schema, a list column holding a JSON scalar, an object or (SQLite) text that is
+    no JSON or truncated JSON: `contains` and its negation (`exists && !contains`, as the daemon
+    plans `!("a" in R.attr.tags)`) select only rows holding lists, `has()` any value, and no query
+    fails: Check's condition fails on a scalar with an error (no rule allows), which the filter's
+    NOT would turn into a match."""
+    values = {1: ["a"], 2: ["b"], 3: "a", 4: {"k": "a"}, 5: [True], 6: None}
+    # 9: a JSON null written by raw SQL (it reads as None: absent).
+    plan = lambda f: PlanResult("", CONDITIONAL, "Row", filter=f)  # noqa: E731
+    contains = lambda v: pb2.Filter(op=pb2.FILTER_OP_CONTAINS, attribute="tags", value=value(v))  # noqa: E731
+    exists = pb2.Filter(op=pb2.FILTER_OP_EXISTS, attribute="tags")
+    checked = 0
+    for name, (engine, metadata) in engines.items():
+        list_type = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+        table = Table("lists_holding_no_list", metadata, Column("id", Integer, primary_key=True),
+                      Column("tags", list_type))
+        table.create(engine)
+        present = {i for i, v in values.items() if v is not None}
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{"id": i, "tags": v} for i, v in values.items()])
+            conn.exec_driver_sql(f"INSERT INTO {table.fullname} VALUES (9, 'null')")
+            if name == "sqlite":
+                conn.exec_driver_sql(f"INSERT INTO {table.name} VALUES (7, 'nope'), (8, '[\"a\"')")
+                present |= {7, 8}
+        mapping = Mapping(table, kind="Row", columns={"tags": "tags"}, schema=None)
+        for what, f, expected in [
+            ('tags contains "a"', contains("a"), {1}),
+            ('exists(tags) && !tags contains "a"', pb2.Filter(op=pb2.FILTER_OP_AND, operands=[
+                exists, pb2.Filter(op=pb2.FILTER_OP_NOT, operands=[contains("a")])]), {2, 5}),
+            ("tags contains true", contains(True), {5}),
+            ("tags contains 1", contains(1.0), set()),
+            ('tags != "x"', pb2.Filter(op=pb2.FILTER_OP_NE, attribute="tags", value=value("x")),
+             {1, 2, 5}),
+            ("exists(tags)", exists, present),
+            ("!exists(tags)", pb2.Filter(op=pb2.FILTER_OP_NOT, operands=[exists]), {6, 9}),
+        ]:
+            query = select(table.c.id).where(mapping.where(plan(f)))
+            try:
+                with engine.connect() as conn:
+                    got = set(conn.execute(query).scalars())
+            except Exception as e:  # noqa: BLE001 (reported as a failure)
+                failures.append(f"{name}: list holding no list, {what}: {e}")
+                continue
+            checked += 1
+            if got != expected:
+                failures.append(f"{name}: list holding no list, {what}: selected {sorted(got)}, "
                                 f"expected {sorted(expected)}\n  sql {query.compile(engine)}")
     return checked
 
@@ -294,6 +348,7 @@ def main() -> int:
     try:
         checked = semantics(engines, random.Random(args.seed), args.trees, failures)
         checked += non_empty_lists(engines, failures)
+        checked += lists_holding_no_list(engines, failures)
         refusals(failures)
     finally:
         if "postgresql" in engines:

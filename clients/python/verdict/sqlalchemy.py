@@ -25,13 +25,23 @@ proves against Check, in SQLAlchemy:
   b)` into `a != b`, NULL on an absent `a`: never used here.) Absent and null are the same to
   Check's filter, and to SQL: there is no `IS NULL` for `== null`.
 - `exists` (CEL `has()`) is `IS NOT NULL`, never folded to true. JSON columns must store None as
-  SQL NULL (`JSON(none_as_null=True)`), or a JSON `null` would count as present.
+  SQL NULL (`JSON(none_as_null=True)`); a JSON `null` that raw SQL wrote anyway (it reads as None)
+  is absent too.
 - Values of another type than the column's never compare equal (`==` is false, `!=` true where
   the column is not NULL, ordering false), as in CEL; `in` ignores them.
 - Strings order by code point (`COLLATE "C"` on PostgreSQL; SQLite's BINARY); a column declared
   with a collation is compared under the code-point one for equality too.
 - `contains` on a list column (JSON: `jsonb` on PostgreSQL, JSON text on SQLite) is an element of
-  the literal's type equal to it; on anything but a list it is false.
+  the literal's type equal to it; on anything but a list it is false. SQLite's JSON functions
+  raise on text that is not JSON (raw SQL may write it), and SQLite evaluates both operands of an
+  AND outside a WHERE's own jumps (in COALESCE, say): they only run behind `CASE WHEN
+  json_valid(...)`, and PostgreSQL's jsonb_array_elements (which raises on a scalar) behind a CASE
+  on the value's type. Such text is no list: no query fails on it.
+- Without a schema declaring it, a list attribute the filter compares (contains, ==, in) must
+  hold a list or nothing: a row holding a JSON scalar, an object or text that is not JSON there is
+  left out. Check's condition fails on it with an error (`!("a" in tags)` on a string allows
+  nothing) that the filter's NOT cannot express; leaving it out fails closed (Check may allow some
+  such rows, an `||` absorbing the error; never the reverse).
 - With a schema, the clause also holds every mapped column to its declared type, as Check refuses
   a resource that violates the schema before any rule: a required attribute is not NULL (unless
   the column is NOT NULL), a value has its type (on SQLite, whose columns hold anything,
@@ -56,6 +66,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     cast,
     exists,
     false,
@@ -172,7 +183,7 @@ class _Column:
         c = self.column
         if _value_kind(value) != self.kind:
             # CEL: values of different types are unequal, and not ordered.
-            return c.is_not(None) if op == "ne" else false()
+            return self.exists() if op == "ne" else false()
         if self.kind == _TEXT and (op not in ("eq", "ne") or self.collation):
             return _PerDialect(lambda d: _ordered(_code_points(c, d), op, value))
         return _ordered(c, op, value)
@@ -194,7 +205,30 @@ class _Column:
         return _PerDialect(lambda d: _list_contains(self.column, value, kind, d))
 
     def exists(self) -> ColumnElement:
-        return self.column.is_not(None)
+        """Not NULL; for a list column, nor a JSON null (raw SQL may write one, which reads as
+        None: absent). Never NULL itself."""
+        c = self.column
+        if self.kind != _LIST:
+            return c.is_not(None)
+
+        def build(dialect: str) -> ColumnElement:
+            if dialect == "postgresql":
+                return and_(c.is_not(None), func.jsonb_typeof(c) != "null").self_group()
+            return case((func.json_valid(c) == 1, func.json_type(c) != "null"), else_=c.is_not(None))
+
+        return _PerDialect(build)
+
+    def list_or_absent(self) -> ColumnElement:
+        """NULL, JSON null or a JSON array (never NULL itself)."""
+        c = self.column
+
+        def build(dialect: str) -> ColumnElement:
+            if dialect == "postgresql":
+                return or_(c.is_(None), func.jsonb_typeof(c).in_(["array", "null"])).self_group()
+            return case((func.json_valid(c) == 1, func.json_type(c).in_(["array", "null"])),
+                        else_=c.is_(None))
+
+        return _PerDialect(build)
 
     # --- the schema's checks -------------------------------------------------------------
 
@@ -208,7 +242,8 @@ class _Column:
             return guard
         if self.declared.required and self.nullable:
             return and_(self.column.is_not(None), guard)
-        return or_(self.column.is_(None), guard)
+        absent = not_(self.exists()) if self.kind == _LIST else self.column.is_(None)
+        return or_(absent, guard)
 
     def type_guard(self, d: AttributeType) -> ColumnElement:
         """What makes a non-NULL column hold a value of type `d`."""
@@ -255,21 +290,26 @@ def _list_contains(column: ColumnElement, value: Any, kind: str, dialect: str) -
         element = cast(literal(value), _PG_CASTS[kind])
         return column.op("@>", is_comparison=True)(func.jsonb_build_array(element))
     each = _json_each(column)
-    return and_(
-        func.json_valid(column) == 1,
+    return _if_json(column, and_(
         func.json_type(column) == "array",
         exists(select(literal(1)).select_from(each).where(
             each.c.type.in_(_SQLITE_JSON_TYPES[kind]), each.c.value == value)),
-    )
+    ))
+
+
+def _if_json(column: ColumnElement, then: ColumnElement) -> ColumnElement:
+    """`then` where the SQLite column holds JSON, false elsewhere: CASE, because SQLite's JSON
+    functions raise on text that is not JSON and an AND may evaluate both operands."""
+    return case((func.json_valid(column) == 1, then), else_=false())
 
 
 def _list_not_empty(column: ColumnElement, dialect: str) -> ColumnElement:
     """Not []. On PostgreSQL a comparison, not jsonb_array_length: that raises on a scalar, and
     PostgreSQL evaluates an AND's operands in any order (the type guard's array test may come
-    second). SQLite evaluates them in order, after json_valid and the array test."""
+    second). On SQLite only where the column holds JSON (json_array_length raises elsewhere)."""
     if dialect == "postgresql":
         return column.op("<>", is_comparison=True)(cast(literal("[]", String()), JSONB))
-    return func.json_array_length(column) > 0
+    return _if_json(column, func.json_array_length(column) > 0)
 
 
 def _typed(c: ColumnElement, d: AttributeType, dialect: str) -> ColumnElement:
@@ -297,13 +337,15 @@ def _typed(c: ColumnElement, d: AttributeType, dialect: str) -> ColumnElement:
             each = _json_each(c)
             wrong = (not_(each.c.type.in_(_SQLITE_JSON_TYPES[kind])) if kind in _SQLITE_JSON_TYPES
                      else false())
-            return and_(func.json_valid(c) == 1, func.json_type(c) == "array",
-                        not_(exists(select(literal(1)).select_from(each).where(wrong))))
+            return _if_json(c, and_(func.json_type(c) == "array",
+                                    not_(exists(select(literal(1)).select_from(each).where(wrong)))))
         elements = func.jsonb_array_elements(c).table_valued("value").alias("e")
         wrong = (func.jsonb_typeof(elements.c.value) != _PG_JSON_TYPES[kind]
                  if kind in _PG_JSON_TYPES else false())
-        return and_(func.jsonb_typeof(c) == "array",
-                    not_(exists(select(literal(1)).select_from(elements).where(wrong))))
+        # jsonb_array_elements raises on a scalar: only where the value is an array.
+        return case((func.jsonb_typeof(c) == "array",
+                     not_(exists(select(literal(1)).select_from(elements).where(wrong)))),
+                    else_=false())
     raise MappingError(f"no column holds a {d.type}")
 
 
@@ -359,6 +401,10 @@ class Mapping:
             raise MappingError(f"cannot use a plan of kind {plan.kind!r}")
         guards = [g for g in (c.conformance(a in present) for a, c in self.columns.items())
                   if g is not None]
+        if plan.kind == CONDITIONAL:
+            # Undeclared list attributes the filter compares hold a list or nothing (see above).
+            guards += [self.columns[a].list_or_absent() for a in sorted(_compared(plan.filter))
+                       if self.columns[a].kind == _LIST and self.columns[a].declared is None]
         if not guards:
             return clause
         return and_(*guards, clause) if plan.kind == CONDITIONAL else and_(*guards)
@@ -407,6 +453,13 @@ def _literal(v) -> Any:
     if _value_kind(value) is None:
         raise MappingError(f"a filter literal must be a string, number or bool, not {value!r}")
     return value
+
+
+def _compared(f: pb2.Filter) -> set[str]:
+    """The attributes a filter compares to a value anywhere (all but `exists`)."""
+    if f.op in _SQL_OPS or f.op in (pb2.FILTER_OP_IN, pb2.FILTER_OP_CONTAINS):
+        return {f.attribute}
+    return set().union(*(_compared(o) for o in f.operands))
 
 
 def _implied_present(f: pb2.Filter) -> set[str]:

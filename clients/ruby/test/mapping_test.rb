@@ -2,7 +2,8 @@
 
 # Verdict::Mapping's errors and unconditional plans, on SQLite: a mapping that cannot be exact
 # raises (at first use, or when a plan compares an attribute without a column), never a silently
-# dropped clause. The plans are the daemon's when VERDICT_SERVER names one running the policies of
+# dropped clause; and list columns holding text that is not JSON, JSON null, scalars and objects
+# (written by raw SQL), which never fail a query. The plans are the daemon's when VERDICT_SERVER names one running the policies of
 # tests/scenarios/overgrant; the schema is `verdict schema export policies` in VERDICT_SCHEMA_JSON.
 #
 #   VERDICT_SERVER=127.0.0.1:50051 VERDICT_SCHEMA_JSON=schema.json ruby clients/ruby/test/mapping_test.rb
@@ -104,6 +105,48 @@ class MappingTest < Minitest::Test
     end
     error = assert_raises(Verdict::MappingError) { model("notes", "Nope", columns, schema: CLINIC).verdict_mapping.validate! }
     assert_includes error.message, 'kind "Nope" is not declared in the schema'
+  end
+
+  # A list column holding text that is not JSON (raw SQL, another program), JSON null, a JSON
+  # scalar or object: no query fails. The text is a present value that is no list (fits no list
+  # type) and to_verdict_resource sends it; JSON null is absent, as the record reads it. Without a
+  # schema, a plan comparing the column leaves out the rows where it holds no list: Check's
+  # condition fails on them (`!("g1" in tags)` on a string), which the filter's NOT cannot say.
+  def test_list_columns_holding_text_that_is_not_json_never_fail_the_query
+    raw = { "c3" => "nope", "c4" => "null", "c5" => '"g1"', "c6" => '["g1"', "c7" => "", "c8" => '{"g1":1}' }
+    raw.each { |id, text| Chart.connection.execute("INSERT INTO charts (id, tags) VALUES (#{Chart.connection.quote(id)}, #{Chart.connection.quote(text)})") }
+    leaf = ->(op, value = nil) { Verdict::Filter.new(op: op, attribute: "tags", value: value, values: [], operands: []) }
+    negated = ->(f) { Verdict::Filter.new(op: :not, values: [], operands: [f]) }
+    ids = ->(model, p) { model.verdict_mapping.relation(p).order(:id).pluck(:id) }
+
+    charts = model("charts", "Chart", { "owner" => :owner, "tags" => :tags })
+    assert_equal %w[c1 c3 c5 c6 c7 c8], ids.(charts, plan(:conditional, leaf.(:exists)))
+    assert_equal %w[c2 c4], ids.(charts, plan(:conditional, negated.(leaf.(:exists))))
+    assert_equal %w[c1], ids.(charts, plan(:conditional, leaf.(:contains, "g1")))
+    assert_equal %w[c2 c4], ids.(charts, plan(:conditional, negated.(leaf.(:contains, "g1"))))
+    assert_equal %w[c1], ids.(charts, plan(:conditional, Verdict::Filter.new(op: :ne, attribute: "tags", value: "x", values: [], operands: [])))
+    resources = Chart.order(:id).to_h { |r| [r.id, charts.verdict_mapping.resource(r)[:attr]] }
+    assert_equal({ "owner" => "u1", "tags" => ["g1"] }, resources["c1"])
+    assert_equal({ "tags" => "nope" }, resources["c3"])
+    assert_equal({}, resources["c4"])
+    assert_equal({ "tags" => "g1" }, resources["c5"])
+    assert_equal({ "tags" => '["g1"' }, resources["c6"])
+    assert_equal({ "tags" => "" }, resources["c7"])
+    assert_equal({ "tags" => { "g1" => 1 } }, resources["c8"])
+
+    # With a schema: only lists (of strings, not empty) fit; NULL and JSON null where optional.
+    lists = lambda do |required|
+      Verdict::Schema.new({ "$defs" => { "kinds" => { "Chart" => { "properties" => { "attr" => {
+                            "required" => required ? ["tags"] : [],
+                            "properties" => { "tags" => { "type" => "array", "items" => { "type" => "string" }, "minItems" => 1 } }
+                          } } } } } })
+    end
+    optional = model("charts", "Chart", { "tags" => :tags }, schema: lists.(false))
+    assert_equal %w[c1 c2 c4], ids.(optional, plan(:always_allowed))
+    assert_equal %w[c1], ids.(optional, plan(:conditional, leaf.(:exists)))
+    assert_equal %w[c2 c4], ids.(optional, plan(:conditional, negated.(leaf.(:contains, "g1"))))
+    required = model("charts", "Chart", { "tags" => :tags }, schema: lists.(true))
+    assert_equal %w[c1], ids.(required, plan(:always_allowed))
   end
 
   def test_literals_are_bound_and_types_never_cast

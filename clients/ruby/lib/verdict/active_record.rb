@@ -24,7 +24,16 @@ module Verdict
   # - `not` is plain negation: its operand is wrapped in COALESCE(..., FALSE), so that NOT of a
   #   comparison on a NULL column is true, as in Check, and never NULL;
   # - `exists` is IS NOT NULL (`has()`, `!= null`), `contains` needs a JSON array column and an
-  #   element of the literal's JSON type; strings order by code point (COLLATE "C" on PostgreSQL).
+  #   element of the literal's JSON type; strings order by code point (COLLATE "C" on PostgreSQL);
+  # - a list column is absent where it is NULL or holds JSON null (which the record reads as nil);
+  #   one holding text that is not JSON (SQLite, written by raw SQL) is a value that is no list:
+  #   present, containing nothing, fitting no list type, and the record sends its text. The JSON
+  #   functions only ever see valid JSON (CASE WHEN json_valid(...)), so such a row never fails
+  #   the query;
+  # - without a schema declaring it, a list attribute the filter compares (contains, ==, in) must
+  #   hold a list or nothing: a row holding a JSON scalar, an object or such text there is left
+  #   out, where Check's condition would fail with an error the filter cannot express (fail
+  #   closed: Check may allow some of those rows, an `||` absorbing the error; never the reverse).
   # With a schema, the relation also holds what Check requires of a resource before any rule runs,
   # for every mapped attribute: required ones are not NULL, non-empty strings and lists are not
   # empty, enum values are declared ones, whole numbers are whole and within 2^53, list elements
@@ -90,7 +99,7 @@ module Verdict
       case plan.kind
       when :always_denied then model.none
       when :always_allowed then guarded(nil)
-      when :conditional then guarded(Build.new(self).node(plan.filter))
+      when :conditional then guarded(Build.new(self).node(plan.filter), plan.filter)
       else raise Error, "unknown plan kind #{plan.kind.inspect}"
       end
     end
@@ -102,6 +111,7 @@ module Verdict
       attr = {}
       @columns.each do |attribute, column|
         value = record.read_attribute(column)
+        value = unparsed(record, column) if value.nil? && @classes[attribute] == :list
         next if value.nil?
 
         value = value.to_f if value.is_a?(BigDecimal)
@@ -129,8 +139,22 @@ module Verdict
 
     private
 
-    def guarded(node)
-      nodes = Build.new(self).guards(@declared) + [node].compact
+    # A list column's text that is not JSON, which ActiveRecord's JSON type reads as nil: Check
+    # gets the text (a value that is no list, as the relation sees it), never an absent attribute
+    # a `!has()` rule would allow. nil for NULL and JSON null.
+    def unparsed(record, column)
+      raw = record.read_attribute_before_type_cast(column)
+      return unless raw.is_a?(String)
+
+      ActiveSupport::JSON.decode(raw)
+      nil
+    rescue StandardError
+      raw.dup.force_encoding(Encoding::UTF_8).scrub
+    end
+
+    def guarded(node, filter = nil)
+      build = Build.new(self)
+      nodes = build.guards(@declared) + (filter ? build.lists_only(filter, @declared) : []) + [node].compact
       nodes.empty? ? model.all : model.where(nodes.size == 1 ? nodes[0] : Arel::Nodes::And.new(nodes))
     end
   end
@@ -168,17 +192,51 @@ module Verdict
 
     def guards(declared)
       declared.filter_map do |attribute, a|
-        column, = @m.column_of(attribute)
+        column, klass = @m.column_of(attribute)
         checks = fits(column, a)
         if a.required
+          # A list's checks hold only for an array: never for JSON null.
           N::Grouping.new(N::And.new([column.not_eq(nil), *checks]))
         elsif checks.any?
-          N::Grouping.new(N::Or.new(column.eq(nil), N::And.new(checks)))
+          # Absent: NULL, or a JSON null in a list column (present is never NULL: NOT is exact).
+          absent = klass == :list ? N::Not.new(present(column, klass)) : column.eq(nil)
+          N::Grouping.new(N::Or.new(absent, N::And.new(checks)))
         end
       end
     end
 
+    # Where no schema declares them, the list attributes the filter compares (contains, ==, in):
+    # each column must hold a list or nothing. A JSON scalar or object there (or text that is not
+    # JSON) is a value Check's condition fails on with an error (`!("a" in tags)` on a string:
+    # no rule fires), which the two-valued filter cannot say (its negation holds): such rows are
+    # left out, fail closed. (`exists` alone needs no guard: has() holds on any value.)
+    def lists_only(filter, declared)
+      compared = lambda do |f|
+        case f.op
+        when :and, :or, :not then f.operands.flat_map(&compared)
+        when :exists then []
+        else [f.attribute]
+        end
+      end
+      compared.(filter).uniq.filter_map do |attribute|
+        next if declared.key?(attribute)
+
+        column, klass = @m.column_of(attribute)
+        list_or_absent(column) if klass == :list
+      end
+    end
+
     private
+
+    # NULL, JSON null or a JSON array; never NULL itself.
+    def list_or_absent(column)
+      types = %w[array null].map { |t| quoted(t) }
+      unless @pg
+        return N::Case.new.when(json_valid(column)).then(N::In.new(json_type(column), types)).else(column.eq(nil))
+      end
+
+      N::Grouping.new(N::Or.new(column.eq(nil), N::In.new(N::NamedFunction.new("jsonb_typeof", [cast(column, "jsonb")]), types)))
+    end
 
     def compare(f)
       column, klass = @m.column_of(f.attribute)
@@ -217,18 +275,20 @@ module Verdict
         inner.project(N::SqlLiteral.new("1"))
         inner.where(N::In.new(each[:type], sqlite_types(element).map { |t| quoted(t) }))
         inner.where(each[:value].eq(bind(f.value)))
-        N::And.new([
-                     N::Equality.new(N::NamedFunction.new("json_type", [column]), quoted("array")),
-                     N::Exists.new(inner.ast)
-                   ])
+        only_if(json_valid(column), [N::Equality.new(json_type(column), quoted("array")), N::Exists.new(inner.ast)])
       end
     end
 
-    # Present: not NULL (nor a JSON null, which the record reads as nil).
+    # Present: not NULL (nor a JSON null, which the record reads as nil); never NULL itself. On
+    # SQLite, text that is not JSON is present (a value, no list).
     def present(column, klass)
       return column.not_eq(nil) unless klass == :list
+      unless @pg
+        return N::Case.new.when(json_valid(column)).then(N::NotEqual.new(json_type(column), quoted("null")))
+                      .else(column.not_eq(nil))
+      end
 
-      type = @pg ? N::NamedFunction.new("jsonb_typeof", [cast(column, "jsonb")]) : N::NamedFunction.new("json_type", [column])
+      type = N::NamedFunction.new("jsonb_typeof", [cast(column, "jsonb")])
       N::Grouping.new(N::And.new([column.not_eq(nil), N::NotEqual.new(type, quoted("null"))]))
     end
 
@@ -253,9 +313,8 @@ module Verdict
       element = { string: :string, enum: :string, int: :number, double: :number, bool: :bool }[a.items&.type]
       if @pg
         json = cast(column, "jsonb")
-        checks = [N::Equality.new(N::NamedFunction.new("jsonb_typeof", [json]), quoted("array"))]
-        # Not []: a comparison, not jsonb_array_length, which raises on a scalar (and PostgreSQL
-        # may evaluate it before the array test: an AND's operands have no order there).
+        checks = []
+        # Not []: a comparison, not jsonb_array_length, which raises on a scalar.
         checks << N::NotEqual.new(json, cast(quoted("[]"), "jsonb")) if a.non_empty
         if element
           e = Arel::Table.new(:e)
@@ -265,10 +324,12 @@ module Verdict
           pg_type = { string: "string", number: "number", bool: "boolean" }.fetch(element)
           # jsonb_array_elements names its column `value` (`e.e` is no column).
           inner.where(N::NotEqual.new(N::NamedFunction.new("jsonb_typeof", [e[:value]]), quoted(pg_type)))
+          # jsonb_array_elements raises on a scalar too.
           checks << N::Not.new(N::Exists.new(inner.ast))
         end
+        [only_if(N::Equality.new(N::NamedFunction.new("jsonb_typeof", [json]), quoted("array")), checks)]
       else
-        checks = [N::Equality.new(N::NamedFunction.new("json_type", [column]), quoted("array"))]
+        checks = [N::Equality.new(json_type(column), quoted("array"))]
         checks << N::GreaterThan.new(N::NamedFunction.new("json_array_length", [column]), N::SqlLiteral.new("0")) if a.non_empty
         if element
           each = Arel::Table.new(:json_each)
@@ -278,8 +339,26 @@ module Verdict
           inner.where(N::NotIn.new(each[:type], sqlite_types(element).map { |t| quoted(t) }))
           checks << N::Not.new(N::Exists.new(inner.ast))
         end
+        [only_if(json_valid(column), checks)]
       end
-      checks
+    end
+
+    # `test`, then the nodes, evaluated only where `test` holds (FALSE elsewhere):
+    # CASE, because neither database promises to evaluate an AND's operands in order, and the
+    # nodes hold functions that raise on what `test` rules out (SQLite's JSON functions on text
+    # that is not JSON, PostgreSQL's jsonb_array_elements on a scalar).
+    def only_if(test, nodes)
+      return test if nodes.empty?
+
+      N::Case.new.when(test).then(N::Grouping.new(N::And.new(nodes))).else(N::False.new)
+    end
+
+    def json_valid(column)
+      N::NamedFunction.new("json_valid", [column])
+    end
+
+    def json_type(column)
+      N::NamedFunction.new("json_type", [column])
     end
 
     def sqlite_types(element)
