@@ -293,11 +293,7 @@ async fn validation_warn_reports_and_off_does_not_check() {
         })
         .await;
     assert_eq!(warned, 2.0);
-    let logged: Vec<String> = daemon
-        .logs()
-        .into_iter()
-        .filter(|l| l.contains("violates the schema"))
-        .collect();
+    let logged = daemon.wait_logs("violates the schema", 1);
     assert_eq!(logged.len(), 1, "once per resource: {logged:#?}");
     assert!(
         logged[0].contains("R.attr.confidentiality must be one of"),

@@ -344,6 +344,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_verdict");
 
 /// A `verdict serve` process on ephemeral ports; killed when dropped. Knows the addresses it
 /// announced and keeps every log line it wrote.
+///
+/// Its stderr goes to a file, not a pipe read by a thread: a line the daemon wrote before an event
+/// the test has seen (an answer, a metric, a status) is in the file when the test reads it, where
+/// a reader thread could still be behind.
 pub struct Daemon {
     pub child: std::process::Child,
     /// The gRPC address.
@@ -354,7 +358,22 @@ pub struct Daemon {
     pub http_addr: Option<String>,
     /// The web UI's address, when `--ui-listen` was given.
     pub ui_addr: Option<String>,
-    logs: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The file its stderr goes to (in a directory removed with the daemon).
+    log_file: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+/// The complete lines of a log file (not a last line still being written).
+fn read_lines(file: &Path) -> Vec<String> {
+    let bytes = std::fs::read(file).unwrap_or_default();
+    let complete = bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| at + 1);
+    String::from_utf8_lossy(&bytes[..complete])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// A field of a log line, text (`name=value`) or JSON (`"fields": {"name": "value"}`): a line's
@@ -387,7 +406,8 @@ impl Daemon {
     /// set one) answers 200, as a kubelet probe would see it.
     #[allow(clippy::zombie_processes)] // on a failed start the process is killed; Drop waits otherwise
     pub fn start_with_env(policies: &Path, flags: &[&str], env: &[(&str, &str)]) -> Daemon {
-        use std::io::{BufRead, BufReader};
+        let log_dir = tempfile::tempdir().unwrap();
+        let log_file = log_dir.path().join("stderr.log");
         let mut command = std::process::Command::new(BIN);
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
@@ -395,7 +415,7 @@ impl Daemon {
             .args(flags)
             .env_remove("VERDICT_LOG")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .stderr(std::fs::File::create(&log_file).unwrap());
         if !flags.contains(&"--metrics-listen") {
             command.args(["--metrics-listen", "127.0.0.1:0"]);
         }
@@ -403,16 +423,6 @@ impl Daemon {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("daemon starts");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let kept = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
         let (mut addr, mut metrics_addr, mut http_addr, mut ui_addr) = (None, None, None, None);
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let failed = |child: &mut std::process::Child, why: &str| -> ! {
@@ -420,21 +430,32 @@ impl Daemon {
             let _ = child.wait();
             panic!(
                 "the daemon did not start ({why}); it said:\n{}",
-                logs.lock().unwrap().join("\n")
+                read_lines(&log_file).join("\n")
             );
         };
+        let mut seen = 0;
         while addr.is_none() || metrics_addr.is_none() {
-            let left = give_up.saturating_duration_since(std::time::Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                failed(&mut child, "no address announced");
-            };
-            match field(&line, "listener").as_deref() {
-                Some("grpc") => addr = field(&line, "addr"),
-                Some("metrics") => metrics_addr = field(&line, "addr"),
-                Some("http") => http_addr = field(&line, "addr"),
-                Some("ui") => ui_addr = field(&line, "addr"),
-                _ => {}
+            let lines = read_lines(&log_file);
+            for line in &lines[seen..] {
+                match field(line, "listener").as_deref() {
+                    Some("grpc") => addr = field(line, "addr"),
+                    Some("metrics") => metrics_addr = field(line, "addr"),
+                    Some("http") => http_addr = field(line, "addr"),
+                    Some("ui") => ui_addr = field(line, "addr"),
+                    _ => {}
+                }
             }
+            seen = lines.len();
+            if addr.is_some() && metrics_addr.is_some() {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                failed(&mut child, "it exited");
+            }
+            if std::time::Instant::now() > give_up {
+                failed(&mut child, "no address announced");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let healthz = format!("http://{}/healthz", metrics_addr.as_ref().unwrap());
         loop {
@@ -457,7 +478,8 @@ impl Daemon {
             metrics_addr,
             http_addr,
             ui_addr,
-            logs,
+            log_file,
+            _log_dir: log_dir,
         }
     }
 
@@ -492,7 +514,22 @@ impl Daemon {
 
     /// Every log line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        read_lines(&self.log_file)
+    }
+
+    /// The log lines containing `text`, once there are at least `count` (a metric can move
+    /// before the line that reports the same event is written).
+    pub fn wait_logs(&self, text: &str, count: usize) -> Vec<String> {
+        let matching = || -> Vec<String> {
+            self.logs()
+                .into_iter()
+                .filter(|l| l.contains(text))
+                .collect()
+        };
+        wait_for_blocking(&format!("{count} log lines with {text:?}"), || {
+            matching().len() >= count
+        });
+        matching()
     }
 
     /// Sends a signal (`TERM`, `HUP`...).
