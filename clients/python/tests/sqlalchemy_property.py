@@ -330,10 +330,17 @@ def prove(args, rng: random.Random, schema: Schema | None, kinds: list[Kind],
     plans = conditional = refused_plans = allowed = refused_rows = 0
     failures: list[str] = []
     with Verdict(args.server, timeout=30) as verdict:
+        actions = ACTIONS[args.set]
         for principal in principals:
             for kind in kinds:
                 mappings = [db.mapping(kind, schema) for db in databases]
-                for action in ACTIONS[args.set]:
+                # One Check per database for every action of the rows, each row Checked as that
+                # database gives it back; each action's plan is compared with its answers below.
+                checked = [verdict.check(
+                    principal=principal,
+                    resources=[({"kind": kind.name, "id": id, "attr": attr}, actions)
+                               for id, attr in rows]) for rows in tables[kind.name]]
+                for action in actions:
                     plans += 1
                     try:
                         plan = verdict.plan_filter(kind.name, action, principal=principal)
@@ -349,11 +356,8 @@ def prove(args, rng: random.Random, schema: Schema | None, kinds: list[Kind],
                             pass
                         continue
                     conditional += plan.kind == "conditional"
-                    for db, mapping, rows in zip(databases, mappings, tables[kind.name]):
-                        result = verdict.check(
-                            principal=principal,
-                            resources=[({"kind": kind.name, "id": id, "attr": attr}, [action])
-                                       for id, attr in rows])
+                    for db, mapping, rows, result in zip(databases, mappings, tables[kind.name],
+                                                         checked):
                         by_check = {r.id for r in result if r.allowed(action)}
                         refused_rows += sum(1 for r in result
                                             if r.decision(action).reason.startswith("denied: R.attr"))
