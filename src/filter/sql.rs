@@ -14,6 +14,9 @@
 //! yields a scalar's and an object's values, and true as 1); and where no schema declares the
 //! attribute a list, the clause leaves out rows whose column holds anything but a list or null
 //! (`Renderer::lists_only`): fail closed where the tree's assumption of one type per column fails.
+//! In a list column (declared by the schema, or read with `contains`) a JSON `null`, which raw SQL
+//! can write and a driver reads as null, is absent: `exists` does not select it, and an optional
+//! list's schema guard lets it through.
 //!
 //! For a kind with a schema ([`render_typed`]), the WHERE clause also holds what makes a row fit
 //! the schema, as Check requires before any rule runs, for every declared attribute that has a
@@ -151,6 +154,7 @@ pub fn render_typed(
         columns,
         out: String::new(),
         params: Vec::new(),
+        lists: json_lists(filter, attributes),
     };
     let mut guards = Vec::new();
     if let Some(attributes) = attributes {
@@ -195,11 +199,44 @@ struct Implied<'f> {
     non_empty: Vec<&'f str>,
 }
 
+/// The attributes whose columns hold JSON lists: declared lists of the schema, and those `filter`
+/// reads with `contains`.
+fn json_lists(filter: &Filter, attributes: Option<&ObjectType>) -> Vec<String> {
+    fn declared(attributes: &ObjectType, prefix: &str, out: &mut Vec<String>) {
+        for (name, attribute) in attributes.attributes() {
+            match &attribute.ty {
+                Type::List(_) => out.push(format!("{prefix}{name}")),
+                Type::Object(inner) => declared(inner, &format!("{prefix}{name}."), out),
+                _ => {}
+            }
+        }
+    }
+    fn contained(f: &Filter, out: &mut Vec<String>) {
+        match f {
+            Filter::Contains { attribute, .. } => out.push(attribute.clone()),
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| contained(f, out)),
+            Filter::Not(f) | Filter::From { filter: f, .. } => contained(f, out),
+            _ => {}
+        }
+    }
+    let mut lists = Vec::new();
+    if let Some(attributes) = attributes {
+        declared(attributes, "", &mut lists);
+    }
+    contained(filter, &mut lists);
+    lists.sort();
+    lists.dedup();
+    lists
+}
+
 struct Renderer<'a> {
     dialect: Dialect,
     columns: &'a HashMap<String, String>,
     out: String,
     params: Vec<Json>,
+    /// The attributes whose columns hold JSON lists (the schema declares them lists, or the
+    /// filter reads them with `contains`): there a JSON `null` is absent, as the row reads.
+    lists: Vec<String>,
 }
 
 impl Renderer<'_> {
@@ -259,7 +296,7 @@ impl Renderer<'_> {
                 (_, Some(g)) if compared => g,
                 (true, Some(g)) => format!("({column} IS NOT NULL AND {g})"),
                 (true, None) if !compared => format!("{column} IS NOT NULL"),
-                (false, Some(g)) => format!("({column} IS NULL OR {g})"),
+                (false, Some(g)) => format!("({} OR {g})", self.absent(&column, &path)),
                 (_, None) => continue,
             });
         }
@@ -389,6 +426,21 @@ impl Renderer<'_> {
         })
     }
 
+    /// `column` holds no value of `attribute`: NULL, or for a JSON list column a JSON `null`
+    /// (raw SQL can write one; a driver reads it as null, which Check takes for absent). Never
+    /// NULL itself.
+    fn absent(&self, column: &str, attribute: &str) -> String {
+        if !self.lists.iter().any(|a| a == attribute) {
+            return format!("{column} IS NULL");
+        }
+        match self.dialect {
+            Dialect::Sqlite => format!(
+                "CASE WHEN json_valid({column}) THEN json_type({column}) = 'null' ELSE {column} IS NULL END"
+            ),
+            Dialect::Postgres => format!("({column} IS NULL OR jsonb_typeof({column}) = 'null')"),
+        }
+    }
+
     fn column(&self, attribute: &str) -> &str {
         // Presence was checked by render().
         self.columns
@@ -466,7 +518,12 @@ impl Renderer<'_> {
             }
             Filter::Exists { attribute } => {
                 let column = self.column(attribute).to_string();
-                let _ = write!(self.out, "{column} IS NOT NULL");
+                let present = if self.lists.iter().any(|a| a == attribute) {
+                    format!("NOT ({})", self.absent(&column, attribute))
+                } else {
+                    format!("{column} IS NOT NULL")
+                };
+                self.out.push_str(&present);
             }
             // `()` is no SQL: the empty conjunction holds, the empty disjunction does not.
             Filter::And(fs) if fs.is_empty() => self.out.push_str("TRUE"),
@@ -642,12 +699,12 @@ mod tests {
         let lite = render_typed(&f, Dialect::Sqlite, &cols, Some(attributes)).unwrap();
         assert_eq!(
             lite.where_clause,
-            "(((typeof(t.code) = 'text' AND t.code <> '') AND (t.tags IS NULL OR (CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(t.tags) WHERE NOT (json_each.type = 'text')) ELSE 0 END AND CASE WHEN json_valid(t.tags) AND json_type(t.tags) = 'array' THEN json_array_length(t.tags) > 0 ELSE 0 END))) AND t.code <> ?)"
+            "(((typeof(t.code) = 'text' AND t.code <> '') AND (CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'null' ELSE t.tags IS NULL END OR (CASE WHEN json_valid(t.tags) THEN json_type(t.tags) = 'array' AND NOT EXISTS (SELECT 1 FROM json_each(t.tags) WHERE NOT (json_each.type = 'text')) ELSE 0 END AND CASE WHEN json_valid(t.tags) AND json_type(t.tags) = 'array' THEN json_array_length(t.tags) > 0 ELSE 0 END))) AND t.code <> ?)"
         );
         let pg = render_typed(&Filter::True, Dialect::Postgres, &cols, Some(attributes)).unwrap();
         assert_eq!(
             pg.where_clause,
-            "((t.code IS NOT NULL AND t.code <> '') AND (t.tags IS NULL OR (CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND t.tags <> '[]'::jsonb)))"
+            "((t.code IS NOT NULL AND t.code <> '') AND ((t.tags IS NULL OR jsonb_typeof(t.tags) = 'null') OR (CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND t.tags <> '[]'::jsonb)))"
         );
         assert!(pg.params.is_empty());
         // Where the filter holds a column to a non-empty value, the guard would say it again.
@@ -673,7 +730,7 @@ mod tests {
             render_typed(&f, Dialect::Postgres, &cols, Some(attributes))
                 .unwrap()
                 .where_clause,
-            "((t.code <> '' AND (t.tags IS NULL OR (CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND t.tags <> '[]'::jsonb))) AND t.code IN ($1, $2))"
+            "((t.code <> '' AND ((t.tags IS NULL OR jsonb_typeof(t.tags) = 'null') OR (CASE WHEN jsonb_typeof(t.tags) = 'array' THEN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(t.tags) AS e WHERE NOT (jsonb_typeof(e) = 'string')) ELSE FALSE END AND t.tags <> '[]'::jsonb))) AND t.code IN ($1, $2))"
         );
     }
 
@@ -697,6 +754,8 @@ mod tests {
             ("truncated", Some(r#"["a""#)),
             ("empty", Some("")),
             ("sql-null", None),
+            // Raw SQL's JSON null: a driver reads it as null, which Check takes for absent.
+            ("json-null", Some("null")),
         ];
         for (id, tags) in rows {
             db.execute("INSERT INTO t VALUES (?, ?)", rusqlite::params![id, tags])
@@ -739,10 +798,20 @@ mod tests {
         assert_eq!(select(&negated, false), ["bools", "other"]);
         assert_eq!(
             select(&Filter::negate(contains(json!("a"))), false),
-            ["bools", "other", "sql-null"]
+            ["bools", "json-null", "other", "sql-null"]
         );
-        assert_eq!(select(&Filter::True, true), ["other", "sql-null"]);
+        // An optional list: absent (NULL or JSON null) or a list that fits.
+        assert_eq!(
+            select(&Filter::True, true),
+            ["json-null", "other", "sql-null"]
+        );
         assert_eq!(select(&contains(json!("b")), true), ["other"]);
+        // `has(R.attr.tags)`: a JSON null is absent (it selected the row Check denies).
+        assert_eq!(select(&Filter::exists("tags"), true), ["other"]);
+        assert_eq!(
+            select(&Filter::negate(Filter::exists("tags")), true),
+            ["json-null", "sql-null"]
+        );
     }
 
     #[test]
