@@ -154,7 +154,8 @@ pub fn render_typed(
         columns,
         out: String::new(),
         params: Vec::new(),
-        lists: json_lists(filter, attributes),
+        attributes,
+        contained: contained(filter),
     };
     let mut guards = Vec::new();
     if let Some(attributes) = attributes {
@@ -164,7 +165,7 @@ pub fn render_typed(
         };
         r.conformance(attributes, "", &implied, &mut guards);
     }
-    r.lists_only(filter, attributes, &mut guards);
+    r.lists_only(&mut guards);
     match (guards.is_empty(), filter) {
         (true, _) => r.filter(filter),
         (false, Filter::True) => r.out = join_and(&guards),
@@ -199,34 +200,28 @@ struct Implied<'f> {
     non_empty: Vec<&'f str>,
 }
 
-/// The attributes whose columns hold JSON lists: declared lists of the schema, and those `filter`
-/// reads with `contains`.
-fn json_lists(filter: &Filter, attributes: Option<&ObjectType>) -> Vec<String> {
-    fn declared(attributes: &ObjectType, prefix: &str, out: &mut Vec<String>) {
-        for (name, attribute) in attributes.attributes() {
-            match &attribute.ty {
-                Type::List(_) => out.push(format!("{prefix}{name}")),
-                Type::Object(inner) => declared(inner, &format!("{prefix}{name}."), out),
-                _ => {}
-            }
-        }
-    }
-    fn contained(f: &Filter, out: &mut Vec<String>) {
+/// Whether the schema declares `attribute` (a dotted path) a list.
+fn declared_list(attributes: Option<&ObjectType>, attribute: &str) -> bool {
+    attributes
+        .and_then(|a| a.path(attribute))
+        .is_some_and(|a| matches!(a.ty, Type::List(_)))
+}
+
+/// The attributes `filter` reads with `contains`, anywhere in it, each once.
+fn contained(filter: &Filter) -> Vec<&str> {
+    fn walk<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
         match f {
-            Filter::Contains { attribute, .. } => out.push(attribute.clone()),
-            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| contained(f, out)),
-            Filter::Not(f) | Filter::From { filter: f, .. } => contained(f, out),
+            Filter::Contains { attribute, .. } if !out.contains(&attribute.as_str()) => {
+                out.push(attribute)
+            }
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
+            Filter::Not(f) | Filter::From { filter: f, .. } => walk(f, out),
             _ => {}
         }
     }
-    let mut lists = Vec::new();
-    if let Some(attributes) = attributes {
-        declared(attributes, "", &mut lists);
-    }
-    contained(filter, &mut lists);
-    lists.sort();
-    lists.dedup();
-    lists
+    let mut out = Vec::new();
+    walk(filter, &mut out);
+    out
 }
 
 struct Renderer<'a> {
@@ -234,9 +229,10 @@ struct Renderer<'a> {
     columns: &'a HashMap<String, String>,
     out: String,
     params: Vec<Json>,
-    /// The attributes whose columns hold JSON lists (the schema declares them lists, or the
-    /// filter reads them with `contains`): there a JSON `null` is absent, as the row reads.
-    lists: Vec<String>,
+    /// The kind's schema, when it has one.
+    attributes: Option<&'a ObjectType>,
+    /// The attributes the filter reads with `contains`.
+    contained: Vec<&'a str>,
 }
 
 impl Renderer<'_> {
@@ -308,29 +304,9 @@ impl Renderer<'_> {
     /// (`!("a" in R.attr.tags)` on a string allows nothing), which the two-valued tree cannot
     /// express (its `Not` holds). Such rows are left out: fail closed, at the price of the rows
     /// Check allows where an `||` absorbed the error.
-    fn lists_only(
-        &mut self,
-        filter: &Filter,
-        attributes: Option<&ObjectType>,
-        out: &mut Vec<String>,
-    ) {
-        let mut contained: Vec<&str> = Vec::new();
-        fn walk<'f>(f: &'f Filter, out: &mut Vec<&'f str>) {
-            match f {
-                Filter::Contains { attribute, .. } if !out.contains(&attribute.as_str()) => {
-                    out.push(attribute)
-                }
-                Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
-                Filter::Not(f) | Filter::From { filter: f, .. } => walk(f, out),
-                _ => {}
-            }
-        }
-        walk(filter, &mut contained);
-        for attribute in contained {
-            let declared = attributes
-                .and_then(|a| a.path(attribute))
-                .is_some_and(|a| matches!(a.ty, Type::List(_)));
-            if declared {
+    fn lists_only(&self, out: &mut Vec<String>) {
+        for &attribute in &self.contained {
+            if declared_list(self.attributes, attribute) {
                 continue;
             }
             let column = self.column(attribute).to_string();
@@ -426,11 +402,17 @@ impl Renderer<'_> {
         })
     }
 
+    /// Whether `attribute`'s column holds JSON lists: the schema declares it a list, or the filter
+    /// reads it with `contains`. There a JSON `null` is absent, as the row reads.
+    fn is_list(&self, attribute: &str) -> bool {
+        self.contained.contains(&attribute) || declared_list(self.attributes, attribute)
+    }
+
     /// `column` holds no value of `attribute`: NULL, or for a JSON list column a JSON `null`
     /// (raw SQL can write one; a driver reads it as null, which Check takes for absent). Never
     /// NULL itself.
     fn absent(&self, column: &str, attribute: &str) -> String {
-        if !self.lists.iter().any(|a| a == attribute) {
+        if !self.is_list(attribute) {
             return format!("{column} IS NULL");
         }
         match self.dialect {
@@ -518,7 +500,7 @@ impl Renderer<'_> {
             }
             Filter::Exists { attribute } => {
                 let column = self.column(attribute).to_string();
-                let present = if self.lists.iter().any(|a| a == attribute) {
+                let present = if self.is_list(attribute) {
                     format!("NOT ({})", self.absent(&column, attribute))
                 } else {
                     format!("{column} IS NOT NULL")

@@ -264,18 +264,24 @@ def non_empty_lists(engines: dict, failures: list[str]) -> int:
             ("every row that fits", plan(None, ALWAYS_ALLOWED), {2, 6, 8}),
             ("has(tags)", plan(pb2.Filter(op=pb2.FILTER_OP_EXISTS, attribute="tags")), {2}),
         ]:
-            query = select(table.c.id).where(mapping.where(p))
-            try:
-                with engine.connect() as conn:
-                    got = set(conn.execute(query).scalars())
-            except Exception as e:  # noqa: BLE001 (reported as a failure)
-                failures.append(f"{name}: non_empty list, {what}: {e}")
-                continue
-            checked += 1
-            if got != expected:
-                failures.append(f"{name}: non_empty list, {what}: selected {sorted(got)}, "
-                                f"expected {sorted(expected)}\n  sql {query.compile(engine)}")
+            checked += selects(engine, select(table.c.id).where(mapping.where(p)), expected,
+                               f"{name}: non_empty list, {what}", failures)
     return checked
+
+
+def selects(engine, query, expected: set, label: str, failures: list[str]) -> int:
+    """Runs `query` (ids); a failure if it raises or selects other ids than `expected`. 1 when
+    it ran, for the count of checks."""
+    try:
+        with engine.connect() as conn:
+            got = set(conn.execute(query).scalars())
+    except Exception as e:  # noqa: BLE001 (reported as a failure)
+        failures.append(f"{label}: {e}")
+        return 0
+    if got != expected:
+        failures.append(f"{label}: selected {sorted(got)}, expected {sorted(expected)}\n"
+                        f"  sql {query.compile(engine)}")
+    return 1
 
 
 def lists_holding_no_list(engines: dict, failures: list[str]) -> int:
@@ -314,17 +320,8 @@ def lists_holding_no_list(engines: dict, failures: list[str]) -> int:
             ("exists(tags)", exists, present),
             ("!exists(tags)", pb2.Filter(op=pb2.FILTER_OP_NOT, operands=[exists]), {6, 9}),
         ]:
-            query = select(table.c.id).where(mapping.where(plan(f)))
-            try:
-                with engine.connect() as conn:
-                    got = set(conn.execute(query).scalars())
-            except Exception as e:  # noqa: BLE001 (reported as a failure)
-                failures.append(f"{name}: list holding no list, {what}: {e}")
-                continue
-            checked += 1
-            if got != expected:
-                failures.append(f"{name}: list holding no list, {what}: selected {sorted(got)}, "
-                                f"expected {sorted(expected)}\n  sql {query.compile(engine)}")
+            checked += selects(engine, select(table.c.id).where(mapping.where(plan(f))), expected,
+                               f"{name}: list holding no list, {what}", failures)
     return checked
 
 
